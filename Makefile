@@ -1,0 +1,30 @@
+# mailwarden build and test entry points. `make test` is the README's test
+# command and what CI runs.
+GO ?= go
+
+.PHONY: build test unit fuzz bench clean
+
+build:
+	$(GO) build -o bin/mailwarden ./cmd/mailwarden
+
+# Everything: installs and starts what the integration tests need (as
+# root), then unit, fuzz-seed, integration and browser tests.
+test:
+	./test/setup.sh
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+# Unit tests only: no root, no real programs.
+unit:
+	$(GO) test -count=1 ./internal/... ./cmd/...
+
+# Short fuzzing runs of every parser of untrusted input.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzReadRequest -fuzztime 60s ./internal/policyd/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./internal/config/
+
+bench:
+	./bench/run.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,66 @@
+// Command mailwarden is the mailwarden daemon and its admin tools.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+const usage = `mailwarden protects a small organisation's mail system.
+
+Usage:
+  mailwarden serve [--config FILE] [--data DIR]     run the daemon (milter, policy server, HTTP)
+  mailwarden config check [--print] FILE            check a config file without starting
+  mailwarden greylist list [--pending|--passed] [--limit N] [--json]
+  mailwarden greylist allow CLIENT SENDER RECIPIENT  let a waiting triplet through now
+  mailwarden greylist stats [--json]
+  mailwarden version
+
+The greylist commands take --config FILE and --data DIR like serve, to find
+the same store. With no --config, built-in defaults apply: listeners on
+127.0.0.1 (policy 10023, milter 10029, HTTP 8025), data in /var/lib/mailwarden.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches a command line and returns the exit status: 0 success,
+// 1 failure, 2 usage or configuration error.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(args[1:], stdout, stderr)
+	case "config":
+		return cmdConfig(args[1:], stdout, stderr)
+	case "greylist":
+		return cmdGreylist(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "mailwarden", versionString())
+		return 0
+	case "help", "--help", "-help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "mailwarden: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

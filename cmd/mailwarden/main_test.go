@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageAndUnknownCommand(t *testing.T) {
+	if code, _, stderr := runCmd(); code != 2 || !strings.Contains(stderr, "mailwarden serve") {
+		t.Errorf("no args: code %d, stderr %q", code, stderr)
+	}
+	if code, _, stderr := runCmd("frobnicate"); code != 2 || !strings.Contains(stderr, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: code %d, stderr %q", code, stderr)
+	}
+	if code, stdout, _ := runCmd("version"); code != 0 || !strings.HasPrefix(stdout, "mailwarden ") {
+		t.Errorf("version: code %d, stdout %q", code, stdout)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("greylist:\n  delay: 2m\n"), 0o600)
+	if code, stdout, stderr := runCmd("config", "check", good); code != 0 || !strings.Contains(stdout, "OK") {
+		t.Errorf("good config: code %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if code, stdout, _ := runCmd("config", "check", "--print", good); code != 0 || !strings.Contains(stdout, "delay: 2m\n") {
+		t.Errorf("--print: code %d, stdout %q", code, stdout)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("greylst:\n  delay: 2m\nlisten:\n  milter: nowhere\n"), 0o600)
+	code, _, stderr := runCmd("config", "check", bad)
+	if code != 1 {
+		t.Errorf("bad config: code %d", code)
+	}
+	// Both errors at once, each with the file and line.
+	for _, want := range []string{bad + ":1:", bad + ":4:"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("bad config: stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	// A whitelist file that does not exist is caught by the same check
+	// construction serve uses.
+	wl := filepath.Join(dir, "wl.yaml")
+	os.WriteFile(wl, []byte("greylist:\n  whitelist_client_files: [/nonexistent/whitelist_clients]\n"), 0o600)
+	if code, _, stderr := runCmd("config", "check", wl); code != 1 || !strings.Contains(stderr, "/nonexistent/whitelist_clients") {
+		t.Errorf("missing whitelist file: code %d, stderr %q", code, stderr)
+	}
+	if code, _, _ := runCmd("config", "check"); code != 2 {
+		t.Errorf("config check without FILE: code %d", code)
+	}
+}
+
+func TestGreylistCommandsOnEmptyStore(t *testing.T) {
+	data := t.TempDir()
+	if code, stdout, stderr := runCmd("greylist", "stats", "--data", data); code != 0 || !strings.Contains(stdout, "pending triplets:         0") {
+		t.Errorf("stats: code %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if code, stdout, _ := runCmd("greylist", "list", "--data", data, "--json"); code != 0 || strings.TrimSpace(stdout) != "[]" {
+		t.Errorf("list --json: code %d, stdout %q", code, stdout)
+	}
+	if code, _, stderr := runCmd("greylist", "allow", "not-an-ip", "a@b", "c@d", "--data", data); code != 2 || !strings.Contains(stderr, "neither an IP address nor a netblock") {
+		t.Errorf("allow bad client: code %d, stderr %q", code, stderr)
+	}
+	if code, _, stderr := runCmd("greylist", "allow", "192.0.2.1", "a@b", "c@d", "--data", data); code != 1 || !strings.Contains(stderr, "not found") {
+		t.Errorf("allow unknown triplet: code %d, stderr %q", code, stderr)
+	}
+	if code, _, _ := runCmd("greylist", "purge"); code != 2 {
+		t.Errorf("unknown greylist verb: code %d", code)
+	}
+}
+
+func TestPrintableQuotesControlCharacters(t *testing.T) {
+	if got := printable("a@b.example"); got != "a@b.example" {
+		t.Errorf("plain address changed: %q", got)
+	}
+	if got := printable("x\x1b[2Jy@evil"); strings.ContainsRune(got, 0x1b) {
+		t.Errorf("escape survived: %q", got)
+	}
+}

@@ -1,0 +1,172 @@
+// Package config holds mailwarden's configuration: types, defaults, the
+// strict YAML loader and validation. No file is needed: Default() is a
+// working configuration with the embedded store and loopback listeners.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// DataDir holds the embedded store. --data on the command line wins.
+	DataDir string `yaml:"data_dir"`
+	// Hostname names this host in X-Greylist headers; default os.Hostname().
+	Hostname     string       `yaml:"hostname"`
+	Listen       Listen       `yaml:"listen"`
+	Log          Log          `yaml:"log"`
+	Store        Store        `yaml:"store"`
+	Milter       Milter       `yaml:"milter"`
+	PolicyServer PolicyServer `yaml:"policy_server"`
+	// InternalNetworks are the organisation's own clients: never
+	// greylisted, and (later) subject to outbound policy.
+	InternalNetworks []Prefix `yaml:"internal_networks"`
+	// FailOpen names checks whose internal errors let mail through
+	// instead of tempfailing it. Empty by default: no mail is lost.
+	FailOpen []string `yaml:"fail_open"`
+	Greylist Greylist `yaml:"greylist"`
+}
+
+// Listen holds listener addresses. "" disables a listener; the milter and
+// policy listeners also take "unix:/path".
+type Listen struct {
+	Policy string `yaml:"policy"`
+	Milter string `yaml:"milter"`
+	HTTP   string `yaml:"http"`
+}
+
+// Log configures the daemon log and the mail log.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+	// MailLog receives one line per decision: a file path, or "-" for
+	// standard output.
+	MailLog string `yaml:"mail_log"`
+}
+
+// Store selects and tunes the storage backend.
+type Store struct {
+	Backend        string   `yaml:"backend"` // "sqlite"
+	ExpireInterval Duration `yaml:"expire_interval"`
+}
+
+// Milter tunes the milter front end.
+type Milter struct {
+	ReadTimeout  Duration `yaml:"read_timeout"`
+	WriteTimeout Duration `yaml:"write_timeout"`
+}
+
+// PolicyServer tunes the Postfix policy-delegation front end.
+type PolicyServer struct {
+	// IdleTimeout closes a connection with no request in progress;
+	// Postfix keeps policy connections open up to
+	// smtpd_policy_service_max_idle (300s).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// RequestTimeout bounds reading one request once it has started.
+	RequestTimeout Duration `yaml:"request_timeout"`
+	// MaxRequestBytes bounds one request; longer ones close the connection.
+	MaxRequestBytes int `yaml:"max_request_bytes"`
+}
+
+// Greylist configures RFC 6647 greylisting.
+type Greylist struct {
+	Enabled bool `yaml:"enabled"`
+	// Delay is how long a new triplet is refused.
+	Delay Duration `yaml:"delay"`
+	// RetryWindow is how long after the first attempt a retry still counts.
+	RetryWindow Duration `yaml:"retry_window"`
+	// PassedLifetime is how long a passed triplet is remembered after its
+	// last use.
+	PassedLifetime Duration `yaml:"passed_lifetime"`
+	IPv4Prefix     int      `yaml:"ipv4_prefix"`
+	IPv6Prefix     int      `yaml:"ipv6_prefix"`
+	// AutoWhitelistAfter whitelists a client after this many passed
+	// deliveries; 0 turns auto-whitelisting off.
+	AutoWhitelistAfter int  `yaml:"auto_whitelist_after"`
+	SkipAuthenticated  bool `yaml:"skip_authenticated"`
+	SkipInternal       bool `yaml:"skip_internal"`
+	// WhitelistClients and WhitelistRecipients take postgrey's entry
+	// formats; the *Files options name files in postgrey's format.
+	WhitelistClients        []string `yaml:"whitelist_clients"`
+	WhitelistClientFiles    []string `yaml:"whitelist_client_files"`
+	WhitelistRecipients     []string `yaml:"whitelist_recipients"`
+	WhitelistRecipientFiles []string `yaml:"whitelist_recipient_files"`
+	// ReplyText follows "451 4.7.1" in the reply; {delay} is replaced by
+	// the remaining wait.
+	ReplyText string `yaml:"reply_text"`
+	// AddHeader adds X-Greylist to mail that passed after a delay.
+	AddHeader bool `yaml:"add_header"`
+}
+
+// Default returns the configuration used when no file is given.
+func Default() Config {
+	return Config{
+		DataDir: "/var/lib/mailwarden",
+		Listen: Listen{
+			Policy: "127.0.0.1:10023", // postgrey's port: a drop-in
+			Milter: "127.0.0.1:10029",
+			HTTP:   "127.0.0.1:8025",
+		},
+		Log:   Log{Level: "info", Format: "text", MailLog: "-"},
+		Store: Store{Backend: "sqlite", ExpireInterval: Duration(10 * time.Minute)},
+		Milter: Milter{
+			// Longer than Postfix's smtpd_timeout (300s): a slow but
+			// legal SMTP client must not lose its milter session.
+			ReadTimeout:  Duration(360 * time.Second),
+			WriteTimeout: Duration(10 * time.Second),
+		},
+		PolicyServer: PolicyServer{
+			IdleTimeout:     Duration(330 * time.Second),
+			RequestTimeout:  Duration(10 * time.Second),
+			MaxRequestBytes: 64 << 10,
+		},
+		InternalNetworks: []Prefix{MustPrefix("127.0.0.0/8"), MustPrefix("::1/128")},
+		Greylist: Greylist{
+			Enabled:             true,
+			Delay:               Duration(5 * time.Minute),
+			RetryWindow:         Duration(48 * time.Hour),
+			PassedLifetime:      Duration(35 * 24 * time.Hour),
+			IPv4Prefix:          24,
+			IPv6Prefix:          64,
+			AutoWhitelistAfter:  5,
+			SkipAuthenticated:   true,
+			SkipInternal:        true,
+			WhitelistRecipients: []string{"postmaster@", "abuse@"},
+			ReplyText:           "Greylisted, please try again in {delay}",
+			AddHeader:           true,
+		},
+	}
+}
+
+// Duration is a time.Duration written as a Go duration string ("5m").
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Prefix is a network in CIDR notation; a bare address means a single host.
+type Prefix struct{ netip.Prefix }
+
+// MustPrefix parses s or panics; for defaults and tests.
+func MustPrefix(s string) Prefix {
+	p, err := ParsePrefix(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// ParsePrefix parses "10.0.0.0/8", "2001:db8::/32" or a bare address.
+func ParsePrefix(s string) (Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return Prefix{netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())}, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return Prefix{}, err
+	}
+	return Prefix{p.Masked()}, nil
+}

@@ -1,0 +1,293 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mailwarden/internal/config"
+	"mailwarden/internal/milter"
+	"mailwarden/internal/policy"
+	"mailwarden/internal/policyd"
+	"mailwarden/internal/store"
+	"mailwarden/internal/store/sqlite"
+	"mailwarden/internal/web"
+)
+
+// Options are what the command line adds to the config.
+type Options struct {
+	// ConfigPath is re-read on Reload; "" means built-in defaults.
+	ConfigPath string
+	// DataDir, if set, overrides the config's data_dir.
+	DataDir string
+	Version string
+	// Stderr receives the daemon log, Stdout the mail log when it is "-".
+	Stderr, Stdout io.Writer
+}
+
+// Daemon is a running mailwarden.
+type Daemon struct {
+	opts     Options
+	level    slog.LevelVar
+	log      *slog.Logger
+	mailFile *logFile
+	metrics  *metrics
+	store    store.Store
+
+	mu  sync.Mutex // serialises Reload
+	cfg atomic.Pointer[config.Config]
+	pl  atomic.Pointer[policy.Pipeline]
+
+	policySrv *policyd.Server
+	milterSrv *milter.Server
+	httpSrv   *http.Server
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	stopOnce  sync.Once
+	stopErr   error
+	serveErr  chan error
+}
+
+// LoadConfig loads path (or the defaults when path is "") and applies the
+// data directory override.
+func LoadConfig(path, dataDir string) (config.Config, error) {
+	cfg := config.Default()
+	if path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return cfg, err
+		}
+	}
+	if dataDir != "" {
+		cfg.DataDir = dataDir
+	}
+	return cfg, nil
+}
+
+// Start opens the store, binds every listener and starts serving. Any
+// failure undoes what was started and returns an error naming the part.
+func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
+	d := &Daemon{opts: o, serveErr: make(chan error, 3)}
+	d.log = NewLogger(cfg.Log, o.Stderr, &d.level)
+	if d.mailFile, err = openLogFile(cfg.Log.MailLog, o.Stdout); err != nil {
+		return nil, err
+	}
+	d.metrics = newMetrics(o.Version)
+	if d.store, err = sqlite.Open(cfg.DataDir, d.log); err != nil {
+		d.mailFile.Close()
+		return nil, fmt.Errorf("opening store in %s: %w", cfg.DataDir, err)
+	}
+	defer func() {
+		if err != nil {
+			d.closeAll()
+		}
+	}()
+	if err = d.apply(cfg); err != nil {
+		return nil, err
+	}
+	lns := map[string]net.Listener{}
+	defer func() {
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+		}
+	}()
+	for _, l := range []struct{ name, addr string }{
+		{"policy", cfg.Listen.Policy}, {"milter", cfg.Listen.Milter}, {"http", cfg.Listen.HTTP},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := listen(l.name, l.addr)
+		if err != nil {
+			return nil, err
+		}
+		lns[l.name] = ln
+	}
+	d.metrics.reg.MustRegister(newGreylistCollector(d.store, func() int { return d.cfg.Load().Greylist.AutoWhitelistAfter }))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		store.RunExpiry(ctx, d.store, cfg.Store.ExpireInterval.D(), d.log)
+	}()
+	pipeline := func() *policy.Pipeline { return d.pl.Load() }
+	if ln := lns["policy"]; ln != nil {
+		d.policySrv = policyd.NewServer(policyd.Options{
+			Pipeline:        pipeline,
+			Log:             d.log,
+			IdleTimeout:     cfg.PolicyServer.IdleTimeout.D(),
+			RequestTimeout:  cfg.PolicyServer.RequestTimeout.D(),
+			MaxRequestBytes: cfg.PolicyServer.MaxRequestBytes,
+		})
+		d.serve("policy", ln.Addr(), func() error { return d.policySrv.Serve(ln) })
+	}
+	if ln := lns["milter"]; ln != nil {
+		d.milterSrv = milter.NewServer(milter.Options{
+			Pipeline:     pipeline,
+			Log:          d.log,
+			ReadTimeout:  cfg.Milter.ReadTimeout.D(),
+			WriteTimeout: cfg.Milter.WriteTimeout.D(),
+		})
+		d.serve("milter", ln.Addr(), func() error { return d.milterSrv.Serve(ln) })
+	}
+	if ln := lns["http"]; ln != nil {
+		d.httpSrv = &http.Server{
+			Handler:           web.Ops(web.OpsOptions{Metrics: d.metrics.reg, Ready: d.store.Ping}),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+		}
+		d.serve("http", ln.Addr(), func() error {
+			if err := d.httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	d.log.Info("mailwarden started", "version", o.Version, "data_dir", cfg.DataDir,
+		"policy", cfg.Listen.Policy, "milter", cfg.Listen.Milter, "http", cfg.Listen.HTTP,
+		"greylist", cfg.Greylist.Enabled, "config", orDefault(o.ConfigPath))
+	return d, nil
+}
+
+func orDefault(path string) string {
+	if path == "" {
+		return "(built-in defaults)"
+	}
+	return path
+}
+
+func (d *Daemon) serve(name string, addr net.Addr, fn func() error) {
+	d.log.Info("listening", "listener", name, "addr", addr.String())
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := fn(); err != nil {
+			d.serveErr <- fmt.Errorf("%s listener on %s: %w", name, addr, err)
+		}
+	}()
+}
+
+// Errors delivers a listener's fatal error; the caller should shut down.
+func (d *Daemon) Errors() <-chan error { return d.serveErr }
+
+// Log returns the daemon logger.
+func (d *Daemon) Log() *slog.Logger { return d.log }
+
+// apply builds the pipeline for cfg and installs it.
+func (d *Daemon) apply(cfg config.Config) error {
+	checks, err := Checks(cfg, d.store, d.log, time.Now)
+	if err != nil {
+		return err
+	}
+	d.level.Set(parseLevel(cfg.Log.Level))
+	mailLog := slog.New(slog.NewTextHandler(d.mailFile, nil))
+	d.pl.Store(policy.NewPipeline(checks, policy.PipelineOptions{
+		FailOpen: FailOpen(cfg),
+		Log:      d.log,
+		MailLog:  mailLog,
+		Observe:  d.metrics.observe,
+	}))
+	d.cfg.Store(&cfg)
+	return nil
+}
+
+// Reload re-reads the config file. An invalid config is logged and the
+// running one kept. Listener addresses and the data directory need a
+// restart; a change to them is reported, not applied.
+func (d *Daemon) Reload() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.mailFile.Reopen(); err != nil {
+		d.log.Error("reload: reopening mail log failed, keeping the old file", "err", err)
+	}
+	cfg, err := LoadConfig(d.opts.ConfigPath, d.opts.DataDir)
+	if err == nil {
+		old := d.cfg.Load()
+		if cfg.Listen != old.Listen || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Log.MailLog != old.Log.MailLog {
+			d.log.Warn("reload: listeners, data_dir, store and log.mail_log take effect only after a restart")
+			cfg.Listen, cfg.DataDir, cfg.Store, cfg.Log.MailLog = old.Listen, old.DataDir, old.Store, old.Log.MailLog
+		}
+		err = d.apply(cfg)
+	}
+	if err != nil {
+		d.metrics.reloads.WithLabelValues("failure").Inc()
+		d.log.Error("reload failed, keeping the running configuration", "config", d.opts.ConfigPath, "err", err)
+		return err
+	}
+	d.metrics.reloads.WithLabelValues("success").Inc()
+	d.log.Info("configuration reloaded", "config", orDefault(d.opts.ConfigPath))
+	return nil
+}
+
+// Shutdown stops accepting connections, lets sessions in flight finish
+// until ctx ends, then closes the store. Calls after the first return the
+// first call's result.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	d.stopOnce.Do(func() { d.stopErr = d.shutdown(ctx) })
+	return d.stopErr
+}
+
+func (d *Daemon) shutdown(ctx context.Context) error {
+	d.log.Info("shutting down: finishing sessions in flight")
+	var (
+		errs []error
+		emu  sync.Mutex
+		wg   sync.WaitGroup
+	)
+	for _, f := range []func(context.Context) error{
+		func(ctx context.Context) error {
+			if d.policySrv == nil {
+				return nil
+			}
+			return d.policySrv.Shutdown(ctx)
+		},
+		func(ctx context.Context) error {
+			if d.milterSrv == nil {
+				return nil
+			}
+			return d.milterSrv.Shutdown(ctx)
+		},
+		func(ctx context.Context) error {
+			if d.httpSrv == nil {
+				return nil
+			}
+			return d.httpSrv.Shutdown(ctx)
+		},
+	} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	d.cancel()
+	d.wg.Wait()
+	d.closeAll()
+	d.log.Info("mailwarden stopped")
+	return errors.Join(errs...)
+}
+
+func (d *Daemon) closeAll() {
+	if d.store != nil {
+		if err := d.store.Close(); err != nil {
+			d.log.Error("closing store", "err", err)
+		}
+	}
+	d.mailFile.Close()
+}

@@ -1,0 +1,92 @@
+package daemon
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"mailwarden/internal/policy"
+	"mailwarden/internal/store"
+)
+
+// metrics are the daemon's Prometheus metrics, on a registry of its own.
+type metrics struct {
+	reg       *prometheus.Registry
+	decisions *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	reloads   *prometheus.CounterVec
+}
+
+func newMetrics(version string) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailwarden_decisions_total",
+			Help: "Pipeline evaluations by front end, SMTP stage, resulting action and deciding check.",
+		}, []string{"frontend", "stage", "action", "check"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "mailwarden_check_duration_seconds",
+			Help:    "Time to run the check pipeline for one request.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1, 5},
+		}, []string{"frontend"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailwarden_config_reloads_total",
+			Help: "Configuration reloads by result (success or failure).",
+		}, []string{"result"}),
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "mailwarden_build_info", Help: "Always 1; labels give the build.",
+	}, []string{"version"})
+	build.WithLabelValues(version).Set(1)
+	m.reg.MustRegister(m.decisions, m.duration, m.reloads, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observe(req *policy.Request, v policy.Verdict, took time.Duration) {
+	m.decisions.WithLabelValues(req.Frontend, req.Stage.String(), v.Action.String(), v.Check).Inc()
+	m.duration.WithLabelValues(req.Frontend).Observe(took.Seconds())
+}
+
+// greylistCollector reports greylist state at scrape time.
+type greylistCollector struct {
+	st             store.Greylist
+	whitelistAfter func() int
+	pending        *prometheus.Desc
+	passed         *prometheus.Desc
+	whitelisted    *prometheus.Desc
+	failed         *prometheus.Desc
+}
+
+func newGreylistCollector(st store.Greylist, whitelistAfter func() int) *greylistCollector {
+	return &greylistCollector{
+		st: st, whitelistAfter: whitelistAfter,
+		pending:     prometheus.NewDesc("mailwarden_greylist_pending_triplets", "Triplets waiting for a retry.", nil, nil),
+		passed:      prometheus.NewDesc("mailwarden_greylist_passed_triplets", "Triplets that passed and are remembered.", nil, nil),
+		whitelisted: prometheus.NewDesc("mailwarden_greylist_autowhitelisted_clients", "Clients auto-whitelisted by passes.", nil, nil),
+		failed:      prometheus.NewDesc("mailwarden_greylist_stats_up", "1 if greylist state could be read at scrape time.", nil, nil),
+	}
+}
+
+func (c *greylistCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.pending
+	ch <- c.passed
+	ch <- c.whitelisted
+	ch <- c.failed
+}
+
+func (c *greylistCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s, err := c.st.GreylistStats(ctx, time.Now(), c.whitelistAfter())
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(c.failed, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.failed, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(s.Pending))
+	ch <- prometheus.MustNewConstMetric(c.passed, prometheus.GaugeValue, float64(s.Passed))
+	ch <- prometheus.MustNewConstMetric(c.whitelisted, prometheus.GaugeValue, float64(s.WhitelistedClients))
+}

@@ -1,0 +1,42 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"mailwarden/internal/config"
+	"mailwarden/internal/store"
+)
+
+// Validate builds every check from cfg without a store, as `config check`
+// needs: whitelist files are read and parsed exactly as serve does.
+func Validate(cfg config.Config) error {
+	_, err := Checks(cfg, offline{}, slog.New(slog.DiscardHandler), time.Now)
+	return err
+}
+
+var errOffline = errors.New("daemon: no store in config check")
+
+// offline is a store for building checks that are never run.
+type offline struct{}
+
+func (offline) GetTriplet(context.Context, string, string, string, time.Time) (store.Triplet, error) {
+	return store.Triplet{}, errOffline
+}
+func (offline) PutTriplet(context.Context, store.Triplet) error             { return errOffline }
+func (offline) DeleteTriplet(context.Context, string, string, string) error { return errOffline }
+func (offline) ListTriplets(context.Context, store.TripletFilter, time.Time) ([]store.Triplet, error) {
+	return nil, errOffline
+}
+func (offline) AddClientPass(context.Context, string, time.Time, time.Time) (int, error) {
+	return 0, errOffline
+}
+func (offline) ClientPasses(context.Context, string, time.Time) (int, error) { return 0, errOffline }
+func (offline) GreylistStats(context.Context, time.Time, int) (store.GreylistStats, error) {
+	return store.GreylistStats{}, errOffline
+}
+func (offline) Expire(context.Context, time.Time) (int, error) { return 0, errOffline }
+func (offline) Ping(context.Context) error                     { return errOffline }
+func (offline) Close() error                                   { return nil }

@@ -1,0 +1,310 @@
+// Package milter is mailwarden's milter front end (Sendmail milter
+// protocol v6, used by Postfix and Sendmail). It keeps per-session state
+// only and turns each callback into a policy.Request for the pipeline.
+package milter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"mailwarden/internal/policy"
+)
+
+// Options configures the milter server.
+type Options struct {
+	// Pipeline returns the current pipeline; it changes on config reload.
+	Pipeline func() *policy.Pipeline
+	Log      *slog.Logger
+	// ReadTimeout bounds the wait for the MTA's next command. It must be
+	// longer than the MTA's SMTP timeout (Postfix smtpd_timeout, 300s).
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// CheckTimeout bounds one pipeline evaluation.
+	CheckTimeout time.Duration
+}
+
+// Server serves the milter protocol.
+type Server struct {
+	srv *gomilter.Server
+	o   Options
+}
+
+// Macros requested per stage. Postfix and Sendmail honour a milter's
+// macro request and send only these (milter protocol v6, SMFIC_OPTNEG).
+var (
+	connectMacros = []gomilter.MacroName{gomilter.MacroMTAFQDN, gomilter.MacroDaemonName, gomilter.MacroClientAddr, gomilter.MacroClientName}
+	mailMacros    = []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroAuthType, gomilter.MacroAuthAuthen, gomilter.MacroMailAddr}
+	rcptMacros    = []gomilter.MacroName{gomilter.MacroQueueId, gomilter.MacroRcptAddr}
+	eomMacros     = []gomilter.MacroName{gomilter.MacroQueueId}
+)
+
+// NewServer returns a milter server running o.Pipeline for every session.
+func NewServer(o Options) *Server {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.CheckTimeout <= 0 {
+		o.CheckTimeout = 20 * time.Second
+	}
+	// The library reports protocol errors (garbage from a peer) through
+	// this package-level hook; route them to the daemon log.
+	log := o.Log
+	gomilter.LogWarning = func(format string, v ...any) {
+		log.Warn("milter: protocol error, connection closed", "detail", fmt.Sprintf(format, v...))
+	}
+	s := &Server{o: o}
+	s.srv = gomilter.NewServer(
+		gomilter.WithMilter(func() gomilter.Milter { return &session{o: &s.o} }),
+		gomilter.WithReadTimeout(o.ReadTimeout),
+		gomilter.WithWriteTimeout(o.WriteTimeout),
+		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptQuarantine),
+		gomilter.WithMacroRequest(gomilter.StageConnect, connectMacros),
+		gomilter.WithMacroRequest(gomilter.StageMail, mailMacros),
+		gomilter.WithMacroRequest(gomilter.StageRcpt, rcptMacros),
+		gomilter.WithMacroRequest(gomilter.StageEOM, eomMacros),
+	)
+	return s
+}
+
+// Serve accepts milter connections on ln until Shutdown. Connections that
+// speak garbage are closed by the protocol layer; each is logged.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.srv.Serve(&loggingListener{Listener: ln, log: s.o.Log})
+	if errors.Is(err, gomilter.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting and waits for sessions in flight until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if errors.Is(err, gomilter.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// session is the state of one milter connection. The library calls its
+// methods sequentially, so it needs no locking.
+type session struct {
+	gomilter.NoOpMilter
+	o *Options
+
+	clientIP   netip.Addr
+	clientName string
+	helo       string
+
+	// Per-message state, reset at MAIL FROM and on abort.
+	sender     string
+	user       string
+	queueID    string
+	recipients []string
+	headers    []policy.Header
+}
+
+func (s *session) request(stage policy.Stage, m gomilter.Modifier) *policy.Request {
+	if id := m.Get(gomilter.MacroQueueId); id != "" {
+		s.queueID = id
+	}
+	return &policy.Request{
+		Stage:      stage,
+		Time:       time.Now(),
+		Frontend:   "milter",
+		ClientIP:   s.clientIP,
+		ClientName: s.clientName,
+		Helo:       s.helo,
+		Sender:     s.sender,
+		Recipients: s.recipients,
+		SASLUser:   s.user,
+		QueueID:    s.queueID,
+	}
+}
+
+// evaluate runs the pipeline and never panics: a panic anywhere in the
+// evaluation becomes a temporary failure, so no message is dropped or
+// silently accepted.
+func (s *session) evaluate(req *policy.Request) (v policy.Verdict) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.o.Log.Error("milter: panic while checking, tempfailing", "panic", r, "client", req.ClientIP, "stack", string(debug.Stack()))
+			v = policy.TempfailInternal("milter", fmt.Sprint("panic: ", r))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.CheckTimeout)
+	defer cancel()
+	return s.o.Pipeline().Evaluate(ctx, req)
+}
+
+// Connect is called once per SMTP connection with the client's address.
+func (s *session) Connect(host, family string, port uint16, addr string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("Connect", &resp, &err)
+	s.clientName = host
+	s.clientIP = netip.Addr{}
+	if a, err := netip.ParseAddr(strings.Trim(addr, "[]")); err == nil {
+		s.clientIP = a.Unmap()
+	} else if a, err := netip.ParseAddr(m.Get(gomilter.MacroClientAddr)); err == nil {
+		s.clientIP = a.Unmap()
+	}
+	return gomilter.RespContinue, nil
+}
+
+// Helo is called for HELO/EHLO, again after STARTTLS.
+func (s *session) Helo(name string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("Helo", &resp, &err)
+	s.helo = name
+	return gomilter.RespContinue, nil
+}
+
+// MailFrom starts a new message in the session.
+func (s *session) MailFrom(from, esmtpArgs string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("MailFrom", &resp, &err)
+	s.resetMessage()
+	s.sender = gomilter.RemoveAngle(from)
+	s.user = m.Get(gomilter.MacroAuthAuthen)
+	return s.respond(s.evaluate(s.request(policy.StageMail, m)), m, false)
+}
+
+// RcptTo is called for each recipient; a verdict here affects only it.
+func (s *session) RcptTo(rcpt, esmtpArgs string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("RcptTo", &resp, &err)
+	req := s.request(policy.StageRcpt, m)
+	rcpt = gomilter.RemoveAngle(rcpt)
+	req.Recipient = rcpt
+	v := s.evaluate(req)
+	if v.Action == policy.Continue || v.Action == policy.Accept {
+		s.recipients = append(s.recipients, rcpt)
+		s.headers = appendNew(s.headers, v.Headers)
+		return gomilter.RespContinue, nil
+	}
+	return s.respond(v, m, false)
+}
+
+// Data is called after all recipients, before the headers arrive.
+func (s *session) Data(m gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("Data", &resp, &err)
+	return s.respond(s.evaluate(s.request(policy.StageData, m)), m, false)
+}
+
+// EndOfMessage is called once the whole message has been received; it is
+// the only stage that may modify the message.
+func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("EndOfMessage", &resp, &err)
+	v := s.evaluate(s.request(policy.StageEOM, m))
+	return s.respond(v, m, true)
+}
+
+// Abort resets the message state; connection state is kept.
+func (s *session) Abort(m gomilter.Modifier) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.o.Log.Error("milter: panic in Abort", "panic", r)
+		}
+	}()
+	s.resetMessage()
+	return nil
+}
+
+// guard turns a panic in a callback into a temporary failure. go-milter
+// does not recover panics in its session goroutines, so without this one
+// bad message would take the daemon and every session with it.
+func (s *session) guard(callback string, resp **gomilter.Response, err *error) {
+	if r := recover(); r != nil {
+		s.o.Log.Error("milter: panic in callback, tempfailing", "callback", callback, "panic", r, "client", s.clientIP, "stack", string(debug.Stack()))
+		*resp, *err = gomilter.RespTempFail, nil
+	}
+}
+
+func (s *session) resetMessage() {
+	s.sender, s.user, s.queueID = "", "", ""
+	s.recipients = nil
+	s.headers = nil
+}
+
+// respond turns a verdict into the milter response. Headers are added and
+// quarantine applied only at end of message, the one stage that may
+// modify the message.
+func (s *session) respond(v policy.Verdict, m gomilter.Modifier, eom bool) (*gomilter.Response, error) {
+	switch v.Action {
+	case policy.Continue, policy.Accept:
+		if !eom {
+			return gomilter.RespContinue, nil
+		}
+		for _, h := range appendNew(s.headers, v.Headers) {
+			if err := m.AddHeader(h.Name, clean(h.Value)); err != nil {
+				s.o.Log.Error("milter: adding header failed, tempfailing", "header", h.Name, "err", err)
+				return gomilter.RespTempFail, nil
+			}
+		}
+		return gomilter.RespAccept, nil
+	case policy.Discard:
+		return gomilter.RespDiscard, nil
+	case policy.Quarantine:
+		if !eom {
+			return gomilter.RespContinue, nil
+		}
+		if err := m.Quarantine(clean(v.Text)); err != nil {
+			s.o.Log.Error("milter: quarantine failed, tempfailing", "err", err)
+			return gomilter.RespTempFail, nil
+		}
+		return gomilter.RespAccept, nil
+	}
+	return reply(v, s.o.Log), nil
+}
+
+// reply renders a tempfail or reject with its exact code and text.
+func reply(v policy.Verdict, log *slog.Logger) *gomilter.Response {
+	code, text := v.Code, clean(v.Status+" "+v.Text)
+	if code == 0 {
+		code = 451
+		if v.Action == policy.Reject {
+			code = 550
+		}
+	}
+	// Both libmilter and Postfix treat '%' in a reply as a format
+	// directive; double it so attacker data cannot inject one.
+	r, err := gomilter.RejectWithCodeAndReason(uint16(code), strings.ReplaceAll(strings.TrimSpace(text), "%", "%%"))
+	if err != nil {
+		log.Error("milter: building reply failed", "code", code, "err", err)
+		if v.Action == policy.Reject {
+			return gomilter.RespReject
+		}
+		return gomilter.RespTempFail
+	}
+	return r
+}
+
+// appendNew appends headers not already present (one X-Greylist per
+// message even with several recipients).
+func appendNew(have, add []policy.Header) []policy.Header {
+next:
+	for _, h := range add {
+		for _, o := range have {
+			if strings.EqualFold(o.Name, h.Name) {
+				continue next
+			}
+		}
+		have = append(have, h)
+	}
+	return have
+}
+
+// clean removes control characters so a value cannot break the protocol
+// or add header lines.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}

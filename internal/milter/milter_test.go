@@ -1,0 +1,296 @@
+package milter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"mailwarden/internal/policy"
+)
+
+// stubCheck decides by recipient: "tempfail@", "reject@", "panic@",
+// "error@" and "header@" each trigger what they say.
+type stubCheck struct {
+	mu   sync.Mutex
+	seen []policy.Request
+}
+
+func (c *stubCheck) Name() string { return "stub" }
+
+func (c *stubCheck) Check(ctx context.Context, r *policy.Request) (policy.Verdict, error) {
+	c.mu.Lock()
+	c.seen = append(c.seen, *r)
+	c.mu.Unlock()
+	if r.Stage != policy.StageRcpt {
+		return policy.Verdict{}, nil
+	}
+	switch {
+	case strings.HasPrefix(r.Recipient, "tempfail@"):
+		return policy.Verdict{Action: policy.Tempfail, Code: 451, Status: "4.7.1", Text: "Greylisted, 100% sure"}, nil
+	case strings.HasPrefix(r.Recipient, "reject@"):
+		return policy.Verdict{Action: policy.Reject, Code: 550, Status: "5.7.1", Text: "Not you"}, nil
+	case strings.HasPrefix(r.Recipient, "panic@"):
+		panic("boom")
+	case strings.HasPrefix(r.Recipient, "error@"):
+		return policy.Verdict{}, errors.New("store down")
+	case strings.HasPrefix(r.Recipient, "header@"):
+		return policy.Verdict{Action: policy.Continue, Headers: []policy.Header{{Name: "X-Greylist", Value: "delayed 300 seconds\r\nX-Evil: 1"}}}, nil
+	}
+	return policy.Verdict{}, nil
+}
+
+func (c *stubCheck) requests() []policy.Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]policy.Request(nil), c.seen...)
+}
+
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func startServer(t *testing.T, check policy.Check) (string, *logBuf) {
+	t.Helper()
+	logs := &logBuf{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	pl := policy.NewPipeline([]policy.Check{check}, policy.PipelineOptions{Log: log})
+	srv := NewServer(Options{Pipeline: func() *policy.Pipeline { return pl }, Log: log,
+		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ln.Addr().String(), logs
+}
+
+type result struct {
+	rcpt []*gomilter.Action
+	eom  *gomilter.Action
+	mods []gomilter.ModifyAction
+}
+
+// transaction runs one message through the milter like an MTA would.
+func transaction(t *testing.T, addr, client, user string, rcpts ...string) result {
+	t.Helper()
+	c := gomilter.NewClient("tcp", addr, gomilter.WithAction(gomilter.AllClientSupportedActionMasks))
+	macros := gomilter.NewMacroBag()
+	macros.Set(gomilter.MacroQueueId, "4XyZ1")
+	if user != "" {
+		macros.Set(gomilter.MacroAuthAuthen, user)
+	}
+	s, err := c.Session(macros)
+	if err != nil {
+		t.Fatalf("session: %v", err)
+	}
+	defer s.Close()
+	var r result
+	must := func(a *gomilter.Action, err error) *gomilter.Action {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("milter step: %v", err)
+		}
+		return a
+	}
+	family := gomilter.FamilyInet
+	if strings.Contains(client, ":") {
+		family = gomilter.FamilyInet6
+	}
+	must(s.Conn("mail.example.net", family, 40000, client))
+	must(s.Helo("mail.example.net"))
+	must(s.Mail("<sender@example.net>", ""))
+	accepted := 0
+	for _, rc := range rcpts {
+		a := must(s.Rcpt("<"+rc+">", ""))
+		r.rcpt = append(r.rcpt, a)
+		if a.Type == gomilter.ActionContinue {
+			accepted++
+		}
+	}
+	if accepted == 0 {
+		return r
+	}
+	must(s.DataStart())
+	must(s.HeaderField("Subject", "hi", nil))
+	must(s.HeaderEnd())
+	mods, act, err := s.BodyReadFrom(strings.NewReader("hello\r\n"))
+	if err != nil {
+		t.Fatalf("body: %v", err)
+	}
+	r.eom, r.mods = act, mods
+	return r
+}
+
+func TestTempfailReplyCarriesCodeAndText(t *testing.T) {
+	addr, _ := startServer(t, &stubCheck{})
+	r := transaction(t, addr, "192.0.2.7", "", "tempfail@dest.test")
+	a := r.rcpt[0]
+	if a.Type != gomilter.ActionRejectWithCode || a.SMTPCode != 451 {
+		t.Fatalf("rcpt action = %v, want 451 reply", a)
+	}
+	// '%' is doubled on the wire so the MTA does not read it as a
+	// format directive; the client sees one.
+	if !strings.Contains(a.SMTPReply, "4.7.1 Greylisted, 100%") {
+		t.Errorf("reply = %q", a.SMTPReply)
+	}
+}
+
+func TestRejectAndPerRecipientVerdicts(t *testing.T) {
+	check := &stubCheck{}
+	addr, _ := startServer(t, check)
+	r := transaction(t, addr, "192.0.2.7", "", "reject@dest.test", "ok@dest.test")
+	if r.rcpt[0].SMTPCode != 550 {
+		t.Errorf("first rcpt = %v, want 550", r.rcpt[0])
+	}
+	if r.rcpt[1].Type != gomilter.ActionContinue {
+		t.Errorf("second rcpt = %v, want continue", r.rcpt[1])
+	}
+	if r.eom == nil || r.eom.Type != gomilter.ActionAccept {
+		t.Fatalf("eom = %v, want accept", r.eom)
+	}
+	var eom *policy.Request
+	for _, q := range check.requests() {
+		if q.Stage == policy.StageEOM {
+			eom = &q
+		}
+	}
+	if eom == nil || len(eom.Recipients) != 1 || eom.Recipients[0] != "ok@dest.test" {
+		t.Fatalf("eom request recipients = %+v, want only the accepted one", eom)
+	}
+	if eom.ClientIP.String() != "192.0.2.7" || eom.Sender != "sender@example.net" || eom.QueueID != "4XyZ1" || eom.Helo != "mail.example.net" {
+		t.Errorf("eom request = %+v", eom)
+	}
+}
+
+func TestAuthenticatedUserReachesChecks(t *testing.T) {
+	check := &stubCheck{}
+	addr, _ := startServer(t, check)
+	transaction(t, addr, "2001:db8::5", "alice", "ok@dest.test")
+	for _, q := range check.requests() {
+		if q.Stage == policy.StageRcpt {
+			if q.SASLUser != "alice" || !q.Authenticated() {
+				t.Errorf("rcpt request user = %q, want alice", q.SASLUser)
+			}
+			if q.ClientIP.String() != "2001:db8::5" {
+				t.Errorf("client = %v", q.ClientIP)
+			}
+			return
+		}
+	}
+	t.Fatal("no rcpt request seen")
+}
+
+func TestHeaderAddedOnceAtEndOfMessageWithoutLineBreaks(t *testing.T) {
+	addr, _ := startServer(t, &stubCheck{})
+	r := transaction(t, addr, "192.0.2.7", "", "header@dest.test", "header@other.test")
+	var added []gomilter.ModifyAction
+	for _, m := range r.mods {
+		if m.Type == gomilter.ActionAddHeader || m.Type == gomilter.ActionInsertHeader {
+			added = append(added, m)
+		}
+	}
+	if len(added) != 1 {
+		t.Fatalf("header modifications = %+v, want exactly one", r.mods)
+	}
+	if added[0].HeaderName != "X-Greylist" || strings.ContainsAny(added[0].HeaderValue, "\r\n") {
+		t.Errorf("added header = %q: %q", added[0].HeaderName, added[0].HeaderValue)
+	}
+}
+
+func TestPanicAndErrorBecomeTempfail(t *testing.T) {
+	addr, logs := startServer(t, &stubCheck{})
+	for _, rc := range []string{"panic@dest.test", "error@dest.test"} {
+		r := transaction(t, addr, "192.0.2.7", "", rc)
+		a := r.rcpt[0]
+		if !(a.Type == gomilter.ActionTempFail || (a.Type == gomilter.ActionRejectWithCode && a.SMTPCode/100 == 4)) {
+			t.Errorf("%s: action = %v, want a temporary failure", rc, a)
+		}
+	}
+	if !strings.Contains(logs.String(), "panicked") {
+		t.Errorf("no log line for the panic:\n%s", logs)
+	}
+	// The server still serves after the panic.
+	if r := transaction(t, addr, "192.0.2.7", "", "ok@dest.test"); r.eom == nil || r.eom.Type != gomilter.ActionAccept {
+		t.Fatalf("after panic: eom = %v", r.eom)
+	}
+}
+
+// TestGarbageClosesOnlyThatConnection sends what an attacker or a
+// confused client could: an empty packet (which crashes go-milter
+// v0.10.2 unguarded), a forged 2 GiB length, and text.
+func TestGarbageClosesOnlyThatConnection(t *testing.T) {
+	addr, logs := startServer(t, &stubCheck{})
+	for _, junk := range [][]byte{
+		{0, 0, 0, 0},
+		{0x7f, 0xff, 0xff, 0xff, 'O'},
+		[]byte("EHLO example.com\r\nMAIL FROM:<x@y>\r\n"),
+		{0, 0, 0, 1, 'Z'},
+		{0, 0, 0, 5, 'C', 0, 0, 0},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(junk)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = io.ReadAll(c)
+		c.Close()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("junk %q: connection not closed within 5s", junk)
+		}
+	}
+	if r := transaction(t, addr, "192.0.2.7", "", "ok@dest.test"); r.eom == nil || r.eom.Type != gomilter.ActionAccept {
+		t.Fatalf("after garbage: eom = %v", r.eom)
+	}
+	if !strings.Contains(logs.String(), "bad packet length 0") {
+		t.Errorf("no log line for the empty packet:\n%s", logs)
+	}
+}
+
+func TestFrameGuardAcceptsSplitFrames(t *testing.T) {
+	g := &frameGuard{}
+	stream := []byte{0, 0, 0, 3, 'a', 'b', 'c', 0, 0, 0, 1, 'x'}
+	for i := range stream {
+		if err := g.scan(stream[i : i+1]); err != nil {
+			t.Fatalf("byte %d: %v", i, err)
+		}
+	}
+	if g.left != 0 || g.nhdr != 0 {
+		t.Errorf("state after whole frames: left=%d nhdr=%d", g.left, g.nhdr)
+	}
+	if err := g.scan([]byte{0, 0x20, 0, 0}); err == nil {
+		t.Error("2 MiB frame accepted")
+	}
+}

@@ -1,0 +1,120 @@
+package policyd
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Errors returned by ReadRequest, wrapped with detail. Each one closes the
+// connection: after a protocol error the server cannot know where the next
+// request starts.
+var (
+	// ErrLineTooLong is a line longer than the reader's buffer or the
+	// request limit.
+	ErrLineTooLong = errors.New("policyd: line too long")
+	// ErrRequestTooLarge is a request whose lines add up to more than
+	// the request limit.
+	ErrRequestTooLarge = errors.New("policyd: request too large")
+	// ErrMalformed is a request that breaks the protocol: a line without
+	// '=', an empty or non-ASCII attribute name, a NUL byte, a stray CR,
+	// or no request=smtpd_access_policy attribute.
+	ErrMalformed = errors.New("policyd: malformed request")
+)
+
+// DefaultMaxRequestBytes bounds one request when the caller passes 0. A
+// Postfix 3.x request with every attribute filled is about 1 KB.
+const DefaultMaxRequestBytes = 64 << 10
+
+// Attrs are the name=value attributes of one policy request. Names are
+// lowercase; when a name repeats, the last value wins.
+type Attrs map[string]string
+
+// ReadRequest reads one request: name=value lines ended by an empty line
+// (Postfix SMTPD_POLICY_README, "Policy protocol description"). A line
+// ends with LF; one CR before it is tolerated for hand-typed tests.
+//
+// Reads are bounded: a line longer than min(r.Size(), maxBytes) fails with
+// ErrLineTooLong once that much is buffered, and a request longer than
+// maxBytes fails with ErrRequestTooLarge, so at most maxBytes+r.Size()
+// bytes are consumed. It returns io.EOF when the stream ends cleanly
+// before a request starts, and an error wrapping io.ErrUnexpectedEOF when
+// it ends inside one. Other read errors (deadlines) are wrapped.
+func ReadRequest(r *bufio.Reader, maxBytes int) (Attrs, error) {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxRequestBytes
+	}
+	lineMax := min(r.Size(), maxBytes)
+	attrs := make(Attrs, 24)
+	total := 0
+	for n := 1; ; n++ {
+		line, err := r.ReadSlice('\n')
+		switch {
+		case err == nil:
+		case errors.Is(err, bufio.ErrBufferFull):
+			return nil, fmt.Errorf("%w: line %d is longer than %d bytes", ErrLineTooLong, n, lineMax)
+		case errors.Is(err, io.EOF):
+			if total == 0 && len(line) == 0 {
+				return nil, io.EOF
+			}
+			return nil, fmt.Errorf("policyd: connection closed after %d bytes of a request: %w",
+				total+len(line), io.ErrUnexpectedEOF)
+		default:
+			return nil, fmt.Errorf("policyd: reading request line %d: %w", n, err)
+		}
+		if len(line) > lineMax {
+			return nil, fmt.Errorf("%w: line %d is longer than %d bytes", ErrLineTooLong, n, lineMax)
+		}
+		total += len(line)
+		if total > maxBytes {
+			return nil, fmt.Errorf("%w: more than %d bytes", ErrRequestTooLarge, maxBytes)
+		}
+		line = line[:len(line)-1]
+		if k := len(line); k > 0 && line[k-1] == '\r' {
+			line = line[:k-1]
+		}
+		if len(line) == 0 {
+			break
+		}
+		if err := addAttr(attrs, line); err != nil {
+			return nil, fmt.Errorf("%w: line %d: %s", ErrMalformed, n, err)
+		}
+	}
+	if v, ok := attrs["request"]; !ok || v != "smtpd_access_policy" {
+		return nil, fmt.Errorf("%w: no request=smtpd_access_policy attribute", ErrMalformed)
+	}
+	return attrs, nil
+}
+
+// addAttr parses one name=value line into attrs. Values may hold any byte
+// but NUL and CR: Postfix passes HELO names and addresses through as the
+// client sent them, and they are escaped wherever they are shown.
+func addAttr(attrs Attrs, line []byte) error {
+	if i := bytes.IndexByte(line, 0); i >= 0 {
+		return fmt.Errorf("NUL byte at offset %d", i)
+	}
+	if i := bytes.IndexByte(line, '\r'); i >= 0 {
+		return fmt.Errorf("stray CR at offset %d", i)
+	}
+	eq := bytes.IndexByte(line, '=')
+	if eq < 0 {
+		return errors.New("no '=' in line")
+	}
+	if eq == 0 {
+		return errors.New("empty attribute name")
+	}
+	name, upper := line[:eq], false
+	for _, c := range name {
+		if c <= ' ' || c > '~' {
+			return fmt.Errorf("attribute name has byte 0x%02x", c)
+		}
+		upper = upper || c >= 'A' && c <= 'Z'
+	}
+	if upper {
+		name = bytes.ToLower(name)
+	}
+	attrs[string(name)] = string(line[eq+1:])
+	return nil
+}

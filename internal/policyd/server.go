@@ -1,0 +1,225 @@
+// Package policyd is the Postfix SMTP access policy delegation server
+// (Postfix SMTPD_POLICY_README): it reads name=value requests, turns them
+// into policy.Request, runs the check pipeline and answers one action. It
+// listens where postgrey does (port 10023) so it can replace it, and Exim
+// can ask it from an ACL with ${readsocket}.
+package policyd
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"mailwarden/internal/policy"
+)
+
+// Defaults for zero Options fields; they match config.Default().
+const (
+	// DefaultIdleTimeout outlasts Postfix's smtpd_policy_service_max_idle
+	// (300s), so Postfix, not the server, normally closes an idle
+	// connection and never writes into one that is being closed.
+	DefaultIdleTimeout    = 330 * time.Second
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultMaxConns       = 1000
+)
+
+// readBufferSize is the per-connection read buffer and so the longest
+// accepted line. Postfix attribute values are addresses, host names and
+// certificate names, far shorter than this.
+const readBufferSize = 8 << 10
+
+// Options configures a Server.
+type Options struct {
+	// Pipeline returns the pipeline to run for a request. It is called
+	// once per request, so a config reload takes effect on the next
+	// request. Required.
+	Pipeline func() *policy.Pipeline
+	// Log receives connection-level events; decisions go to the
+	// pipeline's mail log. Nil discards.
+	Log *slog.Logger
+	// IdleTimeout closes a connection that does not start a request in
+	// time. Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// RequestTimeout bounds reading a request once its first byte has
+	// arrived, and writing the answer; checks get slightly less. Zero
+	// means DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// MaxRequestBytes bounds one request. Zero means
+	// DefaultMaxRequestBytes.
+	MaxRequestBytes int
+	// MaxConns caps concurrent connections; more are closed at once.
+	// Zero means DefaultMaxConns.
+	MaxConns int
+}
+
+// Server answers policy requests on any number of listeners.
+type Server struct {
+	o        Options
+	log      *slog.Logger
+	baseCtx  context.Context
+	cancel   context.CancelFunc
+	shutting atomic.Bool
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup // connection goroutines
+}
+
+// Connection states. A connection is idle while it waits for the first
+// byte of a request; Shutdown closes idle connections and waits for
+// active ones to send their answer.
+const (
+	stateIdle int32 = iota
+	stateActive
+	stateClosed
+)
+
+type conn struct {
+	nc    net.Conn
+	state atomic.Int32
+}
+
+// NewServer returns a server; call Serve to start it.
+func NewServer(o Options) *Server {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = DefaultRequestTimeout
+	}
+	if o.MaxRequestBytes <= 0 {
+		o.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		o: o, log: o.Log, baseCtx: ctx, cancel: cancel,
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*conn]struct{}{},
+	}
+}
+
+// Serve accepts connections on ln until Shutdown, then returns nil. It
+// returns an error if accepting fails for another reason. Serve closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: wait and retry
+				// rather than end the listener.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("policy server accept failed, retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.track(nc)
+	}
+}
+
+// isTemporary reports accept errors worth retrying: descriptor
+// exhaustion and connections aborted before accept.
+func isTemporary(err error) bool {
+	var se *os.SyscallError
+	if !errors.As(err, &se) {
+		return false
+	}
+	type temporary interface{ Temporary() bool }
+	t, ok := se.Err.(temporary)
+	return ok && t.Temporary()
+}
+
+// track starts serving nc, or closes it when shutting down or full.
+func (s *Server) track(nc net.Conn) {
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if len(s.conns) >= s.o.MaxConns {
+		s.mu.Unlock()
+		s.log.Warn("too many policy connections, closing new one",
+			"remote", nc.RemoteAddr().String(), "max_conns", s.o.MaxConns)
+		nc.Close()
+		return
+	}
+	c := &conn{nc: nc}
+	s.conns[c] = struct{}{}
+	// Add happens under mu before Shutdown sets shutting, so it always
+	// precedes Shutdown's Wait.
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.serveConn(c)
+}
+
+// Shutdown stops accepting, closes idle connections, lets requests in
+// flight be answered and waits for their connections to end. When ctx
+// ends first it closes every connection, cancels running checks and
+// returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) {
+			c.nc.Close()
+		}
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,251 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"mailwarden/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// readStmts are prepared once on the read pool; database/sql prepares
+// each again on every pool connection the first time it is used there.
+type readStmts struct {
+	ping          *sql.Stmt
+	getTriplet    *sql.Stmt
+	clientPasses  *sql.Stmt
+	tripletCounts *sql.Stmt
+	whitelisted   *sql.Stmt
+}
+
+func (r *readStmts) prepare(ctx context.Context, db *sql.DB) error {
+	stmts := []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&r.ping, "SELECT 1"},
+		{&r.getTriplet, `SELECT first_seen, last_seen, passed_at, attempts, expires FROM triplet
+			WHERE client = ?1 AND sender = ?2 AND recipient = ?3 AND expires > ?4`},
+		{&r.clientPasses, `SELECT passes FROM client_pass WHERE client = ?1 AND expires > ?2`},
+		{&r.tripletCounts, `SELECT count(*) FILTER (WHERE passed_at IS NULL),
+			count(*) FILTER (WHERE passed_at IS NOT NULL) FROM triplet WHERE expires > ?1`},
+		{&r.whitelisted, `SELECT count(*) FROM client_pass WHERE expires > ?1 AND passes >= ?2`},
+	}
+	for _, s := range stmts {
+		st, err := db.PrepareContext(ctx, s.sql)
+		if err != nil {
+			return fmt.Errorf("prepare read statement: %w", err)
+		}
+		*s.dst = st
+	}
+	return nil
+}
+
+func (r *readStmts) close() {
+	for _, st := range []*sql.Stmt{r.ping, r.getTriplet, r.clientPasses, r.tripletCounts, r.whitelisted} {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+}
+
+// ms converts a time to unix milliseconds; the zero time is stored as
+// NULL so that it round-trips (PassedAt is zero while pending).
+func ms(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(v.Int64)
+}
+
+// GetTriplet returns the unexpired triplet with the given keys, or
+// store.ErrNotFound.
+func (s *Store) GetTriplet(ctx context.Context, client, sender, recipient string, now time.Time) (store.Triplet, error) {
+	if s.closed.Load() {
+		return store.Triplet{}, ErrClosed
+	}
+	t := store.Triplet{Client: client, Sender: sender, Recipient: recipient}
+	var first, last, passed sql.NullInt64
+	var expires int64
+	err := s.reads.getTriplet.QueryRowContext(ctx, client, sender, recipient, now.UnixMilli()).
+		Scan(&first, &last, &passed, &t.Attempts, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Triplet{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Triplet{}, fmt.Errorf("sqlite: get triplet: %w", err)
+	}
+	t.FirstSeen, t.LastSeen, t.PassedAt = fromMS(first), fromMS(last), fromMS(passed)
+	t.Expires = time.UnixMilli(expires)
+	return t, nil
+}
+
+// PutTriplet stores t, replacing the triplet with the same keys, and
+// returns once the write is committed.
+func (s *Store) PutTriplet(ctx context.Context, t store.Triplet) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	err := s.w.do(ctx, func(w *writer) error {
+		_, err := w.putTriplet.ExecContext(context.Background(), t.Client, t.Sender, t.Recipient,
+			ms(t.FirstSeen), ms(t.LastSeen), ms(t.PassedAt), t.Attempts, t.Expires.UnixMilli())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: put triplet: %w", err)
+	}
+	return nil
+}
+
+// DeleteTriplet removes a triplet; a missing one is no error.
+func (s *Store) DeleteTriplet(ctx context.Context, client, sender, recipient string) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	err := s.w.do(ctx, func(w *writer) error {
+		_, err := w.deleteTriplet.ExecContext(context.Background(), client, sender, recipient)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: delete triplet: %w", err)
+	}
+	return nil
+}
+
+// ListTriplets returns unexpired triplets matching f, newest LastSeen
+// first. With both Pending and Passed set nothing matches.
+func (s *Store) ListTriplets(ctx context.Context, f store.TripletFilter, now time.Time) ([]store.Triplet, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT client, sender, recipient, first_seen, last_seen, passed_at, attempts, expires
+		FROM triplet WHERE expires > ?1`)
+	args := []any{now.UnixMilli()}
+	if f.Pending {
+		q.WriteString(" AND passed_at IS NULL")
+	}
+	if f.Passed {
+		q.WriteString(" AND passed_at IS NOT NULL")
+	}
+	if f.Client != "" {
+		q.WriteString(" AND client = ?2")
+		args = append(args, f.Client)
+	}
+	// The key columns break LastSeen ties so pages are stable.
+	q.WriteString(" ORDER BY last_seen DESC, client, sender, recipient")
+	if f.Limit > 0 {
+		fmt.Fprintf(&q, " LIMIT %d", f.Limit)
+	}
+	rows, err := s.rdb.QueryContext(ctx, q.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list triplets: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Triplet
+	for rows.Next() {
+		var t store.Triplet
+		var first, last, passed sql.NullInt64
+		var expires int64
+		if err := rows.Scan(&t.Client, &t.Sender, &t.Recipient, &first, &last, &passed, &t.Attempts, &expires); err != nil {
+			return nil, fmt.Errorf("sqlite: list triplets: %w", err)
+		}
+		t.FirstSeen, t.LastSeen, t.PassedAt = fromMS(first), fromMS(last), fromMS(passed)
+		t.Expires = time.UnixMilli(expires)
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list triplets: %w", err)
+	}
+	return out, nil
+}
+
+// AddClientPass counts one more passed delivery from client, moves the
+// record's expiry to expires and returns the new count. An expired
+// record starts again at 1.
+func (s *Store) AddClientPass(ctx context.Context, client string, now, expires time.Time) (int, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	var n int
+	err := s.w.do(ctx, func(w *writer) error {
+		return w.addClientPass.QueryRowContext(context.Background(), client, now.UnixMilli(), expires.UnixMilli()).Scan(&n)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: add client pass: %w", err)
+	}
+	return n, nil
+}
+
+// ClientPasses returns the unexpired pass count for client, 0 if none.
+func (s *Store) ClientPasses(ctx context.Context, client string, now time.Time) (int, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	var n int
+	err := s.reads.clientPasses.QueryRowContext(ctx, client, now.UnixMilli()).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: client passes: %w", err)
+	}
+	return n, nil
+}
+
+// GreylistStats counts unexpired triplets and the clients with at least
+// whitelistAfter passes.
+func (s *Store) GreylistStats(ctx context.Context, now time.Time, whitelistAfter int) (store.GreylistStats, error) {
+	if s.closed.Load() {
+		return store.GreylistStats{}, ErrClosed
+	}
+	var st store.GreylistStats
+	nowMS := now.UnixMilli()
+	if err := s.reads.tripletCounts.QueryRowContext(ctx, nowMS).Scan(&st.Pending, &st.Passed); err != nil {
+		return store.GreylistStats{}, fmt.Errorf("sqlite: greylist stats: %w", err)
+	}
+	if err := s.reads.whitelisted.QueryRowContext(ctx, nowMS, whitelistAfter).Scan(&st.WhitelistedClients); err != nil {
+		return store.GreylistStats{}, fmt.Errorf("sqlite: greylist stats: %w", err)
+	}
+	return st, nil
+}
+
+// Expire deletes the triplets and client records whose expiry is at or
+// before now, in one transaction, and returns how many went.
+func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed
+	}
+	var n int64
+	err := s.w.do(ctx, func(w *writer) error {
+		n = 0
+		for _, st := range []*sql.Stmt{w.expireTriplets, w.expireClients} {
+			res, err := st.ExecContext(context.Background(), now.UnixMilli())
+			if err != nil {
+				return err
+			}
+			k, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			n += k
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: expire: %w", err)
+	}
+	return int(n), nil
+}

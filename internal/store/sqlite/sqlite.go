@@ -1,0 +1,208 @@
+// Package sqlite is mailwarden's embedded store: one SQLite database file
+// in the data directory, shared safely with the mailwarden CLI while the
+// daemon runs.
+//
+// Writes go through a single writer goroutine that commits every write
+// waiting at that moment in one transaction (group commit); reads use a
+// separate pool of read-only connections, which WAL mode lets run beside
+// the writer without blocking.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// FileName is the database file's name inside the data directory.
+const FileName = "mailwarden.db"
+
+// busyTimeoutMS is how long a connection waits for a lock another
+// process holds (the CLI writing while the daemon runs) before failing.
+const busyTimeoutMS = 5000
+
+// ErrClosed is returned by every operation on a closed Store.
+var ErrClosed = errors.New("sqlite: store is closed")
+
+// Store is the SQLite implementation of store.Store. It is safe for
+// concurrent use.
+type Store struct {
+	path    string
+	log     *slog.Logger
+	wdb     *sql.DB // holds the writer's single connection
+	w       *writer
+	rdb     *sql.DB // read-only pool
+	reads   readStmts
+	closed  atomic.Bool
+	closeMu sync.Mutex
+}
+
+// Open opens (creating if needed) the store in dir. The directory is
+// created with mode 0750 and the database file with mode 0640, since
+// triplets hold correspondents' addresses.
+func Open(dir string, log *slog.Logger) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("sqlite: create data directory %s: %w", dir, err)
+	}
+	abs, err := filepath.Abs(filepath.Join(dir, FileName))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: resolve database path in %s: %w", dir, err)
+	}
+	// Create the file ourselves for its mode; SQLite gives the -wal and
+	// -shm files the same mode as the database file. An empty file is a
+	// valid empty database.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open database file %s: %w", abs, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("sqlite: open database file %s: %w", abs, err)
+	}
+
+	s := &Store{path: abs, log: log}
+	if err := s.open(context.Background()); err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("sqlite: open database %s: %w", abs, explain(err))
+	}
+	return s, nil
+}
+
+// dsn builds a file: URI for path, escaping characters such as '?' and '#'
+// that would otherwise end the path (https://www.sqlite.org/uri.html §3).
+func dsn(path string, params ...string) string {
+	u := "file:" + (&url.URL{Path: path}).EscapedPath() + "?_pragma=busy_timeout(" + fmt.Sprint(busyTimeoutMS) + ")"
+	for _, p := range params {
+		u += "&" + p
+	}
+	return u
+}
+
+func (s *Store) open(ctx context.Context) error {
+	// synchronous=NORMAL in WAL mode keeps the database consistent after a
+	// power loss and loses at most the last commits; an SMTP retry redoes
+	// those (https://www.sqlite.org/pragma.html#pragma_synchronous).
+	wdb, err := sql.Open("sqlite", dsn(s.path, "_pragma=synchronous(NORMAL)"))
+	if err != nil {
+		return err
+	}
+	s.wdb = wdb
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	conn, err := wdb.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	var mode string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+		_ = conn.Close()
+		return fmt.Errorf("set WAL journal mode: %w", err)
+	}
+	if mode != "wal" {
+		_ = conn.Close()
+		return fmt.Errorf("set WAL journal mode: database stays in %q mode", mode)
+	}
+	if err := migrate(ctx, conn, s.log); err != nil {
+		_ = conn.Close()
+		return err
+	}
+	w, err := newWriter(ctx, conn, s.log)
+	if err != nil {
+		_ = conn.Close()
+		return err
+	}
+	s.w = w
+
+	// mode=ro makes a stray write on a read connection fail loudly
+	// instead of competing with the writer for the lock.
+	rdb, err := sql.Open("sqlite", dsn(s.path, "mode=ro"))
+	if err != nil {
+		return err
+	}
+	s.rdb = rdb
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	rdb.SetMaxOpenConns(n)
+	rdb.SetMaxIdleConns(n)
+	rdb.SetConnMaxLifetime(0)
+	rdb.SetConnMaxIdleTime(0)
+	if err := s.reads.prepare(ctx, rdb); err != nil {
+		return err
+	}
+	s.log.Debug("store opened", "path", s.path, "schema_version", len(migrations))
+	return nil
+}
+
+// explain adds a hint to the errors an operator is likely to meet.
+func explain(err error) error {
+	var se *msqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT:
+			return fmt.Errorf("not a SQLite database or corrupt (move it aside to start empty, or restore a backup): %w", err)
+		case sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM:
+			return fmt.Errorf("cannot write the database or its -wal/-shm files (check the data directory's owner and mode): %w", err)
+		}
+	}
+	return err
+}
+
+// Close stops the writer after the batch in progress and closes every
+// connection. Calling it again does nothing and returns nil.
+func (s *Store) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if err := s.closeAll(); err != nil {
+		return fmt.Errorf("sqlite: close %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *Store) closeAll() error {
+	var errs []error
+	if s.w != nil {
+		s.w.stop()
+		s.w.closeStmts()
+		errs = append(errs, s.w.conn.Close())
+	}
+	s.reads.close()
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.wdb != nil {
+		errs = append(errs, s.wdb.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Ping reports whether the store can serve reads and whether the writer
+// is still running.
+func (s *Store) Ping(ctx context.Context) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	select {
+	case <-s.w.done:
+		return errors.New("sqlite: writer has stopped")
+	default:
+	}
+	var one int
+	if err := s.reads.ping.QueryRowContext(ctx).Scan(&one); err != nil {
+		return fmt.Errorf("sqlite: ping %s: %w", s.path, err)
+	}
+	return nil
+}

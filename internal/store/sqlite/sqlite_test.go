@@ -1,0 +1,274 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mailwarden/internal/store"
+	"mailwarden/internal/store/storetest"
+)
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func openTest(t testing.TB, dir string) *Store {
+	t.Helper()
+	s, err := Open(dir, testLogger(t))
+	if err != nil {
+		t.Fatalf("Open(%s): %v", dir, err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openTest(t, t.TempDir()) })
+}
+
+func TestReopen(t *testing.T) {
+	storetest.RunReopen(t, func(t *testing.T, dir string) store.Store { return openTest(t, dir) })
+}
+
+func TestCreatesDirAndFileWithModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "data")
+	openTest(t, dir)
+	for _, c := range []struct {
+		path string
+		max  os.FileMode
+	}{{dir, 0o750}, {filepath.Join(dir, FileName), 0o640}} {
+		fi, err := os.Stat(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The umask may remove bits, never add them.
+		if extra := fi.Mode().Perm() &^ c.max; extra != 0 {
+			t.Errorf("%s has mode %v, want at most %v", c.path, fi.Mode().Perm(), c.max)
+		}
+	}
+}
+
+func TestCorruptDatabase(t *testing.T) {
+	for _, junk := range [][]byte{
+		[]byte("junk"),
+		bytes.Repeat([]byte("this is not a database\n"), 1000),
+	} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, FileName)
+		if err := os.WriteFile(path, junk, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(dir, testLogger(t))
+		if err == nil {
+			_ = s.Close()
+			t.Fatalf("Open of a %d-byte junk file succeeded", len(junk))
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, path) || !strings.Contains(msg, "not a SQLite database") {
+			t.Errorf("Open error %q does not name %s and say what is wrong", msg, path)
+		}
+		// The operator's file is left as it was, for recovery.
+		if got, _ := os.ReadFile(path); !bytes.Equal(got, junk) {
+			t.Errorf("Open changed the junk file")
+		}
+	}
+}
+
+func TestDataDirUnusable(t *testing.T) {
+	notDir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notDir, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(notDir, "data")
+	_, err := Open(dir, testLogger(t))
+	if err == nil || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("Open under a regular file: err = %v, want an error naming %s", err, dir)
+	}
+}
+
+func TestDataDirNotWritable(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root ignores directory modes")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
+	_, err := Open(dir, testLogger(t))
+	if err == nil || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("Open in a read-only directory: err = %v, want an error naming it", err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	_ = db.Close()
+	_, err = Open(dir, testLogger(t))
+	if err == nil || !strings.Contains(err.Error(), "schema version 99") {
+		t.Fatalf("Open of a newer schema: err = %v, want it refused", err)
+	}
+}
+
+func TestCloseIdempotentAndFinal(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	ctx := context.Background()
+	now := time.Now()
+	checks := map[string]error{
+		"PutTriplet": s.PutTriplet(ctx, store.Triplet{Client: "c", Expires: now.Add(time.Hour)}),
+		"Ping":       s.Ping(ctx),
+	}
+	_, checks["GetTriplet"] = s.GetTriplet(ctx, "c", "s", "r", now)
+	_, checks["ListTriplets"] = s.ListTriplets(ctx, store.TripletFilter{}, now)
+	_, checks["AddClientPass"] = s.AddClientPass(ctx, "c", now, now.Add(time.Hour))
+	_, checks["ClientPasses"] = s.ClientPasses(ctx, "c", now)
+	_, checks["GreylistStats"] = s.GreylistStats(ctx, now, 5)
+	_, checks["Expire"] = s.Expire(ctx, now)
+	checks["DeleteTriplet"] = s.DeleteTriplet(ctx, "c", "s", "r")
+	for name, err := range checks {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: err = %v, want ErrClosed", name, err)
+		}
+	}
+}
+
+// TestTwoStoresOneDirectory stands for the CLI opening the database while
+// the daemon runs: each sees the other's writes and no increment is lost.
+func TestTwoStoresOneDirectory(t *testing.T) {
+	dir := t.TempDir()
+	daemon := openTest(t, dir)
+	cli := openTest(t, dir)
+	ctx := context.Background()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	tr := store.Triplet{Client: "192.0.2.0/24", Sender: "a@example.org", Recipient: "b@example.net",
+		FirstSeen: now, LastSeen: now, Attempts: 1, Expires: now.Add(time.Hour)}
+	if err := daemon.PutTriplet(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	got, err := cli.GetTriplet(ctx, tr.Client, tr.Sender, tr.Recipient, now)
+	if err != nil || got.Attempts != 1 {
+		t.Fatalf("CLI GetTriplet = %+v, %v", got, err)
+	}
+	if err := cli.DeleteTriplet(ctx, tr.Client, tr.Sender, tr.Recipient); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := daemon.GetTriplet(ctx, tr.Client, tr.Sender, tr.Recipient, now); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("daemon GetTriplet after CLI delete: err = %v, want ErrNotFound", err)
+	}
+
+	const each = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*each)
+	results := make(chan int, 2*each)
+	for range each {
+		for _, s := range []*Store{daemon, cli} {
+			wg.Go(func() {
+				n, err := s.AddClientPass(ctx, "198.51.100.0/24", now, now.Add(time.Hour))
+				errs <- err
+				results <- n
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	close(results)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("AddClientPass from two stores: %v", err)
+		}
+	}
+	got2 := slices.Sorted(func(yield func(int) bool) {
+		for n := range results {
+			if !yield(n) {
+				return
+			}
+		}
+	})
+	for i, n := range got2 {
+		if n != i+1 {
+			t.Fatalf("counts from two stores %v, want each of 1..%d once", got2, 2*each)
+		}
+	}
+	n, err := cli.ClientPasses(ctx, "198.51.100.0/24", now)
+	if err != nil || n != 2*each {
+		t.Fatalf("ClientPasses = %d, %v; want %d", n, err, 2*each)
+	}
+}
+
+// TestFailedWriteIsolated checks that one failing write in a batch is
+// answered with its own error while the writes queued with it commit.
+func TestFailedWriteIsolated(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	ctx := context.Background()
+	now := time.Now()
+	boom := errors.New("boom")
+	const n = 40
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			if i == n/2 {
+				errs[i] = s.w.do(ctx, func(w *writer) error {
+					// Write something first: the rollback must undo it.
+					if _, err := w.putTriplet.ExecContext(ctx, "bad", "", "", nil, nil, nil, 1,
+						now.Add(time.Hour).UnixMilli()); err != nil {
+						return err
+					}
+					return boom
+				})
+				return
+			}
+			errs[i] = s.PutTriplet(ctx, store.Triplet{Client: "good", Recipient: string(rune('A' + i)),
+				Attempts: 1, Expires: now.Add(time.Hour)})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i == n/2 {
+			if !errors.Is(err, boom) {
+				t.Errorf("failing write: err = %v, want boom", err)
+			}
+		} else if err != nil {
+			t.Errorf("write %d: %v", i, err)
+		}
+	}
+	list, err := s.ListTriplets(ctx, store.TripletFilter{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != n-1 {
+		t.Errorf("%d triplets stored, want %d", len(list), n-1)
+	}
+	for _, tr := range list {
+		if tr.Client == "bad" {
+			t.Error("the failed write's partial effect was committed")
+		}
+	}
+}
