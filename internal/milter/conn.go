@@ -37,10 +37,11 @@ type frameGuard struct {
 	net.Conn
 	log *slog.Logger
 
-	hdr  [4]byte
-	nhdr int    // header bytes seen of the current packet
-	left uint32 // body bytes still to come of the current packet
-	bad  error
+	hdr     [4]byte
+	nhdr    int    // header bytes seen of the current packet
+	left    uint32 // body bytes still to come of the current packet
+	started bool   // the first packet's command byte has been checked
+	bad     error
 }
 
 func (c *frameGuard) Read(p []byte) (int, error) {
@@ -60,6 +61,14 @@ func (c *frameGuard) Read(p []byte) (int, error) {
 func (c *frameGuard) scan(b []byte) error {
 	for len(b) > 0 {
 		if c.left > 0 {
+			// Every session starts with option negotiation (milter
+			// protocol, SMFIC_OPTNEG 'O'); anything else is not an MTA.
+			if !c.started {
+				c.started = true
+				if b[0] != 'O' {
+					return fmt.Errorf("milter: first command %q is not option negotiation", b[0])
+				}
+			}
 			k := min(uint32(len(b)), c.left)
 			c.left -= k
 			b = b[k:]

@@ -281,7 +281,7 @@ func TestGarbageClosesOnlyThatConnection(t *testing.T) {
 
 func TestFrameGuardAcceptsSplitFrames(t *testing.T) {
 	g := &frameGuard{}
-	stream := []byte{0, 0, 0, 3, 'a', 'b', 'c', 0, 0, 0, 1, 'x'}
+	stream := []byte{0, 0, 0, 3, 'O', 'b', 'c', 0, 0, 0, 1, 'x'}
 	for i := range stream {
 		if err := g.scan(stream[i : i+1]); err != nil {
 			t.Fatalf("byte %d: %v", i, err)
@@ -289,6 +289,9 @@ func TestFrameGuardAcceptsSplitFrames(t *testing.T) {
 	}
 	if g.left != 0 || g.nhdr != 0 {
 		t.Errorf("state after whole frames: left=%d nhdr=%d", g.left, g.nhdr)
+	}
+	if err := (&frameGuard{}).scan([]byte{0, 0, 0, 1, 'Z'}); err == nil {
+		t.Error("a session starting with a command other than option negotiation was accepted")
 	}
 	if err := g.scan([]byte{0, 0x20, 0, 0}); err == nil {
 		t.Error("2 MiB frame accepted")
