@@ -241,6 +241,7 @@ type EntryError struct {
 	Err   error  // why it is invalid
 }
 
+// Error renders "POS: greylist: invalid KIND whitelist entry "ENTRY": REASON".
 func (e *EntryError) Error() string {
 	return fmt.Sprintf("%s: greylist: invalid %s whitelist entry %s: %v",
 		e.Pos, e.List, quoteEntry(e.Entry), e.Err)
@@ -255,4 +256,5 @@ func quoteEntry(s string) string {
 	return strconv.Quote(s)
 }
 
+// Unwrap returns the reason.
 func (e *EntryError) Unwrap() error { return e.Err }
