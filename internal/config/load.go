@@ -104,6 +104,10 @@ func parseDocument(data []byte) (*yaml.Node, *Error) {
 	return doc.Content[0], nil
 }
 
+// maxSearch bounds the file size for which syntaxError searches for the
+// exact line of a syntax error.
+const maxSearch = 1 << 20
+
 // yamlLine matches the location yaml.v3 puts in front of syntax errors.
 var yamlLine = regexp.MustCompile(`^line (\d+): `)
 
@@ -120,15 +124,19 @@ func syntaxError(data []byte, err error) Error {
 		msg = msg[len(m[0]):]
 	}
 	lines := splitLines(data)
-	end := 0
-	for k := range lines {
-		end += len(lines[k])
-		if k+1 < line {
-			continue
-		}
-		if m := parseError(data[:end]); m == msg {
-			line = k + 1
-			break
+	// Each try parses a prefix again; past a size no real configuration
+	// has, keep yaml.v3's line rather than spend quadratic time.
+	if len(data) <= maxSearch {
+		end := 0
+		for k := range lines {
+			end += len(lines[k])
+			if k+1 < line {
+				continue
+			}
+			if parseError(data[:end]) == msg {
+				line = k + 1
+				break
+			}
 		}
 	}
 	if line > 0 && line <= len(lines) {

@@ -289,3 +289,26 @@ func TestDurationYAML(t *testing.T) {
 		}
 	}
 }
+
+// TestSyntaxErrorLines checks the line reported for syntax errors, which
+// yaml.v3 gets wrong or leaves out in several cases, including line
+// breaks other than LF.
+func TestSyntaxErrorLines(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"a: b: c\n", "1: invalid YAML: mapping values are not allowed in this context"},
+		{"log:\n  level: info\n  format: text\n format: json\n", "4: invalid YAML: did not find expected key"},
+		{"log:\r  level: info\r format: json\r", "3: invalid YAML: did not find expected key"},
+		{"log:\r\n  level: info\r\n format: json\r\n", "3: invalid YAML: did not find expected key"},
+		{"greylst: 1\r\n", `1: unknown key "greylst" (did you mean "greylist"?)`},
+		{"log:\r\r  lvl: 1\r", `3: log: unknown key "lvl" (did you mean "level"?)`},
+	} {
+		_, err := Parse("s.yaml", []byte(tc.in))
+		if err == nil {
+			t.Errorf("Parse(%q) succeeded, want %q", tc.in, tc.want)
+			continue
+		}
+		if got := errorLines(t, "s.yaml", err); !slices.Equal(got, []string{tc.want}) {
+			t.Errorf("Parse(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
