@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Measures mailwarden with its own load generator (bench/cmd/mwload) and,
+# when the shared reference systems are available, the no-op milter and
+# postgrey in the same run with the same client, then prints the ratios
+# BENCHMARKS.md records. Loopback only.
+#
+#   ./bench/run.sh            (as root to start the reference systems)
+#
+# Environment:
+#   ANCHORS=path   the script that starts the reference systems
+#                  (default: ../shared/bench/anchors.sh from the repo root)
+#   MILTER_N=4000 MILTER_C=8 SIZE=2048 POLICY_N=20000 POLICY_C=4 UNIQ=1000000
+#
+# It starts one mailwarden (the built binary, greylisting on with the
+# default delay, its store in a temporary directory) on 127.0.0.1 ports
+# 20023 (policy), 20029 (milter) and 28025 (http), clear of the reference
+# systems' ports, and stops it by PID when done. The reference systems are
+# shared: anchors.sh starts them once and leaves them running.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+ANCHORS=${ANCHORS:-$root/../shared/bench/anchors.sh}
+MILTER_N=${MILTER_N:-4000} MILTER_C=${MILTER_C:-8} SIZE=${SIZE:-2048}
+POLICY_N=${POLICY_N:-20000} POLICY_C=${POLICY_C:-4} UNIQ=${UNIQ:-1000000}
+MW_POLICY=127.0.0.1:20023 MW_MILTER=127.0.0.1:20029 MW_HTTP=127.0.0.1:28025
+NOOP=127.0.0.1:17400 POSTGREY=127.0.0.1:10123
+# One seed for the whole run: every system gets triplets it has never seen
+# (postgrey's database outlives a run), so each takes the same path: a new
+# triplet is recorded and deferred.
+SEED=$(date +%s)
+
+tmp=$(mktemp -d /tmp/mailwarden-bench.XXXXXX)
+mw_pid=""
+cleanup() {
+	if [ -n "$mw_pid" ]; then
+		kill "$mw_pid" 2>/dev/null || true
+		wait "$mw_pid" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf '%s\n' "$*"; }
+up() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
+say "# mailwarden benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+say "# machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(go version | cut -d' ' -f3-)"
+say "# revision: $(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)"
+
+timeout 300 go build -o bin/mailwarden ./cmd/mailwarden
+timeout 300 go build -o bin/mwload ./bench/cmd/mwload
+
+for a in $MW_POLICY $MW_MILTER $MW_HTTP; do
+	if up "$a"; then
+		say "run.sh: $a is already in use; stop whatever listens there first" >&2
+		exit 1
+	fi
+done
+cat >"$tmp/mailwarden.yaml" <<EOF
+data_dir: $tmp/data
+listen:
+  policy: $MW_POLICY
+  milter: $MW_MILTER
+  http: $MW_HTTP
+log:
+  level: warn
+  mail_log: $tmp/mail.log
+greylist:
+  enabled: true
+EOF
+bin/mailwarden serve --config "$tmp/mailwarden.yaml" >"$tmp/stdout.log" 2>"$tmp/daemon.log" &
+mw_pid=$!
+ready=""
+for _ in $(seq 100); do
+	if curl -fsS "http://$MW_HTTP/-/ready" >/dev/null 2>&1; then
+		ready=yes
+		break
+	fi
+	kill -0 "$mw_pid" 2>/dev/null || break
+	sleep 0.2
+done
+if [ -z "$ready" ]; then
+	say "run.sh: mailwarden did not become ready; its log:" >&2
+	cat "$tmp/daemon.log" >&2
+	exit 1
+fi
+
+anchors=""
+if [ "$(id -u)" -eq 0 ] && [ -f "$ANCHORS" ]; then
+	say "# starting the reference systems with $ANCHORS (may install Debian packages)"
+	if timeout 1200 bash "$ANCHORS" >"$tmp/anchors.log" 2>&1 && up $NOOP && up $POSTGREY; then
+		anchors=yes
+	else
+		say "run.sh: the reference systems did not start; see below. Measuring mailwarden alone." >&2
+		tail -20 "$tmp/anchors.log" >&2
+	fi
+elif [ ! -f "$ANCHORS" ]; then
+	say "# no reference systems: $ANCHORS not found"
+else
+	say "# no reference systems: starting them needs root"
+fi
+
+# load KIND NAME ADDR N C prints the result line and leaves it in $line.
+load() {
+	local extra=""
+	[ "$1" = milter ] && extra="-size $SIZE"
+	# shellcheck disable=SC2086 # $extra is one flag and its value
+	if ! line=$(timeout 600 bin/mwload "$1" -addr "$3" -n "$4" -c "$5" -uniq "$UNIQ" -seed "$SEED" $extra); then
+		say "run.sh: $2 $1 load failed" >&2
+		exit 1
+	fi
+	say "$2: $line"
+}
+# field LINE NAME prints a figure from a result line: rate in /s, p99 in ms.
+field() {
+	awk -v want="$2" '{
+		for (i = 1; i <= NF; i++) {
+			split($i, kv, "=")
+			if (kv[1] != want) continue
+			v = kv[2]
+			if (want == "rate") { sub("/s", "", v); print v; exit }
+			if (v ~ /ns$/) { sub("ns", "", v); print v / 1e6 }
+			else if (v ~ /µs$/) { sub("µs", "", v); print v / 1e3 }
+			else if (v ~ /ms$/) { sub("ms", "", v); print v + 0 }
+			else if (v ~ /s$/) { sub("s", "", v); print v * 1e3 }
+			exit
+		}
+	}' <<<"$1"
+}
+
+say "# milter: $MILTER_C sessions, $SIZE-byte bodies, $MILTER_N full transactions in all"
+load milter mailwarden $MW_MILTER "$MILTER_N" "$MILTER_C"
+mw_milter=$line
+if [ -n "$anchors" ]; then
+	load milter noopmilter $NOOP "$MILTER_N" "$MILTER_C"
+	noop_milter=$line
+fi
+say "# policy: $POLICY_C connections, $POLICY_N requests in all"
+load policy mailwarden $MW_POLICY "$POLICY_N" "$POLICY_C"
+mw_policy=$line
+if [ -n "$anchors" ]; then
+	load policy postgrey $POSTGREY "$POLICY_N" "$POLICY_C"
+	pg_policy=$line
+fi
+
+mw_p99=$(field "$mw_policy" p99)
+say "# ratios"
+if [ -n "$anchors" ]; then
+	awk -v a="$(field "$mw_milter" rate)" -v b="$(field "$noop_milter" rate)" \
+		'BEGIN { printf "mailwarden/noop milter = %.2f (aim >= 0.8)\n", a / b }'
+	awk -v a="$(field "$mw_policy" rate)" -v b="$(field "$pg_policy" rate)" -v p="$mw_p99" \
+		'BEGIN { printf "mailwarden/postgrey policy = %.1fx (aim >= 10), mailwarden policy p99 = %.3f ms (aim < 1 ms)\n", a / b, p }'
+else
+	say "mailwarden/noop milter and mailwarden/postgrey policy: need the reference systems (run as root with $ANCHORS)"
+	awk -v p="$mw_p99" 'BEGIN { printf "mailwarden policy p99 = %.3f ms (aim < 1 ms)\n", p }'
+fi
+if [ -s "$tmp/daemon.log" ]; then
+	say "# mailwarden logged warnings or errors during the run:"
+	head -5 "$tmp/daemon.log"
+fi
