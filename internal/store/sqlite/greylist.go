@@ -144,8 +144,10 @@ func (s *Store) ListTriplets(ctx context.Context, f store.TripletFilter, now tim
 		q.WriteString(" AND client = ?2")
 		args = append(args, f.Client)
 	}
-	// The key columns break LastSeen ties so pages are stable.
-	q.WriteString(" ORDER BY last_seen DESC, client, sender, recipient")
+	// The key columns break LastSeen ties so pages are stable; all in
+	// descending order, so the triplet_last_seen index (which ends with
+	// the key columns) serves the sort read backwards.
+	q.WriteString(" ORDER BY last_seen DESC, client DESC, sender DESC, recipient DESC")
 	if f.Limit > 0 {
 		fmt.Fprintf(&q, " LIMIT %d", f.Limit)
 	}
@@ -222,30 +224,44 @@ func (s *Store) GreylistStats(ctx context.Context, now time.Time, whitelistAfter
 	return st, nil
 }
 
+// expireChunk bounds the rows one Expire transaction deletes from each
+// table, so that clearing a large backlog (after days of downtime) never
+// holds the writer long enough to stall greylisting.
+const expireChunk = 1000
+
 // Expire deletes the triplets and client records whose expiry is at or
-// before now, in one transaction, and returns how many went.
+// before now and returns how many went. It works in chunks of separate
+// transactions; an error stops it, keeping what was already deleted.
 func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 	if s.closed.Load() {
 		return 0, ErrClosed
 	}
-	var n int64
-	err := s.w.do(ctx, func(w *writer) error {
-		n = 0
-		for _, st := range []*sql.Stmt{w.expireTriplets, w.expireClients} {
-			res, err := st.ExecContext(context.Background(), now.UnixMilli())
-			if err != nil {
-				return err
+	total := 0
+	for {
+		// fn may run again if a write batched with it fails, so it
+		// recomputes its counts from scratch each time.
+		var most, sum int64
+		err := s.w.do(ctx, func(w *writer) error {
+			most, sum = 0, 0
+			for _, st := range []*sql.Stmt{w.expireTriplets, w.expireClients} {
+				res, err := st.ExecContext(context.Background(), now.UnixMilli(), expireChunk)
+				if err != nil {
+					return err
+				}
+				k, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				most, sum = max(most, k), sum+k
 			}
-			k, err := res.RowsAffected()
-			if err != nil {
-				return err
-			}
-			n += k
+			return nil
+		})
+		if err != nil {
+			return total, fmt.Errorf("sqlite: expire: %w", err)
 		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: expire: %w", err)
+		total += int(sum)
+		if most < expireChunk {
+			return total, nil
+		}
 	}
-	return int(n), nil
 }

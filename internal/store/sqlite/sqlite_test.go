@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -270,5 +271,41 @@ func TestFailedWriteIsolated(t *testing.T) {
 		if tr.Client == "bad" {
 			t.Error("the failed write's partial effect was committed")
 		}
+	}
+}
+
+// TestExpireLargeBacklog checks that Expire keeps going past its chunk
+// size and stops at exactly the expired records.
+func TestExpireLargeBacklog(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	ctx := context.Background()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	const old, fresh = 2*expireChunk + 500, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, old+fresh)
+	for i := range old + fresh {
+		wg.Go(func() {
+			life := time.Minute
+			if i >= old {
+				life = 3 * time.Hour
+			}
+			errs <- s.PutTriplet(ctx, store.Triplet{Client: "192.0.2.0/24", Recipient: strconv.Itoa(i),
+				Attempts: 1, Expires: now.Add(life)})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.Expire(ctx, now.Add(time.Hour))
+	if err != nil || n != old {
+		t.Fatalf("Expire = %d, %v; want %d", n, err, old)
+	}
+	list, err := s.ListTriplets(ctx, store.TripletFilter{}, now)
+	if err != nil || len(list) != fresh {
+		t.Fatalf("%d triplets left (%v), want %d", len(list), err, fresh)
 	}
 }

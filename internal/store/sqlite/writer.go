@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 )
 
 // maxBatch bounds how many queued writes share one transaction, so one
@@ -69,8 +70,10 @@ func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger) (*writer, 
 				passes = CASE WHEN client_pass.expires > ?2 THEN client_pass.passes + 1 ELSE 1 END,
 				expires = excluded.expires
 			RETURNING passes`},
-		{&w.expireTriplets, `DELETE FROM triplet WHERE expires <= ?1`},
-		{&w.expireClients, `DELETE FROM client_pass WHERE expires <= ?1`},
+		{&w.expireTriplets, `DELETE FROM triplet WHERE (client, sender, recipient) IN
+			(SELECT client, sender, recipient FROM triplet WHERE expires <= ?1 LIMIT ?2)`},
+		{&w.expireClients, `DELETE FROM client_pass WHERE client IN
+			(SELECT client FROM client_pass WHERE expires <= ?1 LIMIT ?2)`},
 	}
 	for _, s := range stmts {
 		st, err := conn.PrepareContext(ctx, s.sql)
@@ -157,7 +160,7 @@ func (w *writer) runBatch(batch []*writeOp) {
 		failed := -1
 		var opErr error
 		for i, op := range pending {
-			if opErr = op.fn(w); opErr != nil {
+			if opErr = w.call(op); opErr != nil {
 				failed = i
 				break
 			}
@@ -178,6 +181,18 @@ func (w *writer) runBatch(batch []*writeOp) {
 		reply(pending, nil)
 		return
 	}
+}
+
+// call runs one operation, turning a panic into its error so that a bug
+// in one write cannot take the daemon down with every write queued.
+func (w *writer) call(op *writeOp) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("sqlite: write panicked: %v", r)
+			w.log.Error("store write panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	return op.fn(w)
 }
 
 func reply(ops []*writeOp, err error) {
