@@ -52,6 +52,10 @@ type Greylist interface {
 	// ErrNotFound.
 	GetTriplet(ctx context.Context, client, sender, recipient string, now time.Time) (Triplet, error)
 	// PutTriplet stores t, replacing any triplet with the same three keys.
+	// Reads through the same Store see t at once. A backend may return
+	// before t is durable (write-behind): a crash may lose the last
+	// moments of puts, which only delays those senders once more, while a
+	// clean Close keeps them.
 	PutTriplet(ctx context.Context, t Triplet) error
 	// DeleteTriplet removes a triplet; removing a missing one is no error.
 	DeleteTriplet(ctx context.Context, client, sender, recipient string) error

@@ -76,7 +76,23 @@ func (s *Store) GetTriplet(ctx context.Context, client, sender, recipient string
 	if s.closed.Load() {
 		return store.Triplet{}, ErrClosed
 	}
-	t := store.Triplet{Client: client, Sender: sender, Recipient: recipient}
+	if err := ctx.Err(); err != nil {
+		return store.Triplet{}, err
+	}
+	k := tripletKey{client, sender, recipient}
+	t, ok := s.pending.get(k)
+	if !ok && s.mirror != nil {
+		if t, ok = s.mirror.get(k); !ok {
+			return store.Triplet{}, store.ErrNotFound
+		}
+	}
+	if ok {
+		if !t.Expires.After(now) {
+			return store.Triplet{}, store.ErrNotFound
+		}
+		return t, nil
+	}
+	t = store.Triplet{Client: client, Sender: sender, Recipient: recipient}
 	var first, last, passed sql.NullInt64
 	var expires int64
 	err := s.reads.getTriplet.QueryRowContext(ctx, client, sender, recipient, now.UnixMilli()).
@@ -92,18 +108,36 @@ func (s *Store) GetTriplet(ctx context.Context, client, sender, recipient string
 	return t, nil
 }
 
-// PutTriplet stores t, replacing the triplet with the same keys, and
-// returns once the write is committed.
+// PutTriplet stores t, replacing the triplet with the same keys. It
+// returns once the write is queued, not committed: the greylist answers
+// without waiting for the disk, reads in this process see the triplet at
+// once, and a crash loses at most the writes still queued, which only
+// delays those senders once more. Close commits everything queued.
 func (s *Store) PutTriplet(ctx context.Context, t store.Triplet) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	err := s.w.do(ctx, func(w *writer) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sqlite: put triplet: %w", err)
+	}
+	k := keyOf(t)
+	seq := s.pending.add(t)
+	if s.mirror != nil {
+		s.mirror.apply(mirrorOp{t: t})
+	}
+	err := s.w.async(func(w *writer) error {
 		_, err := w.putTriplet.ExecContext(context.Background(), t.Client, t.Sender, t.Recipient,
 			ms(t.FirstSeen), ms(t.LastSeen), ms(t.PassedAt), t.Attempts, t.Expires.UnixMilli())
 		return err
+	}, func(err error) {
+		s.pending.done(k, seq)
+		if err != nil {
+			s.log.Warn("greylist triplet not saved; its sender will be delayed again",
+				"client", t.Client, "sender", t.Sender, "recipient", t.Recipient, "err", err)
+		}
 	})
 	if err != nil {
+		s.pending.done(k, seq)
 		return fmt.Errorf("sqlite: put triplet: %w", err)
 	}
 	return nil
@@ -114,10 +148,23 @@ func (s *Store) DeleteTriplet(ctx context.Context, client, sender, recipient str
 	if s.closed.Load() {
 		return ErrClosed
 	}
+	// The delete is queued after any pending put of the same key, so the
+	// commit order matches the call order. That put's pending entry is
+	// dropped only once the delete has committed; a later put stays.
+	k := tripletKey{client, sender, recipient}
+	seq := s.pending.current(k)
 	err := s.w.do(ctx, func(w *writer) error {
 		_, err := w.deleteTriplet.ExecContext(context.Background(), client, sender, recipient)
 		return err
 	})
+	if err == nil && seq != 0 {
+		s.pending.done(k, seq)
+	}
+	// The mirror forgets the triplet only once the delete is committed:
+	// a reload scanning meanwhile would otherwise bring it back.
+	if err == nil && s.mirror != nil {
+		s.mirror.apply(mirrorOp{t: store.Triplet{Client: client, Sender: sender, Recipient: recipient}, del: true})
+	}
 	if err != nil {
 		return fmt.Errorf("sqlite: delete triplet: %w", err)
 	}
@@ -129,6 +176,10 @@ func (s *Store) DeleteTriplet(ctx context.Context, client, sender, recipient str
 func (s *Store) ListTriplets(ctx context.Context, f store.TripletFilter, now time.Time) ([]store.Triplet, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
+	}
+	// Listings read the database; commit queued puts first so they show.
+	if err := s.w.flush(ctx); err != nil {
+		return nil, fmt.Errorf("sqlite: list triplets: %w", err)
 	}
 	var q strings.Builder
 	q.WriteString(`SELECT client, sender, recipient, first_seen, last_seen, passed_at, attempts, expires
@@ -213,6 +264,9 @@ func (s *Store) GreylistStats(ctx context.Context, now time.Time, whitelistAfter
 	if s.closed.Load() {
 		return store.GreylistStats{}, ErrClosed
 	}
+	if err := s.w.flush(ctx); err != nil {
+		return store.GreylistStats{}, fmt.Errorf("sqlite: greylist stats: %w", err)
+	}
 	var st store.GreylistStats
 	nowMS := now.UnixMilli()
 	if err := s.reads.tripletCounts.QueryRowContext(ctx, nowMS).Scan(&st.Pending, &st.Passed); err != nil {
@@ -261,6 +315,9 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 		}
 		total += int(sum)
 		if most < expireChunk {
+			if s.mirror != nil {
+				s.mirror.expire(now)
+			}
 			return total, nil
 		}
 	}

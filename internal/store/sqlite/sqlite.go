@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	msqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -44,14 +45,35 @@ type Store struct {
 	w       *writer
 	rdb     *sql.DB // read-only pool
 	reads   readStmts
+	pending pendingTriplets
 	closed  atomic.Bool
-	closeMu sync.Mutex
+
+	mirror       *mirror // nil unless Options.Mirror
+	reloadReq    chan struct{}
+	reloaderDone chan struct{}
+	// reloaderStarted is set before Open returns, read only by Close.
+	reloaderStarted bool
+	closeMu         sync.Mutex
 }
 
 // Open opens (creating if needed) the store in dir. The directory is
 // created with mode 0750 and the database file with mode 0640, since
 // triplets hold correspondents' addresses.
 func Open(dir string, log *slog.Logger) (*Store, error) {
+	return OpenWith(dir, log, Options{})
+}
+
+// Options tunes a Store.
+type Options struct {
+	// Mirror keeps the triplet table in memory and answers GetTriplet
+	// from there: the daemon's choice. Memory grows with the number of
+	// unexpired triplets, roughly 200 bytes each. Admin commands, which
+	// read a few records and exit, leave it off.
+	Mirror bool
+}
+
+// OpenWith is Open with options.
+func OpenWith(dir string, log *slog.Logger, o Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("sqlite: create data directory %s: %w", dir, err)
 	}
@@ -71,9 +93,25 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 	}
 
 	s := &Store{path: abs, log: log}
+	if o.Mirror {
+		s.mirror = &mirror{}
+		s.reloadReq = make(chan struct{}, 1)
+		s.reloaderDone = make(chan struct{})
+	}
 	if err := s.open(context.Background()); err != nil {
 		s.closeAll()
 		return nil, fmt.Errorf("sqlite: open database %s: %w", abs, explain(err))
+	}
+	if o.Mirror {
+		start := time.Now()
+		if err := s.reload(context.Background()); err != nil {
+			s.closeAll()
+			return nil, fmt.Errorf("sqlite: open database %s: %w", abs, err)
+		}
+		s.reloaderStarted = true
+		go s.reloader()
+		log.Info("greylist triplets loaded into memory", "triplets", s.mirror.len(),
+			"took", time.Since(start).Round(time.Millisecond))
 	}
 	return s, nil
 }
@@ -92,7 +130,10 @@ func (s *Store) open(ctx context.Context) error {
 	// synchronous=NORMAL in WAL mode keeps the database consistent after a
 	// power loss and loses at most the last commits; an SMTP retry redoes
 	// those (https://www.sqlite.org/pragma.html#pragma_synchronous).
-	wdb, err := sql.Open("sqlite", dsn(s.path, "_pragma=synchronous(NORMAL)"))
+	// A checkpoint every 10,000 WAL pages (~40 MB) instead of 1,000:
+	// greylist pages change over and over, and each checkpoint copies a
+	// page once however often it changed.
+	wdb, err := sql.Open("sqlite", dsn(s.path, "_pragma=synchronous(NORMAL)", "_pragma=wal_autocheckpoint(10000)"))
 	if err != nil {
 		return err
 	}
@@ -118,7 +159,11 @@ func (s *Store) open(ctx context.Context) error {
 		_ = conn.Close()
 		return err
 	}
-	w, err := newWriter(ctx, conn, s.log)
+	var onExternal func()
+	if s.mirror != nil {
+		onExternal = s.externalChange
+	}
+	w, err := newWriter(ctx, conn, s.log, onExternal)
 	if err != nil {
 		_ = conn.Close()
 		return err
@@ -176,6 +221,9 @@ func (s *Store) closeAll() error {
 	var errs []error
 	if s.w != nil {
 		s.w.stop()
+		if s.reloaderStarted {
+			<-s.reloaderDone
+		}
 		s.w.closeStmts()
 		errs = append(errs, s.w.conn.Close())
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -173,7 +174,15 @@ func TestTwoStoresOneDirectory(t *testing.T) {
 	if err := daemon.PutTriplet(ctx, tr); err != nil {
 		t.Fatal(err)
 	}
-	got, err := cli.GetTriplet(ctx, tr.Client, tr.Sender, tr.Recipient, now)
+	// The daemon's put is committed by its writer within moments; the
+	// other process sees it then.
+	var got store.Triplet
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if got, err = cli.GetTriplet(ctx, tr.Client, tr.Sender, tr.Recipient, now); err == nil {
+			break
+		}
+	}
 	if err != nil || got.Attempts != 1 {
 		t.Fatalf("CLI GetTriplet = %+v, %v", got, err)
 	}
@@ -307,5 +316,103 @@ func TestExpireLargeBacklog(t *testing.T) {
 	list, err := s.ListTriplets(ctx, store.TripletFilter{}, now)
 	if err != nil || len(list) != fresh {
 		t.Fatalf("%d triplets left (%v), want %d", len(list), err, fresh)
+	}
+}
+
+// TestClosePersistsQueuedPuts checks the write-behind promise: PutTriplet
+// returns before the commit, yet a clean Close (daemon shutdown) commits
+// every put it accepted.
+func TestClosePersistsQueuedPuts(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	const n = 3000
+	for i := range n {
+		tr := store.Triplet{Client: "192.0.2.0/24", Sender: fmt.Sprintf("s%d@example.org", i), Recipient: "r@example.net",
+			FirstSeen: now, LastSeen: now, Attempts: 1, Expires: now.Add(time.Hour)}
+		if err := s.PutTriplet(ctx, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openTest(t, dir)
+	st, err := s2.GreylistStats(ctx, now, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pending != n {
+		t.Fatalf("after close and reopen: %d pending triplets, want %d", st.Pending, n)
+	}
+}
+
+func openMirror(t testing.TB, dir string) *Store {
+	t.Helper()
+	s, err := OpenWith(dir, testLogger(t), Options{Mirror: true})
+	if err != nil {
+		t.Fatalf("OpenWith(%s, Mirror): %v", dir, err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// The daemon's mirrored store must keep every promise the plain one does.
+func TestConformanceMirror(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openMirror(t, t.TempDir()) })
+}
+
+func TestReopenMirror(t *testing.T) {
+	storetest.RunReopen(t, func(t *testing.T, dir string) store.Store { return openMirror(t, dir) })
+}
+
+// TestMirrorSeesOtherProcess stands for `mailwarden greylist allow` run
+// while the daemon holds the triplets in memory: the daemon must see the
+// change without a restart.
+func TestMirrorSeesOtherProcess(t *testing.T) {
+	dir := t.TempDir()
+	daemon := openMirror(t, dir)
+	ctx := context.Background()
+	now := time.UnixMilli(time.Now().UnixMilli())
+	tr := store.Triplet{Client: "192.0.2.0/24", Sender: "a@example.org", Recipient: "b@example.net",
+		FirstSeen: now, LastSeen: now, Attempts: 1, Expires: now.Add(time.Hour)}
+	if err := daemon.PutTriplet(ctx, tr); err != nil {
+		t.Fatal(err)
+	}
+	gone := tr
+	gone.Recipient = "gone@example.net"
+	if err := daemon.PutTriplet(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := daemon.ListTriplets(ctx, store.TripletFilter{}, now); err != nil { // commits the puts
+		t.Fatal(err)
+	}
+
+	cli := openTest(t, dir)
+	passed := tr
+	passed.PassedAt = now
+	if err := cli.PutTriplet(ctx, passed); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.DeleteTriplet(ctx, gone.Client, gone.Sender, gone.Recipient); err != nil {
+		t.Fatal(err)
+	}
+	cli.Close() // commits the CLI's queued put
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := daemon.GetTriplet(ctx, tr.Client, tr.Sender, tr.Recipient, now)
+		_, goneErr := daemon.GetTriplet(ctx, gone.Client, gone.Sender, gone.Recipient, now)
+		if err == nil && got.Passed() && errors.Is(goneErr, store.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon still sees %+v (%v) and the deleted triplet (%v) 10s after another process changed them", got, err, goneErr)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -6,19 +6,36 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"time"
 )
 
 // maxBatch bounds how many queued writes share one transaction, so one
 // commit never holds the write lock for long.
-const maxBatch = 256
+const maxBatch = 1024
+
+// queueLen bounds the writes waiting for the writer. Past it, writers
+// block: back-pressure instead of unbounded memory.
+const queueLen = 4096
 
 // writeOp is one queued write. fn runs inside the writer's transaction
 // and must be a unit: if it fails, the transaction is rolled back and the
-// other operations of the batch are run again without it.
+// other operations of the batch are run again without it. A synchronous
+// op's caller waits on done; an asynchronous op's outcome goes to
+// finished instead.
 type writeOp struct {
-	ctx  context.Context
-	fn   func(w *writer) error
-	done chan error
+	ctx      context.Context
+	fn       func(w *writer) error
+	done     chan error
+	finished func(error)
+}
+
+func (op *writeOp) reply(err error) {
+	if op.done != nil {
+		op.done <- err
+	}
+	if op.finished != nil {
+		op.finished(err)
+	}
 }
 
 // writer owns the only read-write connection. SQLite allows one writer at
@@ -29,9 +46,15 @@ type writeOp struct {
 type writer struct {
 	log  *slog.Logger
 	conn *sql.Conn
-	ops  chan *writeOp // unbuffered: a queued write is a blocked sender
+	ops  chan *writeOp
 	quit chan struct{}
 	done chan struct{}
+
+	// onExternal, if set, is called when another connection (another
+	// process) has committed since the last check: PRAGMA data_version
+	// on this connection changes only then.
+	onExternal  func()
+	dataVersion int64
 
 	begin, commit, rollback *sql.Stmt
 	putTriplet              *sql.Stmt
@@ -41,11 +64,12 @@ type writer struct {
 	expireClients           *sql.Stmt
 }
 
-func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger) (*writer, error) {
+func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger, onExternal func()) (*writer, error) {
 	w := &writer{
-		log:  log,
+		log:        log,
+		onExternal: onExternal,
 		conn: conn,
-		ops:  make(chan *writeOp),
+		ops:  make(chan *writeOp, queueLen),
 		quit: make(chan struct{}),
 		done: make(chan struct{}),
 	}
@@ -110,17 +134,117 @@ func (w *writer) do(ctx context.Context, fn func(w *writer) error) error {
 	}
 }
 
+// async queues fn without waiting for its commit; finished is called
+// with the outcome from the writer goroutine.
+func (w *writer) async(fn func(w *writer) error, finished func(error)) error {
+	op := &writeOp{ctx: context.Background(), fn: fn, finished: finished}
+	select {
+	case w.ops <- op:
+		return nil
+	case <-w.quit:
+		return ErrClosed
+	}
+}
+
+// flush returns once every write queued before it is committed.
+func (w *writer) flush(ctx context.Context) error {
+	return w.do(ctx, func(*writer) error { return nil })
+}
+
+// externalCheck is how often an idle writer looks for commits by other
+// processes.
+const externalCheck = time.Second
+
 func (w *writer) run() {
 	defer close(w.done)
 	batch := make([]*writeOp, 0, maxBatch)
+	tick := time.NewTicker(externalCheck)
+	defer tick.Stop()
+	w.checkExternal()
 	for {
 		select {
 		case op := <-w.ops:
 			batch = append(batch[:0], op)
+		case <-tick.C:
+			w.checkExternal()
+			continue
 		case <-w.quit:
+			w.drain(batch)
 			return
 		}
-		// Take every write that is already waiting, up to the bound.
+		batch = w.gather(batch)
+		w.runBatch(batch)
+		clear(batch)
+		w.checkExternal()
+	}
+}
+
+func (w *writer) checkExternal() {
+	if w.onExternal == nil {
+		return
+	}
+	var v int64
+	if err := w.conn.QueryRowContext(context.Background(), "PRAGMA data_version").Scan(&v); err != nil {
+		w.log.Warn("store: reading data_version failed", "err", err)
+		return
+	}
+	if w.dataVersion != 0 && v != w.dataVersion {
+		w.onExternal()
+	}
+	w.dataVersion = v
+}
+
+// linger is how long the writer waits for more writes when nobody is
+// waiting on the batch (only write-behind puts in it). Under load, a
+// commit then carries many puts and writes each changed page to the WAL
+// once instead of once per small commit.
+const linger = 5 * time.Millisecond
+
+// gather adds the writes already waiting to batch, up to maxBatch. While
+// the batch holds only asynchronous writes it waits up to linger for
+// more; a synchronous write ends the wait, so callers that block never
+// pay for it.
+func (w *writer) gather(batch []*writeOp) []*writeOp {
+	var timeout <-chan time.Time
+	for len(batch) < maxBatch {
+		select {
+		case op := <-w.ops:
+			batch = append(batch, op)
+			continue
+		default:
+		}
+		if !allAsync(batch) {
+			return batch
+		}
+		if timeout == nil {
+			timeout = time.After(linger)
+		}
+		select {
+		case op := <-w.ops:
+			batch = append(batch, op)
+		case <-timeout:
+			return batch
+		case <-w.quit:
+			return batch
+		}
+	}
+	return batch
+}
+
+func allAsync(batch []*writeOp) bool {
+	for _, op := range batch {
+		if op.done != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// drain commits what is still queued at stop, so asynchronous writes
+// accepted before Close are not lost.
+func (w *writer) drain(batch []*writeOp) {
+	for {
+		batch = batch[:0]
 	gather:
 		for len(batch) < maxBatch {
 			select {
@@ -130,8 +254,10 @@ func (w *writer) run() {
 				break gather
 			}
 		}
+		if len(batch) == 0 {
+			return
+		}
 		w.runBatch(batch)
-		clear(batch)
 	}
 }
 
@@ -144,7 +270,7 @@ func (w *writer) runBatch(batch []*writeOp) {
 	pending := batch[:0:0]
 	for _, op := range batch {
 		if err := op.ctx.Err(); err != nil {
-			op.done <- err
+			op.reply(err)
 			continue
 		}
 		pending = append(pending, op)
@@ -169,7 +295,7 @@ func (w *writer) runBatch(batch []*writeOp) {
 			if _, err := w.rollback.ExecContext(ctx); err != nil {
 				w.log.Warn("store rollback failed", "err", err)
 			}
-			pending[failed].done <- opErr
+			pending[failed].reply(opErr)
 			pending = append(pending[:failed], pending[failed+1:]...)
 			continue
 		}
@@ -197,12 +323,12 @@ func (w *writer) call(op *writeOp) (err error) {
 
 func reply(ops []*writeOp, err error) {
 	for _, op := range ops {
-		op.done <- err
+		op.reply(err)
 	}
 }
 
-// stop ends the writer goroutine after the batch in progress; writes still
-// waiting to be queued get ErrClosed.
+// stop ends the writer goroutine after committing what is queued; writes
+// not yet queued get ErrClosed.
 func (w *writer) stop() {
 	close(w.quit)
 	<-w.done

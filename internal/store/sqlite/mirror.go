@@ -1,0 +1,158 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"time"
+
+	"mailwarden/internal/store"
+)
+
+// mirror is the daemon's in-memory copy of the triplet table. Greylisting
+// reads a triplet for every recipient; from SQLite that costs a read
+// transaction (locks, and pages reread because the WAL keeps changing),
+// from memory it costs a map lookup. SQLite stays the durable copy: puts
+// are written behind, and the mirror is reloaded when another process
+// (the greylist CLI) commits to the database.
+type mirror struct {
+	mu sync.RWMutex
+	m  map[tripletKey]store.Triplet
+	// While a reload scans the table, changes are also journaled and
+	// replayed onto the fresh copy, so none made during the scan is lost.
+	reloading bool
+	journal   []mirrorOp
+}
+
+type mirrorOp struct {
+	t   store.Triplet
+	del bool
+}
+
+func (m *mirror) get(k tripletKey) (store.Triplet, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	t, ok := m.m[k]
+	return t, ok
+}
+
+func (m *mirror) apply(op mirrorOp) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.applyLocked(m.m, op)
+	if m.reloading {
+		m.journal = append(m.journal, op)
+	}
+}
+
+func (m *mirror) applyLocked(dst map[tripletKey]store.Triplet, op mirrorOp) {
+	if op.del {
+		delete(dst, keyOf(op.t))
+		return
+	}
+	dst[keyOf(op.t)] = op.t
+}
+
+// expire drops triplets whose expiry is at or before now.
+func (m *mirror) expire(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, t := range m.m {
+		if !t.Expires.After(now) {
+			delete(m.m, k)
+		}
+	}
+}
+
+func (m *mirror) len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.m)
+}
+
+// reload replaces the mirror with the table's current content. Puts still
+// queued for the writer are journaled first: the scan may not see them,
+// and their commit may land after it.
+func (s *Store) reload(ctx context.Context) error {
+	m := s.mirror
+	m.mu.Lock()
+	m.reloading = true
+	m.journal = m.journal[:0]
+	for _, p := range s.pending.snapshot() {
+		m.journal = append(m.journal, mirrorOp{t: p})
+	}
+	m.mu.Unlock()
+
+	fresh, err := s.scanTriplets(ctx)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reloading = false
+	if err != nil {
+		m.journal = m.journal[:0]
+		return err
+	}
+	for _, op := range m.journal {
+		m.applyLocked(fresh, op)
+	}
+	m.journal = m.journal[:0]
+	m.m = fresh
+	return nil
+}
+
+func (s *Store) scanTriplets(ctx context.Context) (map[tripletKey]store.Triplet, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT client, sender, recipient, first_seen, last_seen,
+		passed_at, attempts, expires FROM triplet WHERE expires > ?1`, time.Now().UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load triplets into memory: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[tripletKey]store.Triplet)
+	for rows.Next() {
+		var t store.Triplet
+		var first, last, passed sql.NullInt64
+		var expires int64
+		if err := rows.Scan(&t.Client, &t.Sender, &t.Recipient, &first, &last, &passed, &t.Attempts, &expires); err != nil {
+			return nil, fmt.Errorf("sqlite: load triplets into memory: %w", err)
+		}
+		t.FirstSeen, t.LastSeen, t.PassedAt = fromMS(first), fromMS(last), fromMS(passed)
+		t.Expires = time.UnixMilli(expires)
+		out[keyOf(t)] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: load triplets into memory: %w", err)
+	}
+	return out, nil
+}
+
+// externalChange is called by the writer when another connection has
+// committed to the database. Reloads are coalesced: one runs at a time,
+// and a change seen during a reload causes one more.
+func (s *Store) externalChange() {
+	select {
+	case s.reloadReq <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) reloader() {
+	defer close(s.reloaderDone)
+	for {
+		select {
+		case <-s.reloadReq:
+		case <-s.w.quit:
+			return
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := s.reload(ctx)
+		cancel()
+		if err != nil {
+			s.log.Error("reloading greylist triplets after an outside change failed; keeping the old copy", "err", err)
+			continue
+		}
+		s.log.Info("greylist triplets reloaded after a change by another process",
+			"triplets", s.mirror.len(), "took", time.Since(start).Round(time.Millisecond))
+	}
+}
