@@ -84,6 +84,7 @@ type Check struct {
 	o       Options
 	clients *clientList
 	rcpts   *recipientList
+	passes  passCache
 
 	// headerMu guards recent: the queue IDs that last got an X-Greylist
 	// header, so a message with several delayed recipients gets one header
@@ -212,15 +213,15 @@ func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict,
 	now := c.o.Now()
 	client := Netblock(req.ClientIP, c.o.IPv4Prefix, c.o.IPv6Prefix)
 	if c.o.AutoWhitelistAfter > 0 && client != unknownClient {
-		n, err := c.o.Store.ClientPasses(ctx, client, now)
+		n, err := c.clientPasses(ctx, client, now)
 		if err != nil {
-			return policy.Verdict{}, fmt.Errorf("greylist: looking up passes of client %s: %w", client, err)
+			return policy.Verdict{}, err
 		}
 		if n >= c.o.AutoWhitelistAfter {
 			// Count this delivery too so that a client that keeps sending
 			// stays whitelisted past PassedLifetime, as in postgrey.
-			if _, err := c.o.Store.AddClientPass(ctx, client, now, now.Add(c.o.PassedLifetime)); err != nil {
-				return policy.Verdict{}, fmt.Errorf("greylist: counting pass of client %s: %w", client, err)
+			if err := c.countPass(ctx, client, now); err != nil {
+				return policy.Verdict{}, err
 			}
 			return policy.Verdict{Action: policy.Continue,
 				Reason: fmt.Sprintf("greylist: skipped: auto-whitelisted client %s (%d passes)", client, n)}, nil
@@ -335,15 +336,34 @@ func (c *Check) passAgain(ctx context.Context, t store.Triplet, now time.Time) (
 	return policy.Verdict{Action: policy.Continue}, nil
 }
 
-// countPass adds one pass for client toward auto-whitelisting.
+// clientPasses returns client's pass count, from the cache when fresh.
+func (c *Check) clientPasses(ctx context.Context, client string, now time.Time) (int, error) {
+	if e, ok := c.passes.get(client, now); ok {
+		return e.n, nil
+	}
+	n, err := c.o.Store.ClientPasses(ctx, client, now)
+	if err != nil {
+		return 0, fmt.Errorf("greylist: looking up passes of client %s: %w", client, err)
+	}
+	c.passes.set(client, n, now, false)
+	return n, nil
+}
+
+// countPass adds one pass for client toward auto-whitelisting. A client
+// already whitelisted is counted at most once per recountAfter.
 func (c *Check) countPass(ctx context.Context, client string, now time.Time) error {
 	if client == unknownClient {
+		return nil
+	}
+	if e, ok := c.passes.get(client, now); ok && c.o.AutoWhitelistAfter > 0 &&
+		e.n >= c.o.AutoWhitelistAfter && !e.counted.IsZero() && now.Sub(e.counted) < recountAfter {
 		return nil
 	}
 	n, err := c.o.Store.AddClientPass(ctx, client, now, now.Add(c.o.PassedLifetime))
 	if err != nil {
 		return fmt.Errorf("greylist: counting pass of client %s: %w", client, err)
 	}
+	c.passes.set(client, n, now, true)
 	if c.o.AutoWhitelistAfter > 0 && n == c.o.AutoWhitelistAfter {
 		c.o.Log.Info("greylist: client auto-whitelisted", "client", client, "passes", n)
 	}

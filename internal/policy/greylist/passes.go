@@ -1,0 +1,71 @@
+package greylist
+
+import (
+	"sync"
+	"time"
+)
+
+// passCacheTTL is how long a client's pass count is trusted without
+// asking the store again. Passes counted by another MX sharing the store
+// show up after at most this long: a client is whitelisted a minute late,
+// never wrongly.
+const passCacheTTL = time.Minute
+
+// passCacheMax bounds the cache; past it, entries are dropped at random
+// (Go map order), which costs only an extra store read.
+const passCacheMax = 100_000
+
+// recountAfter is how often an already whitelisted client's delivery is
+// counted again to keep its record alive; postgrey counts at most hourly
+// too. Counting every delivery would put a synchronous store write on
+// the path of every message from the busiest senders.
+const recountAfter = time.Hour
+
+// passCache remembers clients' pass counts so that the auto-whitelist
+// check does not read the store for every recipient.
+type passCache struct {
+	mu sync.Mutex
+	m  map[string]passEntry
+}
+
+type passEntry struct {
+	n       int
+	until   time.Time // trust n until then
+	counted time.Time // when this process last added a pass; zero if never
+}
+
+// get returns the cached count for client, if fresh.
+func (c *passCache) get(client string, now time.Time) (passEntry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[client]
+	if !ok || !now.Before(e.until) {
+		return passEntry{}, false
+	}
+	return e, true
+}
+
+// set records n passes for client as read or written now; counted says
+// this process has just added a pass.
+func (c *passCache) set(client string, n int, now time.Time, counted bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]passEntry)
+	}
+	e := c.m[client]
+	if len(c.m) >= passCacheMax && e.until.IsZero() {
+		drop := passCacheMax / 8
+		for k := range c.m {
+			delete(c.m, k)
+			if drop--; drop == 0 {
+				break
+			}
+		}
+	}
+	e.n, e.until = n, now.Add(passCacheTTL)
+	if counted {
+		e.counted = now
+	}
+	c.m[client] = e
+}
