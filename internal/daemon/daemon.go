@@ -80,7 +80,8 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.metrics = newMetrics(o.Version)
-	if d.store, err = sqlite.Open(cfg.DataDir, d.log); err != nil {
+	// The daemon keeps greylist triplets in memory; the CLI does not.
+	if d.store, err = sqlite.OpenWith(cfg.DataDir, d.log, sqlite.Options{Mirror: true}); err != nil {
 		d.mailFile.Close()
 		return nil, fmt.Errorf("opening store in %s: %w", cfg.DataDir, err)
 	}

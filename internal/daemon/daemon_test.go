@@ -126,8 +126,13 @@ func TestServesAndReportsHealth(t *testing.T) {
 	if got := policyAction(t, cfg.Listen.Policy, "192.0.2.1"); !strings.HasPrefix(got, "451 4.7.1") {
 		t.Errorf("new triplet: action = %q, want 451 4.7.1", got)
 	}
-	if !strings.Contains(stdout.String(), "action=tempfail") {
-		t.Errorf("mail log (stdout) has no decision line: %q", stdout.String())
+	// The mail log is flushed within mailLogFlush.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(stdout.String(), "action=tempfail") {
+		if time.Now().After(deadline) {
+			t.Fatalf("mail log (stdout) has no decision line: %q", stdout.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	for _, path := range []string{"/-/healthy", "/-/ready", "/metrics"} {
 		resp, err := http.Get("http://" + cfg.Listen.HTTP + path)

@@ -68,10 +68,10 @@ func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger, onExternal
 	w := &writer{
 		log:        log,
 		onExternal: onExternal,
-		conn: conn,
-		ops:  make(chan *writeOp, queueLen),
-		quit: make(chan struct{}),
-		done: make(chan struct{}),
+		conn:       conn,
+		ops:        make(chan *writeOp, queueLen),
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	stmts := []struct {
 		dst **sql.Stmt
