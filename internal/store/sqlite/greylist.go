@@ -232,6 +232,26 @@ func (s *Store) AddClientPass(ctx context.Context, client string, now, expires t
 	if s.closed.Load() {
 		return 0, ErrClosed
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: add client pass: %w", err)
+	}
+	if s.mirror != nil {
+		// Counted in memory, written behind like triplets: the count a
+		// caller sees is the one the write will store.
+		c := s.mirror.addPass(client, now, expires)
+		err := s.w.async(func(w *writer) error {
+			_, err := w.setClientPass.ExecContext(context.Background(), client, c.passes, c.expires.UnixMilli())
+			return err
+		}, func(err error) {
+			if err != nil {
+				s.log.Warn("greylist pass count not saved", "client", client, "err", err)
+			}
+		})
+		if err != nil {
+			return 0, fmt.Errorf("sqlite: add client pass: %w", err)
+		}
+		return c.passes, nil
+	}
 	var n int
 	err := s.w.do(ctx, func(w *writer) error {
 		return w.addClientPass.QueryRowContext(context.Background(), client, now.UnixMilli(), expires.UnixMilli()).Scan(&n)
@@ -246,6 +266,12 @@ func (s *Store) AddClientPass(ctx context.Context, client string, now, expires t
 func (s *Store) ClientPasses(ctx context.Context, client string, now time.Time) (int, error) {
 	if s.closed.Load() {
 		return 0, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: client passes: %w", err)
+	}
+	if s.mirror != nil {
+		return s.mirror.passes(client, now), nil
 	}
 	var n int
 	err := s.reads.clientPasses.QueryRowContext(ctx, client, now.UnixMilli()).Scan(&n)

@@ -19,10 +19,18 @@ import (
 type mirror struct {
 	mu sync.RWMutex
 	m  map[tripletKey]store.Triplet
+	// clients holds the pass counts. Only the daemon writes them (the CLI
+	// never does), so they are loaded once and never reloaded.
+	clients map[string]clientPass
 	// While a reload scans the table, changes are also journaled and
 	// replayed onto the fresh copy, so none made during the scan is lost.
 	reloading bool
 	journal   []mirrorOp
+}
+
+type clientPass struct {
+	passes  int
+	expires time.Time
 }
 
 type mirrorOp struct {
@@ -54,7 +62,7 @@ func (m *mirror) applyLocked(dst map[tripletKey]store.Triplet, op mirrorOp) {
 	dst[keyOf(op.t)] = op.t
 }
 
-// expire drops triplets whose expiry is at or before now.
+// expire drops triplets and pass counts whose expiry is at or before now.
 func (m *mirror) expire(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -63,6 +71,37 @@ func (m *mirror) expire(now time.Time) {
 			delete(m.m, k)
 		}
 	}
+	for k, c := range m.clients {
+		if !c.expires.After(now) {
+			delete(m.clients, k)
+		}
+	}
+}
+
+// passes returns client's unexpired pass count.
+func (m *mirror) passes(client string, now time.Time) int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	c, ok := m.clients[client]
+	if !ok || !c.expires.After(now) {
+		return 0
+	}
+	return c.passes
+}
+
+// addPass counts one more pass for client, restarting an expired count,
+// and returns the new record.
+func (m *mirror) addPass(client string, now, expires time.Time) clientPass {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.clients[client]
+	if !c.expires.After(now) {
+		c.passes = 0
+	}
+	c.passes++
+	c.expires = expires
+	m.clients[client] = c
+	return c
 }
 
 func (m *mirror) len() int {
@@ -99,6 +138,30 @@ func (s *Store) reload(ctx context.Context) error {
 	m.journal = m.journal[:0]
 	m.m = fresh
 	return nil
+}
+
+func (s *Store) scanClients(ctx context.Context) (map[string]clientPass, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT client, passes, expires FROM client_pass WHERE expires > ?1`,
+		time.Now().UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: load client passes into memory: %w", err)
+	}
+	defer rows.Close()
+	out := make(map[string]clientPass)
+	for rows.Next() {
+		var client string
+		var c clientPass
+		var expires int64
+		if err := rows.Scan(&client, &c.passes, &expires); err != nil {
+			return nil, fmt.Errorf("sqlite: load client passes into memory: %w", err)
+		}
+		c.expires = time.UnixMilli(expires)
+		out[client] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: load client passes into memory: %w", err)
+	}
+	return out, nil
 }
 
 func (s *Store) scanTriplets(ctx context.Context) (map[tripletKey]store.Triplet, error) {

@@ -104,7 +104,11 @@ func OpenWith(dir string, log *slog.Logger, o Options) (*Store, error) {
 	}
 	if o.Mirror {
 		start := time.Now()
-		if err := s.reload(context.Background()); err != nil {
+		err := s.reload(context.Background())
+		if err == nil {
+			s.mirror.clients, err = s.scanClients(context.Background())
+		}
+		if err != nil {
 			s.closeAll()
 			return nil, fmt.Errorf("sqlite: open database %s: %w", abs, err)
 		}

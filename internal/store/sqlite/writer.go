@@ -11,11 +11,11 @@ import (
 
 // maxBatch bounds how many queued writes share one transaction, so one
 // commit never holds the write lock for long.
-const maxBatch = 1024
+const maxBatch = 8192
 
 // queueLen bounds the writes waiting for the writer. Past it, writers
 // block: back-pressure instead of unbounded memory.
-const queueLen = 4096
+const queueLen = 16384
 
 // writeOp is one queued write. fn runs inside the writer's transaction
 // and must be a unit: if it fails, the transaction is rolled back and the
@@ -60,6 +60,7 @@ type writer struct {
 	putTriplet              *sql.Stmt
 	deleteTriplet           *sql.Stmt
 	addClientPass           *sql.Stmt
+	setClientPass           *sql.Stmt
 	expireTriplets          *sql.Stmt
 	expireClients           *sql.Stmt
 }
@@ -94,6 +95,8 @@ func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger, onExternal
 				passes = CASE WHEN client_pass.expires > ?2 THEN client_pass.passes + 1 ELSE 1 END,
 				expires = excluded.expires
 			RETURNING passes`},
+		{&w.setClientPass, `INSERT INTO client_pass (client, passes, expires) VALUES (?1, ?2, ?3)
+			ON CONFLICT (client) DO UPDATE SET passes = excluded.passes, expires = excluded.expires`},
 		{&w.expireTriplets, `DELETE FROM triplet WHERE (client, sender, recipient) IN
 			(SELECT client, sender, recipient FROM triplet WHERE expires <= ?1 LIMIT ?2)`},
 		{&w.expireClients, `DELETE FROM client_pass WHERE client IN
@@ -198,7 +201,7 @@ func (w *writer) checkExternal() {
 // waiting on the batch (only write-behind puts in it). Under load, a
 // commit then carries many puts and writes each changed page to the WAL
 // once instead of once per small commit.
-const linger = 5 * time.Millisecond
+const linger = 100 * time.Millisecond
 
 // gather adds the writes already waiting to batch, up to maxBatch. While
 // the batch holds only asynchronous writes it waits up to linger for
@@ -336,7 +339,7 @@ func (w *writer) stop() {
 
 func (w *writer) closeStmts() {
 	for _, st := range []*sql.Stmt{w.begin, w.commit, w.rollback, w.putTriplet,
-		w.deleteTriplet, w.addClientPass, w.expireTriplets, w.expireClients} {
+		w.deleteTriplet, w.addClientPass, w.setClientPass, w.expireTriplets, w.expireClients} {
 		if st != nil {
 			_ = st.Close()
 		}
