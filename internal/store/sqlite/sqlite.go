@@ -137,7 +137,12 @@ func (s *Store) open(ctx context.Context) error {
 	// A checkpoint every 10,000 WAL pages (~40 MB) instead of 1,000:
 	// greylist pages change over and over, and each checkpoint copies a
 	// page once however often it changed.
-	wdb, err := sql.Open("sqlite", dsn(s.path, "_pragma=synchronous(NORMAL)", "_pragma=wal_autocheckpoint(10000)"))
+	// The writer's page cache holds 64 MiB instead of 2: a batch of
+	// thousands of puts dirties pages all over the triplet table, and
+	// pages pushed out of the cache mid-transaction are written and read
+	// back again.
+	wdb, err := sql.Open("sqlite", dsn(s.path, "_pragma=synchronous(NORMAL)",
+		"_pragma=wal_autocheckpoint(10000)", "_pragma=cache_size(-65536)"))
 	if err != nil {
 		return err
 	}

@@ -208,15 +208,17 @@ const linger = 100 * time.Millisecond
 // more; a synchronous write ends the wait, so callers that block never
 // pay for it.
 func (w *writer) gather(batch []*writeOp) []*writeOp {
+	waited := !allAsync(batch)
 	var timeout <-chan time.Time
 	for len(batch) < maxBatch {
 		select {
 		case op := <-w.ops:
 			batch = append(batch, op)
+			waited = waited || op.done != nil
 			continue
 		default:
 		}
-		if !allAsync(batch) {
+		if waited {
 			return batch
 		}
 		if timeout == nil {
@@ -225,6 +227,7 @@ func (w *writer) gather(batch []*writeOp) []*writeOp {
 		select {
 		case op := <-w.ops:
 			batch = append(batch, op)
+			waited = op.done != nil
 		case <-timeout:
 			return batch
 		case <-w.quit:
