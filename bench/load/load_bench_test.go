@@ -37,7 +37,7 @@ func BenchmarkMilterGreylist(b *testing.B) {
 func BenchmarkPolicyGreylist(b *testing.B) {
 	policyAddr, _ := startDaemon(b, true)
 	b.ResetTimer()
-	r, err := RunPolicy(context.Background(), PolicyOptions{Common{Addr: policyAddr, N: b.N, C: 4}})
+	r, err := RunPolicy(context.Background(), PolicyOptions{Common: Common{Addr: policyAddr, N: b.N, C: 4}})
 	b.StopTimer()
 	if err != nil {
 		b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	gomilter "github.com/d--j/go-milter"
 )
@@ -89,7 +90,7 @@ func (f *fakePolicy) serve(c net.Conn) {
 func TestRunPolicyCountsEveryRequest(t *testing.T) {
 	addr, f := startFakePolicy(t)
 	// 103 is not a multiple of 4: every request must still be sent once.
-	r, err := RunPolicy(context.Background(), PolicyOptions{Common{Addr: addr, N: 103, C: 4, Uniq: 10, Seed: 7}})
+	r, err := RunPolicy(context.Background(), PolicyOptions{Common: Common{Addr: addr, N: 103, C: 4, Uniq: 10, Seed: 7}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +107,10 @@ func TestRunPolicyCountsEveryRequest(t *testing.T) {
 	if r.Verdicts["451"] != distinct || r.Verdicts["DUNNO"] != 103-distinct || len(r.Verdicts) != 2 {
 		t.Errorf("verdicts = %v, want 451:%d DUNNO:%d", r.Verdicts, distinct, 103-distinct)
 	}
-	if conns != 4 {
-		t.Errorf("server saw %d connections, want 4 persistent ones", conns)
+	// Persistent connections: at most one per worker, never a redial. A
+	// worker that starts after the others took all the work never dials.
+	if conns < 1 || conns > 4 {
+		t.Errorf("server saw %d connections, want 1 to 4 persistent ones", conns)
 	}
 	for c := range clients {
 		a, err := netip.ParseAddr(c)
@@ -122,7 +125,7 @@ func TestRunPolicyCountsEveryRequest(t *testing.T) {
 
 func TestRunPolicySeedsDoNotShareTriplets(t *testing.T) {
 	addr, f := startFakePolicy(t)
-	o := PolicyOptions{Common{Addr: addr, N: 50, C: 2, Uniq: 1000, Seed: 1}}
+	o := PolicyOptions{Common: Common{Addr: addr, N: 50, C: 2, Uniq: 1000, Seed: 1}}
 	for _, seed := range []int64{1, 2} {
 		o.Seed = seed
 		if _, err := RunPolicy(context.Background(), o); err != nil {
@@ -154,7 +157,7 @@ func TestRunPolicySeedsDoNotShareTriplets(t *testing.T) {
 
 func TestRunPolicyClientPattern(t *testing.T) {
 	addr, f := startFakePolicy(t)
-	_, err := RunPolicy(context.Background(), PolicyOptions{Common{Addr: addr, N: 20, C: 1, Uniq: 5, Seed: 3, ClientPattern: "2001:db8::x:y:z"}})
+	_, err := RunPolicy(context.Background(), PolicyOptions{Common: Common{Addr: addr, N: 20, C: 1, Uniq: 5, Seed: 3, ClientPattern: "2001:db8::x:y:z"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +177,7 @@ func TestRunPolicyNobodyListening(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	r, err := RunPolicy(context.Background(), PolicyOptions{Common{Addr: addr, N: 5, C: 2}})
+	r, err := RunPolicy(context.Background(), PolicyOptions{Common: Common{Addr: addr, N: 5, C: 2}})
 	if !errors.Is(err, ErrAllFailed) {
 		t.Fatalf("err = %v, want ErrAllFailed", err)
 	}
@@ -191,7 +194,7 @@ func TestBadOptions(t *testing.T) {
 		{Addr: "127.0.0.1:1", N: 1, C: 1, Uniq: -1},
 		{Addr: "127.0.0.1:1", N: 1, C: 1, ClientPattern: "host-x"},
 	} {
-		if _, err := RunPolicy(context.Background(), PolicyOptions{o}); !errors.Is(err, ErrBadOptions) {
+		if _, err := RunPolicy(context.Background(), PolicyOptions{Common: o}); !errors.Is(err, ErrBadOptions) {
 			t.Errorf("RunPolicy(%+v) err = %v, want ErrBadOptions", o, err)
 		}
 		if _, err := RunMilter(context.Background(), MilterOptions{Common: o}); !errors.Is(err, ErrBadOptions) {
@@ -293,5 +296,21 @@ func TestRunMilterCancelled(t *testing.T) {
 	}
 	if r.N != 0 {
 		t.Errorf("N = %d after cancelling first, want 0", r.N)
+	}
+}
+
+// TestRunPolicyRatePaces checks that a paced run cannot finish before its
+// last request is due (a lower bound only; no upper timing is asserted).
+func TestRunPolicyRatePaces(t *testing.T) {
+	addr, _ := startFakePolicy(t)
+	r, err := RunPolicy(context.Background(), PolicyOptions{Common: Common{Addr: addr, N: 50, C: 2, Seed: 9}, Rate: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.N != 50 {
+		t.Fatalf("N = %d, want 50", r.N)
+	}
+	if due := 49 * time.Second / 500; r.Elapsed < due {
+		t.Errorf("paced run of 50 at 500/s took %v, before its last request was due (%v)", r.Elapsed, due)
 	}
 }

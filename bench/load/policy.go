@@ -15,6 +15,13 @@ import (
 // PolicyOptions configures RunPolicy.
 type PolicyOptions struct {
 	Common
+	// Rate, if above 0, paces the requests: request i is sent at
+	// start + i/Rate (requests per second across all connections) or as
+	// soon after as its connection is free. Latency counts from the send,
+	// as timer wake-up jitter would otherwise swamp sub-millisecond
+	// answers; a server that cannot keep up shows as a Rate below the one
+	// asked for. 0 sends as fast as the server answers.
+	Rate float64
 }
 
 // errNoAction means the server ended its reply without an action line.
@@ -55,6 +62,10 @@ func RunPolicy(ctx context.Context, o PolicyOptions) (Result, error) {
 				}
 				req = appendPolicyRequest(req[:0], trip, trip.key(i), w, i)
 				t0 := time.Now()
+				if o.Rate > 0 {
+					time.Sleep(time.Until(start.Add(time.Duration(float64(i) / o.Rate * float64(time.Second)))))
+					t0 = time.Now()
+				}
 				v, err := pc.ask(req)
 				tl.record(w, i, time.Since(t0), v, err)
 			}

@@ -70,6 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Int64Var(&c.Seed, "seed", 0, "triplet seed; runs with different seeds share no triplet (0: the clock)")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Second, "bound on each network read or write")
 	size := fs.Int("size", 2048, "message body `bytes` (milter only)")
+	rate := fs.Float64("rate", 0, "pace policy requests at this many `per second` in all (0: as fast as answered)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -86,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if kind == "milter" {
 		r, err = load.RunMilter(ctx, load.MilterOptions{Common: c, Size: *size})
 	} else {
-		r, err = load.RunPolicy(ctx, load.PolicyOptions{Common: c})
+		r, err = load.RunPolicy(ctx, load.PolicyOptions{Common: c, Rate: *rate})
 	}
 	if errors.Is(err, load.ErrBadOptions) {
 		fmt.Fprintf(stderr, "mwload %s: %v\n", kind, err)
