@@ -24,6 +24,12 @@ func TestGreylistCLI(t *testing.T) {
 	s.requireGreylisted(t, s.send(t, clientA, fromA, toA, harness.UniqueID(t)), "milter", clientA)
 	s.requireGreylisted(t, s.send(t, clientB, fromB, toB, harness.UniqueID(t)), "milter", clientB)
 
+	// The daemon writes triplets behind (within about 100 ms); the CLI
+	// reads the database, so wait until both triplets are there.
+	waitCLI(t, s.mw, func(out string) bool {
+		return strings.Contains(out, fromA) && strings.Contains(out, fromB)
+	}, "greylist", "list")
+
 	t.Run("list", func(t *testing.T) {
 		res := cliOK(t, s.mw, "greylist", "list")
 		row := ""
@@ -64,7 +70,13 @@ func TestGreylistCLI(t *testing.T) {
 	})
 
 	t.Run("allow lets the triplet through now", func(t *testing.T) {
+		offset := s.mw.StderrSize()
 		cliOK(t, s.mw, "greylist", "allow", clientA, fromA, toA)
+		// The daemon notices another process's commit within a quarter
+		// second and reloads its in-memory triplets, and says so.
+		s.mw.WaitStderr(t, offset, func(line string) bool {
+			return strings.Contains(line, "reloaded after a change by another process")
+		}, 10*time.Second)
 		id := harness.UniqueID(t)
 		s.send(t, clientA, fromA, toA, id).RequireDelivered(t)
 		s.sink.WaitForID(t, id, 10*time.Second)
@@ -76,6 +88,23 @@ func TestGreylistCLI(t *testing.T) {
 	t.Run("stats after allow", func(t *testing.T) {
 		requireStats(t, s.mw, 1, 1)
 	})
+}
+
+// waitCLI runs an admin command until its output satisfies ok, for at
+// most 5 s.
+func waitCLI(t *testing.T, mw *harness.Mailwarden, ok func(stdout string) bool, args ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res := cliOK(t, mw, args...)
+		if ok(res.Stdout) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mailwarden %s never showed what was expected within 5s; last output:\n%s", strings.Join(args, " "), res.Stdout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // cliOK runs an admin command and fails the test unless it exits 0.

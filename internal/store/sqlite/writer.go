@@ -156,7 +156,7 @@ func (w *writer) flush(ctx context.Context) error {
 
 // externalCheck is how often an idle writer looks for commits by other
 // processes.
-const externalCheck = time.Second
+const externalCheck = 250 * time.Millisecond
 
 func (w *writer) run() {
 	defer close(w.done)
