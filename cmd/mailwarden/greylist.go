@@ -46,22 +46,34 @@ func cmdGreylist(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailwarden greylist %s: %v\n", verb, err)
 		return 2
 	}
-	open := func() (store.Store, error) {
-		return sqlite.Open(cfg.DataDir, slog.New(slog.DiscardHandler))
+	want := map[string]int{"list": 0, "allow": 3, "stats": 0}
+	n, known := want[verb]
+	if !known {
+		fmt.Fprintf(stderr, "mailwarden greylist: unknown command %q (want list, allow or stats)\n", verb)
+		return 2
 	}
+	if len(pos) != n {
+		if verb == "allow" {
+			return usageErr(stderr, verb, "CLIENT SENDER RECIPIENT (CLIENT is an IP address or a netblock as listed; SENDER \"<>\" or \"\" for the null sender)")
+		}
+		return usageErr(stderr, verb, "no arguments")
+	}
+	var client string
+	if verb == "allow" {
+		if client, err = clientKey(cfg, pos[0]); err != nil {
+			return usageErr(stderr, verb, err.Error())
+		}
+	}
+	st, err := sqlite.Open(cfg.DataDir, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return fail(err)
+	}
+	defer st.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	now := time.Now()
 	switch verb {
 	case "list":
-		if len(pos) != 0 {
-			return usageErr(stderr, verb, "no arguments")
-		}
-		st, err := open()
-		if err != nil {
-			return fail(err)
-		}
-		defer st.Close()
 		ts, err := st.ListTriplets(ctx, store.TripletFilter{Pending: *pending, Passed: *passed, Limit: *limit}, now)
 		if err != nil {
 			return fail(err)
@@ -70,38 +82,16 @@ func cmdGreylist(args []string, stdout, stderr io.Writer) int {
 			return writeJSON(stdout, stderr, tripletsJSON(ts))
 		}
 		printTriplets(stdout, ts)
-		return 0
 	case "allow":
-		if len(pos) != 3 {
-			return usageErr(stderr, verb, "CLIENT SENDER RECIPIENT (CLIENT is an IP address or a netblock as listed; SENDER \"<>\" or \"\" for the null sender)")
-		}
-		client, err := clientKey(cfg, pos[0])
-		if err != nil {
-			return usageErr(stderr, verb, err.Error())
-		}
 		sender := pos[1]
 		if sender == "<>" {
 			sender = ""
 		}
-		st, err := open()
-		if err != nil {
-			return fail(err)
-		}
-		defer st.Close()
 		if err := greylist.Allow(ctx, st, client, strings.ToLower(sender), strings.ToLower(pos[2]), now, cfg.Greylist.PassedLifetime.D()); err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "allowed: %s %s -> %s (passes from now on)\n", client, displayAddr(sender), pos[2])
-		return 0
 	case "stats":
-		if len(pos) != 0 {
-			return usageErr(stderr, verb, "no arguments")
-		}
-		st, err := open()
-		if err != nil {
-			return fail(err)
-		}
-		defer st.Close()
 		s, err := st.GreylistStats(ctx, now, cfg.Greylist.AutoWhitelistAfter)
 		if err != nil {
 			return fail(err)
@@ -113,10 +103,8 @@ func cmdGreylist(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "pending triplets:         %d\npassed triplets:          %d\nauto-whitelisted clients: %d\n",
 			s.Pending, s.Passed, s.WhitelistedClients)
-		return 0
 	}
-	fmt.Fprintf(stderr, "mailwarden greylist: unknown command %q (want list, allow or stats)\n", verb)
-	return 2
+	return 0
 }
 
 func usageErr(stderr io.Writer, verb, want string) int {

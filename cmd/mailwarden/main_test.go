@@ -87,3 +87,30 @@ func TestPrintableQuotesControlCharacters(t *testing.T) {
 		t.Errorf("escape survived: %q", got)
 	}
 }
+
+// TestREADMEListsEveryCommand keeps the README's command list in step
+// with the usage text the binary prints.
+func TestREADMEListsEveryCommand(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(usage, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "mailwarden" {
+			continue
+		}
+		cmd := strings.Join(f[:min(3, len(f))], " ")
+		if strings.HasPrefix(f[min(2, len(f)-1)], "[") || strings.HasPrefix(f[min(2, len(f)-1)], "--") {
+			cmd = strings.Join(f[:2], " ")
+		}
+		n++
+		if !strings.Contains(string(readme), cmd) {
+			t.Errorf("README.md does not mention %q from the usage text", cmd)
+		}
+	}
+	if n < 5 {
+		t.Fatalf("found only %d commands in the usage text", n)
+	}
+}
