@@ -26,9 +26,14 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func openTest(t testing.TB, dir string) *Store {
 	t.Helper()
-	s, err := Open(dir, testLogger(t))
+	return openWith(t, dir, Options{})
+}
+
+func openWith(t testing.TB, dir string, o Options) *Store {
+	t.Helper()
+	s, err := OpenWith(dir, testLogger(t), o)
 	if err != nil {
-		t.Fatalf("Open(%s): %v", dir, err)
+		t.Fatalf("OpenWith(%s, %+v): %v", dir, o, err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s
@@ -353,12 +358,7 @@ func TestClosePersistsQueuedPuts(t *testing.T) {
 
 func openMirror(t testing.TB, dir string) *Store {
 	t.Helper()
-	s, err := OpenWith(dir, testLogger(t), Options{Mirror: true})
-	if err != nil {
-		t.Fatalf("OpenWith(%s, Mirror): %v", dir, err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s
+	return openWith(t, dir, Options{Mirror: true})
 }
 
 // The daemon's mirrored store must keep every promise the plain one does.
