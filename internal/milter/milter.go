@@ -108,7 +108,9 @@ type session struct {
 	sender     string
 	user       string
 	queueID    string
+	rcptSeen   int // RCPT commands checked, accepted or not
 	recipients []string
+	headerFrom string
 	headers    []policy.Header
 }
 
@@ -127,6 +129,7 @@ func (s *session) request(stage policy.Stage, m gomilter.Modifier) *policy.Reque
 		Recipients: s.recipients,
 		SASLUser:   s.user,
 		QueueID:    s.queueID,
+		HeaderFrom: s.headerFrom,
 	}
 }
 
@@ -180,6 +183,8 @@ func (s *session) RcptTo(rcpt, esmtpArgs string, m gomilter.Modifier) (resp *gom
 	req := s.request(policy.StageRcpt, m)
 	rcpt = gomilter.RemoveAngle(rcpt)
 	req.Recipient = rcpt
+	req.RcptIndex = s.rcptSeen
+	s.rcptSeen++
 	v := s.evaluate(req)
 	if v.Action == policy.Continue || v.Action == policy.Accept {
 		s.recipients = append(s.recipients, rcpt)
@@ -187,6 +192,16 @@ func (s *session) RcptTo(rcpt, esmtpArgs string, m gomilter.Modifier) (resp *gom
 		return gomilter.RespContinue, nil
 	}
 	return s.respond(v, m, false)
+}
+
+// Header is called once per header field; the first From is kept for
+// checks at end of message.
+func (s *session) Header(name, value string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
+	defer s.guard("Header", &resp, &err)
+	if s.headerFrom == "" && strings.EqualFold(name, "From") {
+		s.headerFrom = strings.TrimSpace(value)
+	}
+	return gomilter.RespContinue, nil
 }
 
 // Data is called after all recipients, before the headers arrive.
@@ -225,7 +240,8 @@ func (s *session) guard(callback string, resp **gomilter.Response, err *error) {
 }
 
 func (s *session) resetMessage() {
-	s.sender, s.user, s.queueID = "", "", ""
+	s.sender, s.user, s.queueID, s.headerFrom = "", "", "", ""
+	s.rcptSeen = 0
 	s.recipients = nil
 	s.headers = nil
 }

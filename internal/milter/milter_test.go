@@ -142,6 +142,7 @@ func transaction(t *testing.T, addr, client, user string, rcpts ...string) resul
 		return r
 	}
 	must(s.DataStart())
+	must(s.HeaderField("From", "Alice <alice@example.net>", nil))
 	must(s.HeaderField("Subject", "hi", nil))
 	must(s.HeaderEnd())
 	mods, act, err := s.BodyReadFrom(strings.NewReader("hello\r\n"))
@@ -190,6 +191,18 @@ func TestRejectAndPerRecipientVerdicts(t *testing.T) {
 	}
 	if eom.ClientIP.String() != "192.0.2.7" || eom.Sender != "sender@example.net" || eom.QueueID != "4XyZ1" || eom.Helo != "mail.example.net" {
 		t.Errorf("eom request = %+v", eom)
+	}
+	if eom.HeaderFrom != "Alice <alice@example.net>" {
+		t.Errorf("eom request HeaderFrom = %q", eom.HeaderFrom)
+	}
+	var idx []int
+	for _, q := range check.requests() {
+		if q.Stage == policy.StageRcpt {
+			idx = append(idx, q.RcptIndex)
+		}
+	}
+	if len(idx) != 2 || idx[0] != 0 || idx[1] != 1 {
+		t.Errorf("recipient indexes = %v, want [0 1] (a refused recipient still counts)", idx)
 	}
 }
 

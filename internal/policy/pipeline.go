@@ -14,6 +14,7 @@ type Pipeline struct {
 	log      *slog.Logger // daemon log
 	mailLog  *slog.Logger // one line per decision
 	observe  func(req *Request, v Verdict, took time.Duration)
+	classify func(req *Request)
 }
 
 // PipelineOptions configures a Pipeline.
@@ -23,8 +24,12 @@ type PipelineOptions struct {
 	FailOpen map[string]bool
 	Log      *slog.Logger
 	MailLog  *slog.Logger
-	// Observe, if set, is called after every evaluation (metrics).
+	// Observe, if set, is called after every evaluation (metrics, the
+	// event log).
 	Observe func(req *Request, v Verdict, took time.Duration)
+	// Classify, if set, fills in what the checks need to know about the
+	// client (Internal, Site) before any check runs.
+	Classify func(req *Request)
 }
 
 // NewPipeline returns a pipeline running checks in the given order.
@@ -35,7 +40,7 @@ func NewPipeline(checks []Check, o PipelineOptions) *Pipeline {
 	if o.MailLog == nil {
 		o.MailLog = slog.New(slog.DiscardHandler)
 	}
-	return &Pipeline{checks: checks, failOpen: o.FailOpen, log: o.Log, mailLog: o.MailLog, observe: o.Observe}
+	return &Pipeline{checks: checks, failOpen: o.FailOpen, log: o.Log, mailLog: o.MailLog, observe: o.Observe, classify: o.Classify}
 }
 
 // TempfailInternal is the verdict for any failure inside mailwarden: the
@@ -52,6 +57,9 @@ func (p *Pipeline) Evaluate(ctx context.Context, req *Request) (v Verdict) {
 	start := time.Now()
 	if req.Time.IsZero() {
 		req.Time = start
+	}
+	if p.classify != nil {
+		p.classify(req)
 	}
 	var headers []Header
 	defer func() {
@@ -116,6 +124,7 @@ func LogDecision(l *slog.Logger, req *Request, v Verdict) {
 		"sender", req.Sender,
 		"recipient", req.Recipient,
 		"user", req.SASLUser,
+		"site", req.Site,
 		"queue_id", req.QueueID,
 		"reply", replyIfAny(v),
 		"reason", v.Reason,

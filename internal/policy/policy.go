@@ -51,10 +51,25 @@ type Request struct {
 	Helo       string
 	Sender     string // envelope sender without angle brackets; "" for the null sender
 	Recipient  string // the recipient being checked at StageRcpt
+	// RcptIndex counts the recipients of this message checked before
+	// Recipient: 0 for the first, so per-message counts are taken once.
+	RcptIndex  int
 	Recipients []string
 	SASLUser   string
 	QueueID    string
+	// HeaderFrom is the address in the From header, known at StageEOM
+	// in the milter only.
+	HeaderFrom string
+	// Internal is set when the client is in an internal network or a
+	// site; Site names the site. The pipeline sets both before any check
+	// runs (PipelineOptions.Classify).
+	Internal bool
+	Site     string
 }
+
+// Outbound reports whether the message leaves the organisation's own
+// clients: an internal client or an authenticated user.
+func (r *Request) Outbound() bool { return r.Internal || r.Authenticated() }
 
 // Authenticated reports whether the client logged in with SMTP AUTH.
 func (r *Request) Authenticated() bool { return r.SASLUser != "" }
@@ -118,6 +133,10 @@ type Verdict struct {
 	Check  string // name of the check that decided
 	// Headers are added to the message if it is accepted.
 	Headers []Header
+	// Event, if set, is the kind of event to record for this verdict
+	// (store.EventLatch, store.EventRateTrip ...). Rejects and tempfails
+	// are recorded even without it.
+	Event string
 }
 
 // Reply renders the SMTP reply line, e.g. "451 4.7.1 Greylisted".

@@ -11,6 +11,8 @@ import (
 	"os"
 	"runtime/debug"
 	"time"
+
+	"mailwarden/internal/policy"
 )
 
 // serveConn answers requests on one connection until the client closes
@@ -40,6 +42,7 @@ func (s *Server) serveConn(c *conn) {
 	}()
 
 	br := bufio.NewReaderSize(c.nc, min(readBufferSize, s.o.MaxRequestBytes))
+	var msg message
 	for {
 		c.state.Store(stateIdle)
 		if s.shutting.Load() {
@@ -66,7 +69,7 @@ func (s *Server) serveConn(c *conn) {
 			return
 		}
 		answering = true
-		action := s.answer(log, attrs)
+		action := s.answer(log, attrs, &msg)
 		c.nc.SetWriteDeadline(time.Now().Add(s.o.RequestTimeout))
 		if err := writeAction(c.nc, action); err != nil {
 			log.Warn("writing policy answer failed, closing connection", "err", err)
@@ -91,11 +94,32 @@ func (s *Server) logIdleEnd(log *slog.Logger, err error) {
 	}
 }
 
+// message tracks the transaction a connection's requests belong to.
+// Postfix sends one request per recipient, all with the same instance
+// attribute for one message (SMTPD_POLICY_README), so counting requests
+// per instance gives each recipient its index.
+type message struct {
+	instance string
+	rcpts    int
+}
+
+// rcptIndex returns the index of this RCPT request within its message.
+func (m *message) rcptIndex(instance string) int {
+	if instance == "" || instance != m.instance {
+		m.instance, m.rcpts = instance, 0
+	}
+	m.rcpts++
+	return m.rcpts - 1
+}
+
 // answer runs the pipeline for one request and returns the action.
-func (s *Server) answer(log *slog.Logger, a Attrs) string {
+func (s *Server) answer(log *slog.Logger, a Attrs, msg *message) string {
 	req, ok := ToRequest(a, time.Now())
 	if !ok {
 		return "DUNNO"
+	}
+	if req.Stage == policy.StageRcpt {
+		req.RcptIndex = msg.rcptIndex(a["instance"])
 	}
 	p := s.o.Pipeline()
 	if p == nil {

@@ -13,6 +13,10 @@ import (
 // ErrNotFound is returned when a record does not exist (or has expired).
 var ErrNotFound = errors.New("store: not found")
 
+// ErrNotActive is returned when clearing a latch that is already cleared
+// or expired.
+var ErrNotActive = errors.New("store: latch not active")
+
 // Triplet is one greylisting triplet (RFC 6647 §2.2): client netblock,
 // envelope sender and recipient, plus what happened to it.
 type Triplet struct {
@@ -74,8 +78,9 @@ type Greylist interface {
 // Store is everything a backend provides.
 type Store interface {
 	Greylist
-	// Expire deletes records whose expiry is at or before now and returns
-	// how many it deleted.
+	// Expire deletes records (triplets, pass counts, expired latches that
+	// were cleared, events past retention) whose expiry is at or before
+	// now and returns how many it deleted.
 	Expire(ctx context.Context, now time.Time) (int, error)
 	// Ping reports whether the backend can serve requests (readiness).
 	Ping(ctx context.Context) error
