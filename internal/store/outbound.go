@@ -109,6 +109,7 @@ const (
 	EventRateTrip = "rate_trip" // a rate limit refused a message
 	EventFreeze   = "freeze"    // a freeze held a message
 	EventAdmin    = "admin"     // an administrator changed something
+	EventGreylist = "greylist"  // a greylist deferral (recorded only if configured)
 )
 
 // Event is one non-trivial decision or admin action.

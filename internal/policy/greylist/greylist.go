@@ -294,6 +294,7 @@ func (c *Check) tempfail(wait time.Duration, reason string) policy.Verdict {
 		Text:   strings.ReplaceAll(c.o.ReplyText, "{delay}", formatWait(wait)),
 		Reason: reason,
 		Check:  c.Name(),
+		Event:  store.EventGreylist,
 	}
 }
 

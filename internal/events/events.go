@@ -1,0 +1,92 @@
+// Package events turns the pipeline's non-trivial decisions into entries
+// of the event log, from which the host registry, the dashboard and
+// `mailwarden events` read.
+package events
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"mailwarden/internal/policy"
+	"mailwarden/internal/store"
+)
+
+// Options configures a Recorder.
+type Options struct {
+	Store     store.Events
+	Retention time.Duration
+	// Greylist also records greylist deferrals; they are many, and always
+	// in the mail log anyway.
+	Greylist bool
+	Log      *slog.Logger
+}
+
+// Recorder records events. It is safe for concurrent use.
+type Recorder struct {
+	o Options
+}
+
+// NewRecorder returns a Recorder.
+func NewRecorder(o Options) *Recorder {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Recorder{o: o}
+}
+
+// Kind returns the event kind for a verdict, or "" when it is not an
+// event: every reject and tempfail is one, and whatever a check marked.
+func (r *Recorder) Kind(v policy.Verdict) string {
+	switch {
+	case v.Event == store.EventGreylist && !r.o.Greylist:
+		return ""
+	case v.Event != "":
+		return v.Event
+	case v.Action == policy.Reject:
+		return store.EventReject
+	case v.Action == policy.Tempfail:
+		return store.EventTempfail
+	}
+	return ""
+}
+
+// Observe records the decision v on req if it is an event. Its signature
+// fits policy.PipelineOptions.Observe.
+func (r *Recorder) Observe(req *policy.Request, v policy.Verdict, _ time.Duration) {
+	kind := r.Kind(v)
+	if kind == "" {
+		return
+	}
+	rcpts := req.Recipients
+	if req.Recipient != "" {
+		rcpts = []string{req.Recipient}
+	}
+	ev := store.Event{
+		Time:       req.Time,
+		Kind:       kind,
+		Check:      v.Check,
+		Action:     v.Action.String(),
+		Client:     addr(req),
+		Site:       req.Site,
+		User:       req.SASLUser,
+		Sender:     req.Sender,
+		Recipients: rcpts,
+		QueueID:    req.QueueID,
+		Reason:     v.Reason,
+		Expires:    req.Time.Add(r.o.Retention),
+	}
+	// The store writes events behind, so this does not wait for a disk.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.o.Store.AppendEvents(ctx, ev); err != nil {
+		r.o.Log.Error("recording event failed", "kind", kind, "client", ev.Client, "err", err)
+	}
+}
+
+func addr(req *policy.Request) string {
+	if !req.ClientIP.IsValid() {
+		return ""
+	}
+	return req.ClientIP.String()
+}

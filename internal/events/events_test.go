@@ -1,0 +1,69 @@
+package events
+
+import (
+	"context"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"mailwarden/internal/policy"
+	"mailwarden/internal/store"
+)
+
+type fakeEvents struct {
+	mu  sync.Mutex
+	evs []store.Event
+}
+
+func (f *fakeEvents) AppendEvents(_ context.Context, evs ...store.Event) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.evs = append(f.evs, evs...)
+	return nil
+}
+
+func (f *fakeEvents) QueryEvents(context.Context, store.EventFilter) ([]store.Event, error) {
+	return nil, nil
+}
+
+func TestWhatBecomesAnEvent(t *testing.T) {
+	now := time.Date(2026, 11, 21, 8, 0, 0, 0, time.UTC)
+	req := &policy.Request{Time: now, Frontend: "milter", Stage: policy.StageRcpt,
+		ClientIP: netip.MustParseAddr("10.1.2.3"), Site: "lincoln", SASLUser: "alice",
+		Sender: "a@school.test", Recipient: "b@example.org", QueueID: "Q1"}
+	for _, c := range []struct {
+		name string
+		v    policy.Verdict
+		gl   bool
+		want string
+	}{
+		{"accept", policy.Verdict{Action: policy.Continue}, false, ""},
+		{"reject", policy.Verdict{Action: policy.Reject, Check: "sender"}, false, store.EventReject},
+		{"latch", policy.Verdict{Action: policy.Reject, Check: "sender", Event: store.EventLatch}, false, store.EventLatch},
+		{"rate", policy.Verdict{Action: policy.Tempfail, Check: "ratelimit", Event: store.EventRateTrip}, false, store.EventRateTrip},
+		{"internal error in the greylist", policy.TempfailInternal("greylist", "store down"), false, store.EventTempfail},
+		{"greylist deferral, not recorded", policy.Verdict{Action: policy.Tempfail, Check: "greylist", Event: store.EventGreylist}, false, ""},
+		{"greylist deferral, recorded", policy.Verdict{Action: policy.Tempfail, Check: "greylist", Event: store.EventGreylist}, true, store.EventGreylist},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := &fakeEvents{}
+			NewRecorder(Options{Store: f, Retention: time.Hour, Greylist: c.gl}).Observe(req, c.v, 0)
+			if c.want == "" {
+				if len(f.evs) != 0 {
+					t.Fatalf("recorded %+v, want nothing", f.evs)
+				}
+				return
+			}
+			if len(f.evs) != 1 {
+				t.Fatalf("recorded %d events, want 1", len(f.evs))
+			}
+			e := f.evs[0]
+			if e.Kind != c.want || e.Client != "10.1.2.3" || e.Site != "lincoln" || e.User != "alice" ||
+				e.Sender != "a@school.test" || len(e.Recipients) != 1 || e.Recipients[0] != "b@example.org" ||
+				e.QueueID != "Q1" || !e.Time.Equal(now) || !e.Expires.Equal(now.Add(time.Hour)) || e.Check != c.v.Check {
+				t.Errorf("event = %+v", e)
+			}
+		})
+	}
+}
