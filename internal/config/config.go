@@ -26,6 +26,103 @@ type Config struct {
 	// instead of tempfailing it. Empty by default: no mail is lost.
 	FailOpen []string `yaml:"fail_open"`
 	Greylist Greylist `yaml:"greylist"`
+	// Sites name parts of the internal network (a school, an office):
+	// their clients are internal too, and each may have its own sender
+	// domains and contact.
+	Sites        []Site       `yaml:"sites"`
+	SenderPolicy SenderPolicy `yaml:"sender_policy"`
+	Latch        Latch        `yaml:"latch"`
+	RateLimits   RateLimits   `yaml:"rate_limits"`
+	Events       Events       `yaml:"events"`
+	Admin        Admin        `yaml:"admin"`
+}
+
+// Site is a named part of the internal network.
+type Site struct {
+	Name     string   `yaml:"name"`
+	Networks []Prefix `yaml:"networks"`
+	// Contact is who a latched user should call; it appears in the reply.
+	Contact string `yaml:"contact"`
+	// SenderDomains, if set, replace sender_policy.sender_domains for
+	// this site's clients.
+	SenderDomains []string `yaml:"sender_domains"`
+	// HeaderFromDomains, if set, replace sender_policy.header_from_domains.
+	HeaderFromDomains []string `yaml:"header_from_domains"`
+}
+
+// SenderPolicy restricts the sender domains internal clients may use. A
+// worm relaying through the organisation's servers forges other domains;
+// a violation is refused and latches the client.
+type SenderPolicy struct {
+	// SenderDomains are the envelope-sender domains internal clients may
+	// use (subdomains included). Empty, with no site lists either: the
+	// policy is off.
+	SenderDomains []string `yaml:"sender_domains"`
+	// HeaderFromDomains, if set, are checked against the header From at
+	// end of message (milter only).
+	HeaderFromDomains []string `yaml:"header_from_domains"`
+	// AllowNullSender lets internal clients send bounces (MAIL FROM:<>).
+	AllowNullSender bool `yaml:"allow_null_sender"`
+	// ReplyText follows "550 5.7.1"; {domain} and {client} are replaced.
+	ReplyText string `yaml:"reply_text"`
+	// Latch latches the client on a violation.
+	Latch bool `yaml:"latch"`
+}
+
+// Latch configures latches.
+type Latch struct {
+	// ReplyText follows "550 5.7.1" for every message from a latched
+	// client or user; {client}, {reason}, {contact} and {id} are replaced.
+	ReplyText string `yaml:"reply_text"`
+	// DefaultContact is used for clients outside any site with a contact.
+	DefaultContact string `yaml:"default_contact"`
+	// Expiry ends latches on their own after this long; 0: never.
+	Expiry Duration `yaml:"expiry"`
+	// ExemptClients never latch (the organisation's own relays, a
+	// monitoring host); ExemptUsers likewise for SASL users.
+	ExemptClients []Prefix `yaml:"exempt_clients"`
+	ExemptUsers   []string `yaml:"exempt_users"`
+}
+
+// RateLimits limit outbound mail per SASL user, client address and
+// sender domain.
+type RateLimits struct {
+	Enabled      bool  `yaml:"enabled"`
+	User         Limit `yaml:"user"`
+	Client       Limit `yaml:"client"`
+	SenderDomain Limit `yaml:"sender_domain"`
+	// LatchOnTrip also latches the user or client that tripped a limit.
+	LatchOnTrip bool `yaml:"latch_on_trip"`
+	// ReplyText follows "451 4.7.1" when a limit refuses a message.
+	ReplyText string `yaml:"reply_text"`
+}
+
+// Limit is a rate: at most Messages messages and Recipients recipients
+// per Per. A zero count does not limit.
+type Limit struct {
+	Messages   int      `yaml:"messages"`
+	Recipients int      `yaml:"recipients"`
+	Per        Duration `yaml:"per"`
+}
+
+// Events configures the event log.
+type Events struct {
+	// Retention is how long events are kept.
+	Retention Duration `yaml:"retention"`
+	// RecordGreylist also records greylist deferrals as events; they are
+	// always in the mail log.
+	RecordGreylist bool `yaml:"record_greylist"`
+}
+
+// Admin configures the admin API the CLI talks to.
+type Admin struct {
+	// Socket is the unix socket path; "" means admin.sock in data_dir.
+	Socket string `yaml:"socket"`
+	// Mode is the socket's permission bits, in octal as a string.
+	Mode string `yaml:"mode"`
+	// Owner and Group, if set, own the socket (names or numeric IDs).
+	Owner string `yaml:"owner"`
+	Group string `yaml:"group"`
 }
 
 // Listen holds listener addresses. "" disables a listener; the milter and
@@ -136,6 +233,24 @@ func Default() Config {
 			ReplyText:           "Greylisted, please try again in {delay}",
 			AddHeader:           true,
 		},
+		SenderPolicy: SenderPolicy{
+			AllowNullSender: true,
+			ReplyText:       "Sender domain {domain} is not allowed from {client}",
+			Latch:           true,
+		},
+		Latch: Latch{
+			ReplyText:      "Mail from {client} is blocked: {reason}. Contact {contact}, ref {id}",
+			DefaultContact: "your mail administrator",
+		},
+		RateLimits: RateLimits{
+			Enabled:      true,
+			User:         Limit{Messages: 100, Recipients: 500, Per: Duration(time.Hour)},
+			Client:       Limit{Messages: 200, Recipients: 1000, Per: Duration(time.Hour)},
+			SenderDomain: Limit{Messages: 2000, Recipients: 10000, Per: Duration(time.Hour)},
+			ReplyText:    "Too much mail from {what}, please try again later",
+		},
+		Events: Events{Retention: Duration(30 * 24 * time.Hour)},
+		Admin:  Admin{Mode: "0660"},
 	}
 }
 

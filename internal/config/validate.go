@@ -12,7 +12,9 @@ import (
 )
 
 // failOpenChecks returns the check names fail_open accepts.
-func failOpenChecks() []string { return []string{"greylist"} }
+func failOpenChecks() []string {
+	return []string{"freeze", "latch", "sender", "ratelimit", "greylist"}
+}
 
 // Validate checks settings that each hold a well-typed value but may not
 // make sense, alone or together. It returns every problem found, keyed by
@@ -66,6 +68,7 @@ func (c *Config) Validate() []Error {
 		{"greylist.delay", c.Greylist.Delay},
 		{"greylist.retry_window", c.Greylist.RetryWindow},
 		{"greylist.passed_lifetime", c.Greylist.PassedLifetime},
+		{"events.retention", c.Events.Retention},
 	} {
 		if d.val <= 0 {
 			add(d.key, "must be longer than 0s, got %s", formatDuration(time.Duration(d.val)))
@@ -103,10 +106,8 @@ func (c *Config) Validate() []Error {
 	if g.AutoWhitelistAfter < 0 {
 		add("greylist.auto_whitelist_after", "%d must be 0 (off) or more", g.AutoWhitelistAfter)
 	}
-	// The text goes into one SMTP reply line and one policy protocol
-	// attribute, where a line break would end it early (RFC 5321 §4.2).
-	if strings.ContainsAny(g.ReplyText, "\r\n") {
-		add("greylist.reply_text", "must be a single line")
+	if msg := checkReplyText(g.ReplyText); msg != "" {
+		add("greylist.reply_text", "%s", msg)
 	}
 	for _, list := range []struct {
 		key     string
@@ -123,6 +124,7 @@ func (c *Config) Validate() []Error {
 			}
 		}
 	}
+	c.validateOutbound(add)
 	return errs
 }
 
