@@ -1,0 +1,268 @@
+// Package latch refuses mail from clients and users that are latched: a
+// machine that forged a sender domain or tripped a rate limit is blocked
+// until someone marks it clean (PRODUCT.md §1 Day A). Other checks latch
+// through Check.Latch, which knows the exemptions and the expiry.
+package latch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"mailwarden/internal/netset"
+	"mailwarden/internal/policy"
+	"mailwarden/internal/sites"
+	"mailwarden/internal/store"
+)
+
+// Defaults for zero Options fields; they match config.Default().
+const (
+	DefaultReplyText = "Mail from {client} is blocked: {reason}. Contact {contact}, ref {id}"
+	DefaultContact   = "your mail administrator"
+)
+
+// maxReplyText keeps the configured text, and maxReply the rendered
+// reply, inside an SMTP reply line (RFC 5321 §4.5.3.1.5 allows 512
+// octets including the code and CRLF).
+const (
+	maxReplyText = 400
+	maxReply     = 480
+)
+
+// Options configures a Check. Zero ReplyText, DefaultContact, Now and Log
+// take the defaults (DefaultReplyText, DefaultContact, time.Now, a
+// discarding logger). A zero Expiry means latches never expire.
+type Options struct {
+	Store store.Latches
+	// Sites gives the contact of the client's site; nil: DefaultContact
+	// for everyone.
+	Sites *sites.Registry
+	// ReplyText follows "550 5.7.1" for mail from a latched client or
+	// user. {client} becomes the latched address or user name, {reason}
+	// the latch's reason, {contact} the site's contact and {id} the
+	// latch ID.
+	ReplyText      string
+	DefaultContact string
+	// Expiry ends new latches on their own after this long.
+	Expiry time.Duration
+	// ExemptClients never latch and are never refused by a client latch
+	// (the organisation's own relays, a monitoring host). ExemptUsers
+	// likewise for SASL users, compared without regard to case.
+	ExemptClients []netip.Prefix
+	ExemptUsers   []string
+	Now           func() time.Time
+	Log           *slog.Logger
+}
+
+// Check is the latch check. It is safe for concurrent use.
+type Check struct {
+	o             Options
+	exemptClients *netset.Set
+	exemptUsers   map[string]bool
+}
+
+// New returns a latch check. The error lists every bad setting.
+func New(o Options) (*Check, error) {
+	var errs []error
+	if o.Store == nil {
+		errs = append(errs, errors.New("latch: no store"))
+	}
+	if o.ReplyText == "" {
+		o.ReplyText = DefaultReplyText
+	}
+	if err := checkText("reply text", o.ReplyText); err != nil {
+		errs = append(errs, err)
+	}
+	if o.DefaultContact == "" {
+		o.DefaultContact = DefaultContact
+	}
+	if err := checkText("default contact", o.DefaultContact); err != nil {
+		errs = append(errs, err)
+	}
+	if o.Expiry < 0 {
+		errs = append(errs, fmt.Errorf("latch: expiry %v is negative", o.Expiry))
+	}
+	for i, p := range o.ExemptClients {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("latch: exempt client %d is not a valid network", i+1))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	users := make(map[string]bool, len(o.ExemptUsers))
+	for _, u := range o.ExemptUsers {
+		users[strings.ToLower(u)] = true
+	}
+	return &Check{o: o, exemptClients: netset.New(o.ExemptClients...), exemptUsers: users}, nil
+}
+
+// checkText refuses text that cannot go into one SMTP reply line.
+func checkText(what, s string) error {
+	if len(s) > maxReplyText {
+		return fmt.Errorf("latch: %s is longer than %d bytes", what, maxReplyText)
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		// A CR or LF would end the SMTP reply early (RFC 5321 §4.2).
+		return fmt.Errorf("latch: %s contains a control character", what)
+	}
+	return nil
+}
+
+// Name returns "latch".
+func (c *Check) Name() string { return "latch" }
+
+// Check refuses outbound mail from a latched client address or SASL user
+// at MAIL and at every RCPT; other stages and inbound mail continue. The
+// client's latch is looked at first: it is the machine that is infected.
+func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict, error) {
+	if req.Stage != policy.StageMail && req.Stage != policy.StageRcpt || !req.Outbound() {
+		return policy.Verdict{}, nil
+	}
+	now := c.o.Now()
+	for _, k := range c.keys(req) {
+		l, err := c.o.Store.ActiveLatch(ctx, k.kind, k.key, now)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return policy.Verdict{}, fmt.Errorf("latch: looking up %s %s: %w", k.kind, k.key, err)
+		}
+		// Trying again while latched is evidence too, counted once per
+		// message: at MAIL, or at the first RCPT where MAIL is not seen.
+		if req.Stage == policy.StageMail || req.RcptIndex == 0 {
+			bumped, err := c.o.Store.AddLatch(ctx, l, now)
+			if err != nil {
+				return policy.Verdict{}, fmt.Errorf("latch: recording retry by %s %s: %w", k.kind, k.key, err)
+			}
+			l = bumped
+		}
+		return c.Refusal(req, l), nil
+	}
+	return policy.Verdict{}, nil
+}
+
+type latchKey struct{ kind, key string }
+
+// keys returns what may be latched for req, skipping exempt ones.
+func (c *Check) keys(req *policy.Request) []latchKey {
+	var ks []latchKey
+	if req.ClientIP.IsValid() && !c.exemptClients.Contains(req.ClientIP) {
+		ks = append(ks, latchKey{store.LatchClient, ClientKey(req.ClientIP)})
+	}
+	if req.Authenticated() && !c.exemptUsers[strings.ToLower(req.SASLUser)] {
+		ks = append(ks, latchKey{store.LatchUser, req.SASLUser})
+	}
+	return ks
+}
+
+// ClientKey is the latch key of a client address: its text without zone,
+// with IPv4-mapped IPv6 addresses written as IPv4; "unknown" for an
+// invalid address.
+func ClientKey(ip netip.Addr) string {
+	if !ip.IsValid() {
+		return "unknown"
+	}
+	return ip.Unmap().WithZone("").String()
+}
+
+// Refusal is the verdict for mail from the holder of the active latch l:
+// 550 5.7.1 with the reply text filled in, recorded as a latch event.
+func (c *Check) Refusal(req *policy.Request, l store.Latch) policy.Verdict {
+	return policy.Verdict{
+		Action: policy.Reject,
+		Code:   550,
+		Status: "5.7.1",
+		Text:   c.reply(req, l),
+		Reason: fmt.Sprintf("latch: %s %s is latched (ref %s, rule %s, %d violations, since %s): %s",
+			l.Kind, l.Key, l.ID, l.Rule, l.Count, l.FirstSeen.UTC().Format(time.RFC3339), l.Reason),
+		Check: c.Name(),
+		Event: store.EventLatch,
+	}
+}
+
+// reply renders the reply text for l. Every value put in may come from
+// an attacker (a forged domain in the reason), so each is made safe for
+// one SMTP reply line.
+func (c *Check) reply(req *policy.Request, l store.Latch) string {
+	r := strings.NewReplacer(
+		"{client}", safe(l.Key),
+		"{reason}", safe(l.Reason),
+		"{contact}", safe(c.contact(req, l)),
+		"{id}", safe(l.ID),
+	)
+	text := r.Replace(c.o.ReplyText)
+	if len(text) > maxReply {
+		text = text[:maxReply]
+	}
+	return text
+}
+
+// contact is whom the holder of l should call: the contact of the site the
+// request comes from, else of the site the latch was set at, else the
+// default.
+func (c *Check) contact(req *policy.Request, l store.Latch) string {
+	for _, name := range []string{req.Site, l.Site} {
+		if s := c.o.Sites.Site(name); s != nil && s.Contact != "" {
+			return s.Contact
+		}
+	}
+	return c.o.Sites.Contact(req.ClientIP, c.o.DefaultContact)
+}
+
+// safe replaces what cannot appear in an SMTP reply line (RFC 5321 §4.2:
+// printable US-ASCII) with '?'.
+func safe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r > '~' {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
+// Latch latches whoever sent req: the SASL user if the client
+// authenticated, else the client address, unless that user or address is
+// exempt. rule names what tripped ("sender_domain", "rate_user" ...),
+// reason explains it to a person and evidence is what was tried. It
+// returns the latch as stored and whether anything was latched; an
+// exempt or address-less sender gives (zero, false, nil).
+func (c *Check) Latch(ctx context.Context, req *policy.Request, rule, reason, evidence string) (store.Latch, bool, error) {
+	l := store.Latch{Rule: rule, Reason: reason, Site: req.Site, Evidence: evidence}
+	switch {
+	case req.Authenticated():
+		if c.exemptUsers[strings.ToLower(req.SASLUser)] {
+			c.o.Log.Info("latch: exempt user not latched", "user", req.SASLUser, "rule", rule, "reason", reason)
+			return store.Latch{}, false, nil
+		}
+		l.Kind, l.Key = store.LatchUser, req.SASLUser
+	case !req.ClientIP.IsValid():
+		return store.Latch{}, false, nil
+	case c.exemptClients.Contains(req.ClientIP):
+		c.o.Log.Info("latch: exempt client not latched", "client", req.ClientIP, "rule", rule, "reason", reason)
+		return store.Latch{}, false, nil
+	default:
+		l.Kind, l.Key = store.LatchClient, ClientKey(req.ClientIP)
+	}
+	now := c.o.Now()
+	if c.o.Expiry > 0 {
+		l.Expires = now.Add(c.o.Expiry)
+	}
+	stored, err := c.o.Store.AddLatch(ctx, l, now)
+	if err != nil {
+		return store.Latch{}, false, fmt.Errorf("latch: latching %s %s: %w", l.Kind, l.Key, err)
+	}
+	c.o.Log.Warn("latched", "kind", stored.Kind, "key", stored.Key, "id", stored.ID,
+		"rule", rule, "reason", reason, "site", req.Site, "count", stored.Count)
+	return stored, true, nil
+}
