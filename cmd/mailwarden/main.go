@@ -19,11 +19,21 @@ Usage:
   mailwarden greylist list [--pending|--passed] [--limit N] [--json]
   mailwarden greylist allow CLIENT SENDER RECIPIENT  let a waiting triplet through now
   mailwarden greylist stats [--json]
+  mailwarden latch list [--all] [--kind client|user] [--limit N] [--json]
+  mailwarden latch show ID [--json]
+  mailwarden latch clear ID --note TEXT             let a latched client or user send again
+  mailwarden freeze on --all|--domain D|--user U|--network CIDR [--note TEXT]
+  mailwarden freeze off --all|--domain D|--user U|--network CIDR [--note TEXT]
+  mailwarden freeze status [--json]                 list the outbound freezes in force
+  mailwarden events [--since 2h] [--until TIME] [--kind K] [--host IP] [--user U] [--limit N] [--json]
   mailwarden version
 
 The greylist commands take --config FILE and --data DIR like serve, to find
 the same store. With no --config, built-in defaults apply: listeners on
 127.0.0.1 (policy 10023, milter 10029, HTTP 8025), data in /var/lib/mailwarden.
+The latch, freeze and events commands talk to the running daemon over its
+admin socket (admin.socket, else admin.sock in data_dir) and take the same
+--config and --data to find it.
 `
 
 func main() {
@@ -44,6 +54,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdConfig(args[1:], stdout, stderr)
 	case "greylist":
 		return cmdGreylist(args[1:], stdout, stderr)
+	case "latch":
+		return cmdLatch(args[1:], stdout, stderr)
+	case "freeze":
+		return cmdFreeze(args[1:], stdout, stderr)
+	case "events":
+		return cmdEvents(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "mailwarden", versionString())
 		return 0

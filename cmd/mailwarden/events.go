@@ -1,0 +1,103 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"mailwarden/internal/adminapi"
+	"mailwarden/internal/store"
+)
+
+// cmdEvents lists recorded decisions and admin actions, newest first.
+func cmdEvents(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("events", flag.ContinueOnError)
+	a := newAdminCmd("events", fs, stdout, stderr)
+	since := fs.String("since", "", "events from this `time` on: a duration back from now (90m, 2h, 3d) or RFC 3339")
+	until := fs.String("until", "", "events before this `time`: a duration back from now or RFC 3339")
+	kind := fs.String("kind", "", "only this `kind`: reject, tempfail, latch, rate_trip, freeze or admin")
+	host := fs.String("host", "", "only events for this client `IP`")
+	user := fs.String("user", "", "only events for this SASL `user` (or administrator, for admin events)")
+	limit := fs.Int("limit", adminapi.DefaultEventLimit, "show at most `N` events, newest first")
+	pos, err := parseFlags(fs, args, stderr)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 0 {
+		return a.usage("unexpected argument %q", pos[0])
+	}
+	now := time.Now()
+	f := store.EventFilter{Kind: *kind, Client: *host, User: *user, Limit: *limit}
+	if f.Since, err = parseWhen(*since, now); err != nil {
+		return a.usage("--since: %v", err)
+	}
+	if f.Until, err = parseWhen(*until, now); err != nil {
+		return a.usage("--until: %v", err)
+	}
+	if *limit < 1 || *limit > adminapi.MaxEventLimit {
+		return a.usage("--limit %d: want 1 to %d", *limit, adminapi.MaxEventLimit)
+	}
+	c, code := a.client()
+	if c == nil {
+		return code
+	}
+	defer c.Close()
+	ctx, cancel := adminContext()
+	defer cancel()
+	evs, err := c.Events(ctx, f)
+	if err != nil {
+		return a.fail(err)
+	}
+	if *a.asJSON {
+		return a.json(evs)
+	}
+	printEvents(stdout, evs)
+	return 0
+}
+
+// parseWhen reads a point in time: "" (none), a duration back from now
+// ("90m", "2h", "3d"), RFC 3339, or a local date and time.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(d); err == nil && n >= 0 {
+			return now.AddDate(0, 0, -n), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("%q: give how long ago as a positive duration", s)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{time.DateTime, "2006-01-02T15:04:05", "2006-01-02 15:04", time.DateOnly} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is neither a duration (90m, 2h, 3d) nor a time (2006-01-02T15:04:05Z07:00, or local 2006-01-02 15:04)", s)
+}
+
+func printEvents(w io.Writer, evs []adminapi.Event) {
+	if len(evs) == 0 {
+		fmt.Fprintln(w, "no events")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tKIND\tCHECK\tACTION\tCLIENT\tSITE\tUSER\tSENDER\tREASON")
+	for _, e := range evs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", localTime(e.Time), printable(e.Kind),
+			orDash(printableText(e.Check)), orDash(printable(e.Action)), orDash(printable(e.Client)),
+			orDash(printableText(e.Site)), orDash(printable(e.User)), orDash(printable(e.Sender)), printableText(e.Reason))
+	}
+	tw.Flush()
+}

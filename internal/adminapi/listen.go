@@ -1,0 +1,128 @@
+package adminapi
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Listen opens the admin socket at path: it creates the parent directory
+// (0750) if missing, replaces a stale socket left by a daemon that died,
+// and gives the socket mode and, if set, owner and group (names or
+// numeric ids). Whoever can open the socket administers mailwarden, so
+// any failure to set the permissions closes it again.
+func (s *Server) Listen(path string, mode os.FileMode, owner, group string) (net.Listener, error) {
+	uid, gid, err := lookupOwner(owner, group)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if err := ensureDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	if err := removeStale(path); err != nil {
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket %s: setting mode %04o: %w", path, mode, err)
+	}
+	if uid != -1 || gid != -1 {
+		if err := os.Chown(path, uid, gid); err != nil {
+			ln.Close()
+			hint := ""
+			if errors.Is(err, syscall.EPERM) {
+				hint = " (only root can give the socket to another owner or to a group it is not in)"
+			}
+			return nil, fmt.Errorf("admin socket %s: setting owner %q group %q: %w%s", path, owner, group, err, hint)
+		}
+	}
+	s.log.Info("admin API listening", "socket", path, "mode", fmt.Sprintf("%04o", mode), "owner", owner, "group", group)
+	return ln, nil
+}
+
+// lookupOwner resolves owner and group names or numeric ids; "" is -1,
+// which os.Chown leaves unchanged.
+func lookupOwner(owner, group string) (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if owner != "" {
+		if uid, err = strconv.Atoi(owner); err != nil {
+			u, lerr := user.Lookup(owner)
+			if lerr != nil {
+				return -1, -1, fmt.Errorf("owner %q: no such user: %w", owner, lerr)
+			}
+			uid, _ = strconv.Atoi(u.Uid)
+		} else if uid < 0 {
+			return -1, -1, fmt.Errorf("owner %q is not a user id", owner)
+		}
+	}
+	if group != "" {
+		if gid, err = strconv.Atoi(group); err != nil {
+			g, lerr := user.LookupGroup(group)
+			if lerr != nil {
+				return -1, -1, fmt.Errorf("group %q: no such group: %w", group, lerr)
+			}
+			gid, _ = strconv.Atoi(g.Gid)
+		} else if gid < 0 {
+			return -1, -1, fmt.Errorf("group %q is not a group id", group)
+		}
+	}
+	return uid, gid, nil
+}
+
+// ensureDir creates dir with mode 0750 if it does not exist; an existing
+// directory keeps the mode its owner gave it.
+func ensureDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", dir)
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("creating directory: %w", err)
+	}
+	// MkdirAll's mode is reduced by the umask; say exactly what we mean.
+	return os.Chmod(dir, 0o750)
+}
+
+// removeStale removes a socket file left by a daemon that died. It never
+// removes a file that is not a socket, nor a socket that something still
+// answers on (another daemon using the same data directory).
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket; refusing to remove it", path)
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return fmt.Errorf("%s is in use by a running process (is another mailwarden serve running?)", path)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("checking whether %s is stale: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("removing stale socket: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,208 @@
+package adminapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/user"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"mailwarden/internal/store"
+)
+
+// maxBodyBytes caps a request body; the largest legitimate one is a note.
+const maxBodyBytes = 64 << 10
+
+// defaultRetention keeps admin events when Options.EventRetention is
+// unset, matching events.retention's default: an event with a zero expiry
+// would be deleted by the next expiry pass.
+const defaultRetention = 30 * 24 * time.Hour
+
+// Backend is the state the admin API reads and changes.
+type Backend interface {
+	store.Latches
+	store.Freezes
+	store.Events
+}
+
+// Options configure a Server.
+type Options struct {
+	Backend Backend
+	Log     *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// EventRetention sets the expiry of the admin events the server
+	// records (events.retention); 0 means 30 days.
+	EventRetention time.Duration
+}
+
+// Server is the admin API.
+type Server struct {
+	be        Backend
+	log       *slog.Logger
+	now       func() time.Time
+	retention time.Duration
+	http      *http.Server
+}
+
+// NewServer returns a server for o; it serves once Serve is called.
+func NewServer(o Options) *Server {
+	s := &Server{be: o.Backend, log: o.Log, now: o.Now, retention: o.EventRetention}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.retention <= 0 {
+		s.retention = defaultRetention
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/latches", s.listLatches)
+	mux.HandleFunc("GET /v1/latches/{id}", s.getLatch)
+	mux.HandleFunc("POST /v1/latches/{id}/clear", s.clearLatch)
+	mux.HandleFunc("GET /v1/freezes", s.listFreezes)
+	mux.HandleFunc("POST /v1/freezes", s.setFreeze)
+	mux.HandleFunc("DELETE /v1/freezes", s.liftFreeze)
+	mux.HandleFunc("GET /v1/events", s.listEvents)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	s.http = &http.Server{
+		Handler: s.guard(mux),
+		// The CLI sends small requests at once; a client that dawdles is
+		// broken or hostile and must not hold a connection.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ConnContext:       withPeer,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Serve answers requests on ln until Shutdown; it returns nil after a
+// Shutdown and the listener's error otherwise.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.http.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("adminapi: serving: %w", err)
+}
+
+// Shutdown stops accepting connections, waits for requests in flight
+// until ctx is done and closes the listener (which removes the socket).
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.http.Shutdown(ctx)
+}
+
+// guard caps request bodies and turns a panic in a handler into a 500,
+// so one bad request cannot take the daemon down.
+func (s *Server) guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("admin API handler panicked", "method", r.Method, "path", r.URL.Path,
+					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				writeError(w, http.StatusInternalServerError, "internal error (logged by the daemon)")
+			}
+		}()
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// peerKey is the context key of a connection's peer credentials.
+type peerKey struct{}
+
+// peer is who is on the other end of a connection.
+type peer struct {
+	uid int
+	err error
+}
+
+// withPeer records the connecting process's uid (SO_PEERCRED) in the
+// connection's context: the kernel's word, not the client's.
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	uid, err := peerUID(c)
+	return context.WithValue(ctx, peerKey{}, peer{uid: uid, err: err})
+}
+
+// who names the administrator behind r: the user name of the peer's uid,
+// "uid N" when it has no name, or "unknown" if the kernel did not say.
+func (s *Server) who(r *http.Request) string {
+	p, ok := r.Context().Value(peerKey{}).(peer)
+	if !ok || p.err != nil {
+		s.log.Warn("admin API: peer credentials unavailable", "err", p.err)
+		return "unknown"
+	}
+	if u, err := user.LookupId(strconv.Itoa(p.uid)); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "uid " + strconv.Itoa(p.uid)
+}
+
+// audit records an admin event for a change already made and logs it.
+// A failure is returned so the caller can say the change is unrecorded.
+func (s *Server) audit(ctx context.Context, now time.Time, ev store.Event, attrs ...any) error {
+	ev.Time = now
+	ev.Kind = store.EventAdmin
+	ev.Expires = now.Add(s.retention)
+	s.log.Info("admin: "+ev.Check, append([]any{"by", ev.User, "reason", ev.Reason}, attrs...)...)
+	if err := s.be.AppendEvents(ctx, ev); err != nil {
+		s.log.Error("admin: recording admin event failed", "check", ev.Check, "err", err)
+		return fmt.Errorf("recording the admin event: %w", err)
+	}
+	return nil
+}
+
+// decode reads a JSON body into v, refusing unknown fields and trailing
+// data so a misspelt field is an error rather than silently ignored.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("request body larger than %d bytes", mbe.Limit)
+		}
+		if errors.Is(err, io.EOF) {
+			return errors.New("request body is empty; want a JSON object")
+		}
+		return fmt.Errorf("bad JSON body: %w", err)
+	}
+	if dec.More() {
+		return errors.New("bad JSON body: data after the object")
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, errorBody{Error: msg})
+}
+
+// storeError answers a backend failure. The caller is an administrator,
+// so the store's own message is passed on as well as logged.
+func (s *Server) storeError(w http.ResponseWriter, what string, err error) {
+	s.log.Error("admin API: "+what+" failed", "err", err)
+	writeError(w, http.StatusInternalServerError, fmt.Sprintf("%s: %v", what, err))
+}
