@@ -78,9 +78,15 @@ type Greylist interface {
 // Store is everything a backend provides.
 type Store interface {
 	Greylist
-	// Expire deletes records (triplets, pass counts, expired latches that
-	// were cleared, events past retention) whose expiry is at or before
-	// now and returns how many it deleted.
+	Latches
+	Freezes
+	Rates
+	Events
+	// Expire deletes records (triplets, pass counts, events past
+	// retention) whose expiry is at or before now and returns how many it
+	// deleted. Latches are never deleted: they are the audit trail. A
+	// backend may also drop rate state that no longer limits anything at
+	// now, without counting it.
 	Expire(ctx context.Context, now time.Time) (int, error)
 	// Ping reports whether the backend can serve requests (readiness).
 	Ping(ctx context.Context) error

@@ -29,7 +29,12 @@ func parallel(b *testing.B, setup func(b *testing.B) func(pb *testing.PB)) {
 
 func benchStore(b *testing.B) *Store {
 	b.Helper()
-	s, err := Open(b.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return benchStoreWith(b, Options{})
+}
+
+func benchStoreWith(b *testing.B, o Options) *Store {
+	b.Helper()
+	s, err := OpenWith(b.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)), o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -108,6 +113,63 @@ func BenchmarkGreylistMix(b *testing.B) {
 				}
 				if err := s.PutTriplet(ctx, t); err != nil {
 					b.Error(err)
+					return
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkActiveLatch is the latch check run for every message, in the
+// daemon's mirrored store: half the look-ups find one of 100 active
+// latches, half miss, as for clients that are not latched.
+func BenchmarkActiveLatch(b *testing.B) {
+	parallel(b, func(b *testing.B) func(pb *testing.PB) {
+		s := benchStoreWith(b, Options{Mirror: true})
+		ctx := context.Background()
+		now := time.Now()
+		keys := make([]string, 200)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("10.0.%d.%d", i/256, i%256)
+			if i%2 == 0 {
+				l := store.Latch{Kind: store.LatchClient, Key: keys[i], Rule: "virus", Reason: "bench"}
+				if _, err := s.AddLatch(ctx, l, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		var seq atomic.Int64
+		return func(pb *testing.PB) {
+			for pb.Next() {
+				i := seq.Add(1) % int64(len(keys))
+				_, err := s.ActiveLatch(ctx, store.LatchClient, keys[i], now)
+				if (err == nil) != (i%2 == 0) {
+					b.Errorf("ActiveLatch(%s): %v", keys[i], err)
+					return
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkTakeRate is one rate-limit check of a message, allowed, over
+// 1,000 keys; the state is written behind.
+func BenchmarkTakeRate(b *testing.B) {
+	parallel(b, func(b *testing.B) func(pb *testing.PB) {
+		s := benchStore(b)
+		ctx := context.Background()
+		now := time.Now()
+		keys := make([]string, 1000)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("user:user%d@example.org", i)
+		}
+		var seq atomic.Int64
+		return func(pb *testing.PB) {
+			for pb.Next() {
+				k := keys[seq.Add(1)%int64(len(keys))]
+				ok, _, err := s.TakeRate(ctx, k, 1, 1<<30, time.Hour, now)
+				if err != nil || !ok {
+					b.Errorf("TakeRate(%s) = %v, %v", k, ok, err)
 					return
 				}
 			}

@@ -309,13 +309,22 @@ func (s *Store) GreylistStats(ctx context.Context, now time.Time, whitelistAfter
 // holds the writer long enough to stall greylisting.
 const expireChunk = 1000
 
-// Expire deletes the triplets and client records whose expiry is at or
-// before now and returns how many went. It works in chunks of separate
-// transactions; an error stops it, keeping what was already deleted.
+// Expire deletes the triplets, client records and events whose expiry is
+// at or before now and returns how many went. Latches are kept: they are
+// the audit trail. Rate state that no longer limits anything at now is
+// dropped too, uncounted, since it is the same as none. It works in
+// chunks of separate transactions; an error stops it, keeping what was
+// already deleted.
 func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 	if s.closed.Load() {
 		return 0, ErrClosed
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: expire: %w", err)
+	}
+	// Memory first, so a rate save queued meanwhile no longer writes the
+	// keys whose rows are about to go.
+	s.rates.expire(now)
 	total := 0
 	for {
 		// fn may run again if a write batched with it fails, so it
@@ -323,8 +332,17 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 		var most, sum int64
 		err := s.w.do(ctx, func(w *writer) error {
 			most, sum = 0, 0
-			for _, st := range []*sql.Stmt{w.expireTriplets, w.expireClients} {
-				res, err := st.ExecContext(context.Background(), now.UnixMilli(), expireChunk)
+			for _, st := range []struct {
+				stmt    *sql.Stmt
+				now     int64
+				counted bool
+			}{
+				{w.expireTriplets, now.UnixMilli(), true},
+				{w.expireClients, now.UnixMilli(), true},
+				{w.out.expireEvents, now.UnixMilli(), true},
+				{w.out.expireRates, now.UnixNano(), false},
+			} {
+				res, err := st.stmt.ExecContext(context.Background(), st.now, expireChunk)
 				if err != nil {
 					return err
 				}
@@ -332,7 +350,10 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 				if err != nil {
 					return err
 				}
-				most, sum = max(most, k), sum+k
+				most = max(most, k)
+				if st.counted {
+					sum += k
+				}
 			}
 			return nil
 		})

@@ -209,6 +209,11 @@ func (s *Store) reloader() {
 		}
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		// Latches and freezes first: they are few, and an administrator
+		// who just cleared a latch is waiting for it to take effect.
+		if err := s.reloadOutbound(ctx); err != nil {
+			s.log.Error("reloading latches and freezes after an outside change failed; keeping the old copy", "err", err)
+		}
 		err := s.reload(ctx)
 		cancel()
 		if err != nil {

@@ -33,6 +33,65 @@ var migrations = []string{
 		expires INTEGER NOT NULL
 	) WITHOUT ROWID;
 	CREATE INDEX client_pass_expires ON client_pass (expires);`,
+
+	// Outbound protection. Latches are never deleted: they are the audit
+	// trail of who was blocked and who cleared them. expires and
+	// cleared_at are NULL for "never" and "still active"; the partial
+	// index finds a key's active latch. A rate row holds a GCRA
+	// theoretical arrival time in unix nanoseconds, the precision the
+	// algorithm works in. Event ids come from AUTOINCREMENT so that an id
+	// is never reused, even after every event has expired; recipients are
+	// a JSON array of strings.
+	`CREATE TABLE latch (
+		id         TEXT NOT NULL PRIMARY KEY,
+		kind       TEXT NOT NULL,
+		key        TEXT NOT NULL,
+		rule       TEXT NOT NULL,
+		reason     TEXT NOT NULL,
+		site       TEXT NOT NULL,
+		evidence   TEXT NOT NULL,
+		count      INTEGER NOT NULL,
+		first_seen INTEGER NOT NULL,
+		last_seen  INTEGER NOT NULL,
+		expires    INTEGER,
+		cleared_at INTEGER,
+		cleared_by TEXT NOT NULL,
+		clear_note TEXT NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX latch_active ON latch (kind, key, last_seen) WHERE cleared_at IS NULL;
+	CREATE INDEX latch_last_seen ON latch (last_seen);
+	CREATE TABLE freeze (
+		scope  TEXT NOT NULL,
+		value  TEXT NOT NULL,
+		since  INTEGER,
+		set_by TEXT NOT NULL,
+		note   TEXT NOT NULL,
+		PRIMARY KEY (scope, value)
+	) WITHOUT ROWID;
+	CREATE TABLE rate (
+		key    TEXT NOT NULL PRIMARY KEY,
+		tat_ns INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE INDEX rate_tat ON rate (tat_ns);
+	CREATE TABLE event (
+		id         INTEGER PRIMARY KEY AUTOINCREMENT,
+		time       INTEGER NOT NULL,
+		kind       TEXT NOT NULL,
+		check_name TEXT NOT NULL,
+		action     TEXT NOT NULL,
+		client     TEXT NOT NULL,
+		site       TEXT NOT NULL,
+		user_name  TEXT NOT NULL,
+		sender     TEXT NOT NULL,
+		recipients TEXT NOT NULL,
+		queue_id   TEXT NOT NULL,
+		reason     TEXT NOT NULL,
+		expires    INTEGER
+	);
+	CREATE INDEX event_time ON event (time);
+	CREATE INDEX event_expires ON event (expires);
+	CREATE INDEX event_client ON event (client, time);
+	CREATE INDEX event_user ON event (user_name, time);`,
 }
 
 // migrate brings the schema up to date inside one immediate transaction,

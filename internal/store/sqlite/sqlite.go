@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailwarden/internal/store"
+
 	msqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -48,6 +50,14 @@ type Store struct {
 	pending pendingTriplets
 	closed  atomic.Bool
 
+	outReads outReads
+	rates    rates
+	// out holds the active latches and the freezes in memory; nil unless
+	// Options.Mirror, and then only the writer goroutine changes it.
+	out *outMem
+	// latchID draws a new latch id; tests replace it to force clashes.
+	latchID func() string
+
 	mirror       *mirror // nil unless Options.Mirror
 	reloadReq    chan struct{}
 	reloaderDone chan struct{}
@@ -65,10 +75,12 @@ func Open(dir string, log *slog.Logger) (*Store, error) {
 
 // Options tunes a Store.
 type Options struct {
-	// Mirror keeps the triplet table in memory and answers GetTriplet
-	// from there: the daemon's choice. Memory grows with the number of
-	// unexpired triplets, roughly 200 bytes each. Admin commands, which
-	// read a few records and exit, leave it off.
+	// Mirror keeps the triplet table, the active latches and the
+	// freezes in memory and answers GetTriplet, ActiveLatch and
+	// ListFreezes from there: the daemon's choice. Memory grows with the
+	// number of unexpired triplets, roughly 200 bytes each. Changes by
+	// another process are picked up within moments. Admin commands,
+	// which read a few records and exit, leave it off.
 	Mirror bool
 }
 
@@ -92,9 +104,11 @@ func OpenWith(dir string, log *slog.Logger, o Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open database file %s: %w", abs, err)
 	}
 
-	s := &Store{path: abs, log: log}
+	s := &Store{path: abs, log: log, latchID: newLatchID}
+	s.rates.init()
 	if o.Mirror {
 		s.mirror = &mirror{}
+		s.out = &outMem{latches: make(map[latchKey]store.Latch)}
 		s.reloadReq = make(chan struct{}, 1)
 		s.reloaderDone = make(chan struct{})
 	}
@@ -102,9 +116,16 @@ func OpenWith(dir string, log *slog.Logger, o Options) (*Store, error) {
 		s.closeAll()
 		return nil, fmt.Errorf("sqlite: open database %s: %w", abs, explain(err))
 	}
+	if err := s.loadRates(context.Background()); err != nil {
+		s.closeAll()
+		return nil, fmt.Errorf("sqlite: open database %s: %w", abs, err)
+	}
 	if o.Mirror {
 		start := time.Now()
-		err := s.reload(context.Background())
+		err := s.reloadOutbound(context.Background())
+		if err == nil {
+			err = s.reload(context.Background())
+		}
 		if err == nil {
 			s.mirror.clients, err = s.scanClients(context.Background())
 		}
@@ -114,8 +135,9 @@ func OpenWith(dir string, log *slog.Logger, o Options) (*Store, error) {
 		}
 		s.reloaderStarted = true
 		go s.reloader()
-		log.Info("greylist triplets loaded into memory", "triplets", s.mirror.len(),
-			"took", time.Since(start).Round(time.Millisecond))
+		latches, freezes := s.out.counts()
+		log.Info("greylist triplets, latches and freezes loaded into memory", "triplets", s.mirror.len(),
+			"active_latches", latches, "freezes", freezes, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return s, nil
 }
@@ -194,6 +216,9 @@ func (s *Store) open(ctx context.Context) error {
 	if err := s.reads.prepare(ctx, rdb); err != nil {
 		return err
 	}
+	if err := s.outReads.prepare(ctx, rdb); err != nil {
+		return err
+	}
 	s.log.Debug("store opened", "path", s.path, "schema_version", len(migrations))
 	return nil
 }
@@ -237,6 +262,7 @@ func (s *Store) closeAll() error {
 		errs = append(errs, s.w.conn.Close())
 	}
 	s.reads.close()
+	s.outReads.close()
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())
 	}

@@ -20,8 +20,8 @@ const queueLen = 16384
 // writeOp is one queued write. fn runs inside the writer's transaction
 // and must be a unit: if it fails, the transaction is rolled back and the
 // other operations of the batch are run again without it. A synchronous
-// op's caller waits on done; an asynchronous op's outcome goes to
-// finished instead.
+// op's caller waits on done; finished, if set, is called with the outcome
+// from the writer goroutine, in commit order, before done is answered.
 type writeOp struct {
 	ctx      context.Context
 	fn       func(w *writer) error
@@ -30,11 +30,13 @@ type writeOp struct {
 }
 
 func (op *writeOp) reply(err error) {
-	if op.done != nil {
-		op.done <- err
-	}
+	// finished runs first, so that a caller woken by done already sees
+	// what finished updated (the in-memory latches and freezes).
 	if op.finished != nil {
 		op.finished(err)
+	}
+	if op.done != nil {
+		op.done <- err
 	}
 }
 
@@ -63,6 +65,7 @@ type writer struct {
 	setClientPass           *sql.Stmt
 	expireTriplets          *sql.Stmt
 	expireClients           *sql.Stmt
+	out                     outWrites
 }
 
 func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger, onExternal func()) (*writer, error) {
@@ -110,6 +113,10 @@ func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger, onExternal
 		}
 		*s.dst = st
 	}
+	if err := w.out.prepare(ctx, conn); err != nil {
+		w.closeStmts()
+		return nil, err
+	}
 	go w.run()
 	return w, nil
 }
@@ -118,10 +125,25 @@ func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger, onExternal
 // returns at once; the write may or may not still be committed then, as
 // with any store reached over a network.
 func (w *writer) do(ctx context.Context, fn func(w *writer) error) error {
+	return w.wait(ctx, &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// doCommitted is do with a function the writer goroutine calls once fn's
+// transaction has committed, before do returns. Such functions run one at
+// a time in commit order, so in-memory copies they update follow the
+// database exactly; they run even if the caller has stopped waiting.
+func (w *writer) doCommitted(ctx context.Context, fn func(w *writer) error, committed func()) error {
+	return w.wait(ctx, &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), finished: func(err error) {
+		if err == nil {
+			committed()
+		}
+	}})
+}
+
+func (w *writer) wait(ctx context.Context, op *writeOp) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case w.ops <- op:
 	case <-w.quit:
@@ -347,4 +369,5 @@ func (w *writer) closeStmts() {
 			_ = st.Close()
 		}
 	}
+	w.out.close()
 }
