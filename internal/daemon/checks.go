@@ -4,6 +4,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -13,18 +14,90 @@ import (
 	"mailwarden/internal/config"
 	"mailwarden/internal/netset"
 	"mailwarden/internal/policy"
+	"mailwarden/internal/policy/freeze"
 	"mailwarden/internal/policy/greylist"
+	"mailwarden/internal/policy/latch"
+	"mailwarden/internal/policy/ratelimit"
+	"mailwarden/internal/policy/sender"
+	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
 )
 
-// Checks builds the check pipeline's checks, in PRODUCT.md order, from
-// cfg. `mailwarden config check` calls it too, so a config that passes the
-// check also starts.
-func Checks(cfg config.Config, st store.Store, log *slog.Logger, now func() time.Time) ([]policy.Check, error) {
-	var checks []policy.Check
-	if cfg.Greylist.Enabled {
-		g := cfg.Greylist
-		gl, err := greylist.New(greylist.Options{
+// Built is what the configuration makes of the check pipeline.
+type Built struct {
+	// Checks in PRODUCT.md order: freeze, latch, sender policy, rate
+	// limits, greylisting.
+	Checks []policy.Check
+	// Classify marks internal clients and their sites before any check.
+	Classify func(*policy.Request)
+}
+
+// Checks builds the pipeline's checks from cfg. `mailwarden config check`
+// calls it too, so a config that passes the check also starts; every
+// problem is reported at once.
+func Checks(cfg config.Config, st store.Store, log *slog.Logger, now func() time.Time) (Built, error) {
+	reg, err := sites.New(prefixes(cfg.InternalNetworks), siteList(cfg))
+	if err != nil {
+		return Built{}, fmt.Errorf("sites: %w", err)
+	}
+	var errs []error
+	add := func(c policy.Check, err error) policy.Check {
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		return c
+	}
+	lc, err := latch.New(latch.Options{
+		Store:          st,
+		Sites:          reg,
+		ReplyText:      cfg.Latch.ReplyText,
+		DefaultContact: cfg.Latch.DefaultContact,
+		Expiry:         cfg.Latch.Expiry.D(),
+		ExemptClients:  prefixes(cfg.Latch.ExemptClients),
+		ExemptUsers:    cfg.Latch.ExemptUsers,
+		Now:            now,
+		Log:            log,
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
+	latcher := func(on bool) *latch.Check {
+		if on {
+			return lc
+		}
+		return nil
+	}
+	checks := []policy.Check{
+		add(freeze.New(freeze.Options{Store: st, Log: log})),
+		lc,
+		add(sender.New(sender.Options{
+			Sites:             reg,
+			SenderDomains:     cfg.SenderPolicy.SenderDomains,
+			HeaderFromDomains: cfg.SenderPolicy.HeaderFromDomains,
+			AllowNullSender:   cfg.SenderPolicy.AllowNullSender,
+			ReplyText:         cfg.SenderPolicy.ReplyText,
+			Latch:             latcher(cfg.SenderPolicy.Latch),
+			Log:               log,
+		})),
+	}
+	if r := cfg.RateLimits; r.Enabled {
+		checks = append(checks, add(ratelimit.New(ratelimit.Options{
+			Store:        st,
+			User:         limit(r.User),
+			Client:       limit(r.Client),
+			SenderDomain: limit(r.SenderDomain),
+			ReplyText:    r.ReplyText,
+			Latch:        latcher(r.LatchOnTrip),
+			// The organisation's own relays and webmail hosts send for
+			// everyone; a per-client limit would hold them all up.
+			ExemptClients: prefixes(cfg.Latch.ExemptClients),
+			Now:           now,
+			Log:           log,
+		})))
+	}
+	if g := cfg.Greylist; g.Enabled {
+		checks = append(checks, add(greylist.New(greylist.Options{
 			Store:                   st,
 			Delay:                   g.Delay.D(),
 			RetryWindow:             g.RetryWindow.D(),
@@ -44,20 +117,41 @@ func Checks(cfg config.Config, st store.Store, log *slog.Logger, now func() time
 			Hostname:                Hostname(cfg),
 			Now:                     now,
 			Log:                     log,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("greylist: %w", err)
-		}
-		checks = append(checks, gl)
+		})))
 	}
-	return checks, nil
+	if len(errs) > 0 {
+		return Built{}, errors.Join(errs...)
+	}
+	return Built{Checks: checks, Classify: reg.Classify}, nil
 }
 
-// InternalNetworks returns the configured internal networks as a set.
+func limit(l config.Limit) ratelimit.Limit {
+	return ratelimit.Limit{Messages: l.Messages, Recipients: l.Recipients, Per: l.Per.D()}
+}
+
+func prefixes(ps []config.Prefix) []netip.Prefix {
+	out := make([]netip.Prefix, len(ps))
+	for i, p := range ps {
+		out[i] = p.Prefix
+	}
+	return out
+}
+
+func siteList(cfg config.Config) []sites.Site {
+	out := make([]sites.Site, len(cfg.Sites))
+	for i, s := range cfg.Sites {
+		out[i] = sites.Site{Name: s.Name, Networks: prefixes(s.Networks), Contact: s.Contact,
+			SenderDomains: s.SenderDomains, HeaderFromDomains: s.HeaderFromDomains}
+	}
+	return out
+}
+
+// InternalNetworks returns the internal networks and every site's
+// networks as one set: a site's clients are internal too.
 func InternalNetworks(cfg config.Config) *netset.Set {
-	ps := make([]netip.Prefix, len(cfg.InternalNetworks))
-	for i, p := range cfg.InternalNetworks {
-		ps[i] = p.Prefix
+	ps := prefixes(cfg.InternalNetworks)
+	for _, s := range cfg.Sites {
+		ps = append(ps, prefixes(s.Networks)...)
 	}
 	return netset.New(ps...)
 }

@@ -12,7 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailwarden/internal/adminapi"
 	"mailwarden/internal/config"
+	"mailwarden/internal/events"
 	"mailwarden/internal/milter"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policyd"
@@ -48,6 +50,7 @@ type Daemon struct {
 	policySrv *policyd.Server
 	milterSrv *milter.Server
 	httpSrv   *http.Server
+	adminSrv  *adminapi.Server
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	stopOnce  sync.Once
@@ -113,7 +116,21 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		}
 		lns[l.name] = ln
 	}
-	d.metrics.reg.MustRegister(newGreylistCollector(d.store, func() int { return d.cfg.Load().Greylist.AutoWhitelistAfter }))
+	d.metrics.reg.MustRegister(newGreylistCollector(d.store, func() int { return d.cfg.Load().Greylist.AutoWhitelistAfter }),
+		newOutboundCollector(d.store))
+	// The admin socket is how the CLI reaches the daemon; without it no
+	// one can clear a latch, so failing to open it fails the start.
+	d.adminSrv = adminapi.NewServer(adminapi.Options{Backend: d.store, Log: d.log, Now: time.Now,
+		EventRetention: cfg.Events.Retention.D()})
+	mode, err := adminapi.ParseMode(cfg.Admin.Mode)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	adminLn, err := d.adminSrv.Listen(adminapi.SocketPath(cfg), mode, cfg.Admin.Owner, cfg.Admin.Group)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	lns["admin"] = adminLn
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -142,6 +159,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		})
 		d.serve("milter", ln.Addr(), func() error { return d.milterSrv.Serve(ln) })
 	}
+	d.serve("admin", adminLn.Addr(), func() error { return d.adminSrv.Serve(adminLn) })
 	if ln := lns["http"]; ln != nil {
 		d.httpSrv = &http.Server{
 			Handler:           web.Ops(web.OpsOptions{Metrics: d.metrics.reg, Ready: d.store.Ping}),
@@ -157,6 +175,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	}
 	d.log.Info("mailwarden started", "version", o.Version, "data_dir", cfg.DataDir,
 		"policy", cfg.Listen.Policy, "milter", cfg.Listen.Milter, "http", cfg.Listen.HTTP,
+		"admin", adminapi.SocketPath(cfg),
 		"greylist", cfg.Greylist.Enabled, "config", orDefault(o.ConfigPath))
 	return d, nil
 }
@@ -187,17 +206,23 @@ func (d *Daemon) Log() *slog.Logger { return d.log }
 
 // apply builds the pipeline for cfg and installs it.
 func (d *Daemon) apply(cfg config.Config) error {
-	checks, err := Checks(cfg, d.store, d.log, time.Now)
+	built, err := Checks(cfg, d.store, d.log, time.Now)
 	if err != nil {
 		return err
 	}
 	d.level.Set(parseLevel(cfg.Log.Level))
 	mailLog := slog.New(slog.NewTextHandler(d.mailFile, nil))
-	d.pl.Store(policy.NewPipeline(checks, policy.PipelineOptions{
+	rec := events.NewRecorder(events.Options{Store: d.store, Retention: cfg.Events.Retention.D(),
+		Greylist: cfg.Events.RecordGreylist, Log: d.log})
+	d.pl.Store(policy.NewPipeline(built.Checks, policy.PipelineOptions{
 		FailOpen: FailOpen(cfg),
 		Log:      d.log,
 		MailLog:  mailLog,
-		Observe:  d.metrics.observe,
+		Classify: built.Classify,
+		Observe: func(req *policy.Request, v policy.Verdict, took time.Duration) {
+			d.metrics.observe(req, v, took)
+			rec.Observe(req, v, took)
+		},
 	}))
 	d.cfg.Store(&cfg)
 	return nil
@@ -264,6 +289,12 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 				return nil
 			}
 			return d.httpSrv.Shutdown(ctx)
+		},
+		func(ctx context.Context) error {
+			if d.adminSrv == nil {
+				return nil
+			}
+			return d.adminSrv.Shutdown(ctx)
 		},
 	} {
 		wg.Add(1)

@@ -90,3 +90,47 @@ func (c *greylistCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.passed, prometheus.GaugeValue, float64(s.Passed))
 	ch <- prometheus.MustNewConstMetric(c.whitelisted, prometheus.GaugeValue, float64(s.WhitelistedClients))
 }
+
+// outboundCollector reports freezes and active latches at scrape time,
+// so an alert can fire while outbound mail is frozen.
+type outboundCollector struct {
+	st      store.Store
+	freezes *prometheus.Desc
+	latches *prometheus.Desc
+}
+
+func newOutboundCollector(st store.Store) *outboundCollector {
+	return &outboundCollector{
+		st:      st,
+		freezes: prometheus.NewDesc("mailwarden_freezes_active", "Outbound freezes in force, by scope.", []string{"scope"}, nil),
+		latches: prometheus.NewDesc("mailwarden_latches_active", "Clients and users latched now, by kind.", []string{"kind"}, nil),
+	}
+}
+
+func (c *outboundCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.freezes
+	ch <- c.latches
+}
+
+func (c *outboundCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if fs, err := c.st.ListFreezes(ctx); err == nil {
+		n := map[string]int{store.FreezeAll: 0, store.FreezeDomain: 0, store.FreezeUser: 0, store.FreezeNetwork: 0}
+		for _, f := range fs {
+			n[f.Scope]++
+		}
+		for scope, k := range n {
+			ch <- prometheus.MustNewConstMetric(c.freezes, prometheus.GaugeValue, float64(k), scope)
+		}
+	}
+	if ls, err := c.st.ListLatches(ctx, store.LatchFilter{Active: true}, time.Now()); err == nil {
+		n := map[string]int{store.LatchClient: 0, store.LatchUser: 0}
+		for _, l := range ls {
+			n[l.Kind]++
+		}
+		for kind, k := range n {
+			ch <- prometheus.MustNewConstMetric(c.latches, prometheus.GaugeValue, float64(k), kind)
+		}
+	}
+}

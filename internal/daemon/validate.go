@@ -40,3 +40,28 @@ func (offline) GreylistStats(context.Context, time.Time, int) (store.GreylistSta
 func (offline) Expire(context.Context, time.Time) (int, error) { return 0, errOffline }
 func (offline) Ping(context.Context) error                     { return errOffline }
 func (offline) Close() error                                   { return nil }
+func (offline) AddLatch(context.Context, store.Latch, time.Time) (store.Latch, error) {
+	return store.Latch{}, errOffline
+}
+func (offline) ActiveLatch(context.Context, string, string, time.Time) (store.Latch, error) {
+	return store.Latch{}, errOffline
+}
+func (offline) GetLatch(context.Context, string) (store.Latch, error) {
+	return store.Latch{}, errOffline
+}
+func (offline) ListLatches(context.Context, store.LatchFilter, time.Time) ([]store.Latch, error) {
+	return nil, errOffline
+}
+func (offline) ClearLatch(context.Context, string, string, string, time.Time) (store.Latch, error) {
+	return store.Latch{}, errOffline
+}
+func (offline) SetFreeze(context.Context, store.Freeze) error       { return errOffline }
+func (offline) LiftFreeze(context.Context, string, string) error    { return errOffline }
+func (offline) ListFreezes(context.Context) ([]store.Freeze, error) { return nil, errOffline }
+func (offline) AppendEvents(context.Context, ...store.Event) error  { return errOffline }
+func (offline) QueryEvents(context.Context, store.EventFilter) ([]store.Event, error) {
+	return nil, errOffline
+}
+func (offline) TakeRate(context.Context, string, int, int, time.Duration, time.Time) (bool, time.Duration, error) {
+	return false, 0, errOffline
+}
