@@ -174,13 +174,27 @@ type CLIResult struct {
 // harness adds --config and --data after them, then the remaining args.
 func (m *Mailwarden) CLI(t testing.TB, args ...string) CLIResult {
 	t.Helper()
-	if len(args) < 2 {
-		t.Fatalf("CLI needs a noun and a verb, got %q", args)
+	return m.CLIWords(t, 2, args...)
+}
+
+// CLIWords is CLI for a command of n words: 1 for "events", 2 for
+// "latch list". The harness adds --config and --data after them.
+func (m *Mailwarden) CLIWords(t testing.TB, n int, args ...string) CLIResult {
+	t.Helper()
+	if len(args) < n {
+		t.Fatalf("CLI needs a command of %d words, got %q", n, args)
 	}
-	full := append(append(append([]string{}, args[:2]...), "--config", m.ConfigFile, "--data", m.DataDir), args[2:]...)
+	full := append(append(append([]string{}, args[:n]...), "--config", m.ConfigFile, "--data", m.DataDir), args[n:]...)
+	return m.Exec(t, full...)
+}
+
+// Exec runs the mailwarden binary with exactly args, adding nothing,
+// and fails the test if it gives no result within 30s.
+func (m *Mailwarden) Exec(t testing.TB, args ...string) CLIResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, m.bin, full...)
+	cmd := exec.CommandContext(ctx, m.bin, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -188,11 +202,11 @@ func (m *Mailwarden) CLI(t testing.TB, args ...string) CLIResult {
 	var exit *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		t.Fatalf("mailwarden %s: no result within 30s", strings.Join(full, " "))
+		t.Fatalf("mailwarden %s: no result within 30s", strings.Join(args, " "))
 	case errors.As(err, &exit):
 		res.ExitCode = exit.ExitCode()
 	case err != nil:
-		t.Fatalf("running mailwarden %s: %v", strings.Join(full, " "), err)
+		t.Fatalf("running mailwarden %s: %v", strings.Join(args, " "), err)
 	}
 	return res
 }
