@@ -53,7 +53,8 @@ func TestLatchCommands(t *testing.T) {
 
 	code, stdout, stderr := runCmd("latch", "list", "--data", data)
 	if code != 0 || !strings.Contains(stdout, host.ID) || !strings.Contains(stdout, "10.1.2.3") ||
-		!strings.Contains(stdout, "rate_user") || !strings.Contains(stdout, "(3h ago)") {
+		!strings.Contains(stdout, "rate_user") || !strings.Contains(stdout, "(3h ago)") ||
+		!strings.Contains(stdout, "a@evil.example") {
 		t.Errorf("latch list: code %d\n%s%s", code, stdout, stderr)
 	}
 	if strings.ContainsRune(stdout, 0x1b) {

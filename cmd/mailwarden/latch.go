@@ -102,10 +102,10 @@ func printLatches(w io.Writer, ls []adminapi.Latch, all bool, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tKEY\tSITE\tRULE\tCOUNT\tSTATUS\tLAST SEEN\tREASON")
+	fmt.Fprintln(tw, "ID\tKIND\tKEY\tSITE\tRULE\tEVIDENCE\tCOUNT\tSTATUS\tLAST SEEN\tREASON")
 	for _, l := range ls {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", printable(l.ID), l.Kind, printable(l.Key),
-			orDash(printableText(l.Site)), printable(l.Rule), l.Count, l.Status,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", printable(l.ID), l.Kind, printable(l.Key),
+			orDash(printableText(l.Site)), printable(l.Rule), orDash(printable(l.Evidence)), l.Count, l.Status,
 			when(l.LastSeen, now), printableText(l.Reason))
 	}
 	tw.Flush()

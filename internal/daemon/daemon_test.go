@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mailwarden/internal/config"
+	"mailwarden/internal/store"
 )
 
 type syncBuf struct {
@@ -193,5 +194,32 @@ func TestStatePersistsAcrossRestart(t *testing.T) {
 	start(t, cfg, "")
 	if got := policyAction(t, cfg.Listen.Policy, "192.0.2.1"); !strings.HasPrefix(got, "PREPEND X-Greylist: delayed") {
 		t.Errorf("retry after restart: action = %q, want the delayed pass", got)
+	}
+}
+
+// TestFreezeAndLatchShowInMetrics: an administrator's alerting sees a
+// freeze in force and how many hosts are latched.
+func TestFreezeAndLatchShowInMetrics(t *testing.T) {
+	cfg := testConfig(t)
+	d, _, _ := start(t, cfg, "")
+	ctx := context.Background()
+	now := time.Now()
+	if err := d.store.SetFreeze(ctx, store.Freeze{Scope: store.FreezeAll, Since: now, By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.store.AddLatch(ctx, store.Latch{Kind: store.LatchClient, Key: "10.1.2.3", Rule: "sender_domain"}, now); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + cfg.Listen.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`mailwarden_freezes_active{scope="all"} 1`, `mailwarden_freezes_active{scope="domain"} 0`,
+		`mailwarden_latches_active{kind="client"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
