@@ -9,7 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"time"
+
+	"mailwarden/internal/unixsock"
 )
 
 // Listen opens the admin socket at path: it creates the parent directory
@@ -25,7 +26,7 @@ func (s *Server) Listen(path string, mode os.FileMode, owner, group string) (net
 	if err := ensureDir(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
-	if err := removeStale(path); err != nil {
+	if err := unixsock.RemoveStale(path); err != nil {
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	ln, err := net.Listen("unix", path)
@@ -97,32 +98,4 @@ func ensureDir(dir string) error {
 	}
 	// MkdirAll's mode is reduced by the umask; say exactly what we mean.
 	return os.Chmod(dir, 0o750)
-}
-
-// removeStale removes a socket file left by a daemon that died. It never
-// removes a file that is not a socket, nor a socket that something still
-// answers on (another daemon using the same data directory).
-func removeStale(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("%s exists and is not a socket; refusing to remove it", path)
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("%s is in use by a running process (is another mailwarden serve running?)", path)
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("checking whether %s is stale: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("removing stale socket: %w", err)
-	}
-	return nil
 }

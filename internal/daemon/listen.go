@@ -7,7 +7,8 @@ import (
 	"os"
 	"strings"
 	"syscall"
-	"time"
+
+	"mailwarden/internal/unixsock"
 )
 
 // listen opens one listener. addr is host:port or, for the mail front
@@ -15,7 +16,7 @@ import (
 // administrator sees at once which port is taken.
 func listen(name, addr string) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		if err := removeStaleSocket(path); err != nil {
+		if err := unixsock.RemoveStale(path); err != nil {
 			return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
 		}
 		ln, err := net.Listen("unix", path)
@@ -38,24 +39,4 @@ func listen(name, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
 	}
 	return ln, nil
-}
-
-// removeStaleSocket removes a socket file left by a daemon that died, but
-// never a socket someone still answers on, nor a file that is not a socket.
-func removeStaleSocket(path string) error {
-	fi, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if fi.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("%s exists and is not a socket; refusing to remove it", path)
-	}
-	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-		c.Close()
-		return fmt.Errorf("%s is in use by a running process", path)
-	}
-	return os.Remove(path)
 }
