@@ -122,6 +122,12 @@ func (t triplets) key(i int) int {
 	return int(splitmix64(t.seed+uint64(i)) % t.uniq)
 }
 
+// fraction returns a number in [0, 1) for request i, independent of its
+// key, for choosing which requests carry something (a virus).
+func (t triplets) fraction(i int) float64 {
+	return float64(splitmix64(^(t.seed+uint64(i)))>>11) / (1 << 53)
+}
+
 // client returns the client address for triplet k: the pattern with x, y
 // and z replaced by bytes 2, 1 and 0 of k.
 func (t triplets) client(k int) string {

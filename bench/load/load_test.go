@@ -314,3 +314,33 @@ func TestRunPolicyRatePaces(t *testing.T) {
 		t.Errorf("paced run of 50 at 500/s took %v, before its last request was due (%v)", r.Elapsed, due)
 	}
 }
+
+// TestRunMilterVirusFraction checks that -virus sends the EICAR message
+// in about that share of transactions and the plain body otherwise.
+func TestRunMilterVirusFraction(t *testing.T) {
+	const n = 400
+	addr, sizes, _ := startFakeMilter(t, false, n)
+	if _, err := RunMilter(context.Background(), MilterOptions{Common: Common{Addr: addr, N: n, C: 4, Seed: 3}, Size: 2048, Virus: 0.25}); err != nil {
+		t.Fatal(err)
+	}
+	infected := 0
+	for len(sizes) > 0 {
+		switch s := <-sizes; s {
+		case len(eicarBody()):
+			infected++
+		case 2048:
+		default:
+			t.Fatalf("a body of %d bytes is neither the plain body nor the EICAR message", s)
+		}
+	}
+	// 400 draws at 0.25: the count is far inside 60..140 unless broken.
+	if infected < 60 || infected > 140 {
+		t.Errorf("%d of %d messages carried EICAR, want about 100", infected, n)
+	}
+	if !strings.Contains(string(eicarBody()), "WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFOVElWSVJVUy1URVNULUZJTEUhJEgrSCo=") {
+		t.Error("the EICAR attachment is not the standard test string in base64")
+	}
+	if _, err := RunMilter(context.Background(), MilterOptions{Common: Common{Addr: addr, N: 1, C: 1}, Virus: 1.5}); !errors.Is(err, ErrBadOptions) {
+		t.Errorf("Virus=1.5: err = %v, want ErrBadOptions", err)
+	}
+}

@@ -3,6 +3,7 @@ package load
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -18,6 +19,24 @@ type MilterOptions struct {
 	Common
 	// Size is the message body size in bytes; 0 means 2048.
 	Size int
+	// Virus is the fraction of messages (0 to 1) that carry a base64
+	// EICAR test attachment instead of the plain body, drawn per
+	// transaction from the seed.
+	Virus float64
+}
+
+// eicar is the EICAR anti-virus test string: harmless, and detected by
+// every scanner as a test signature.
+const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*`
+
+// eicarBody is a multipart body with the EICAR string as a base64
+// attachment, as a mail client would send it.
+func eicarBody() []byte {
+	return []byte("--XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n--XX\r\n" +
+		"Content-Type: application/octet-stream; name=\"eicar.com\"\r\n" +
+		"Content-Transfer-Encoding: base64\r\n" +
+		"Content-Disposition: attachment; filename=\"eicar.com\"\r\n\r\n" +
+		base64.StdEncoding.EncodeToString([]byte(eicar)) + "\r\n--XX--\r\n")
 }
 
 // RunMilter drives the milter at o.Addr with o.N full transactions over
@@ -41,6 +60,10 @@ func RunMilter(ctx context.Context, o MilterOptions) (Result, error) {
 	if o.Size == 0 {
 		o.Size = 2048
 	}
+	if o.Virus < 0 || o.Virus > 1 {
+		return Result{}, fmt.Errorf("%w: milter: Virus=%v is not a fraction from 0 to 1", ErrBadOptions, o.Virus)
+	}
+	virus := eicarBody()
 	timeout := o.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -66,8 +89,12 @@ func RunMilter(ctx context.Context, o MilterOptions) (Result, error) {
 					return
 				}
 				k := trip.key(i)
+				msg, ctype := body, "text/plain"
+				if o.Virus > 0 && trip.fraction(i) < o.Virus {
+					msg, ctype = virus, `multipart/mixed; boundary="XX"`
+				}
 				t0 := time.Now()
-				v, err := milterTransaction(client, trip, k, body)
+				v, err := milterTransaction(client, trip, k, msg, ctype)
 				tl.record(w, i, time.Since(t0), v, err)
 			}
 		}()
@@ -85,7 +112,7 @@ func RunMilter(ctx context.Context, o MilterOptions) (Result, error) {
 
 // milterTransaction runs one transaction for triplet k and returns the
 // verdict.
-func milterTransaction(client *gomilter.Client, trip triplets, k int, body []byte) (string, error) {
+func milterTransaction(client *gomilter.Client, trip triplets, k int, body []byte, ctype string) (string, error) {
 	macros := gomilter.NewMacroBag()
 	macros.Set(gomilter.MacroMTAFQDN, "mx.dest.test")
 	macros.Set(gomilter.MacroDaemonName, "postfix")
@@ -117,7 +144,7 @@ func milterTransaction(client *gomilter.Client, trip triplets, k int, body []byt
 			h.Add("Subject", "load test")
 			h.Add("Message-Id", "<"+strconv.Itoa(k)+"."+strconv.FormatInt(time.Now().UnixNano(), 10)+"@example.net>")
 			h.Add("MIME-Version", "1.0")
-			h.Add("Content-Type", "text/plain")
+			h.Add("Content-Type", ctype)
 			return s.Header(h)
 		},
 	}

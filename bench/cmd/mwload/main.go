@@ -71,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Second, "bound on each network read or write")
 	size := fs.Int("size", 2048, "message body `bytes` (milter only)")
 	rate := fs.Float64("rate", 0, "pace policy requests at this many `per second` in all (0: as fast as answered)")
+	virus := fs.Float64("virus", 0, "`fraction` of milter messages carrying a base64 EICAR attachment")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -85,7 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err error
 	)
 	if kind == "milter" {
-		r, err = load.RunMilter(ctx, load.MilterOptions{Common: c, Size: *size})
+		r, err = load.RunMilter(ctx, load.MilterOptions{Common: c, Size: *size, Virus: *virus})
 	} else {
 		r, err = load.RunPolicy(ctx, load.PolicyOptions{Common: c, Rate: *rate})
 	}
