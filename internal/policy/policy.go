@@ -5,6 +5,7 @@ package policy
 
 import (
 	"context"
+	"io"
 	"net/netip"
 	"strings"
 	"time"
@@ -65,6 +66,19 @@ type Request struct {
 	// runs (PipelineOptions.Classify).
 	Internal bool
 	Site     string
+	// Message is the whole message at StageEOM in the milter; nil
+	// elsewhere.
+	Message Message
+}
+
+// Message gives checks the message as received: the header fields as
+// "Name: value" lines with CRLF, an empty line, then the body.
+type Message interface {
+	// Size is the message's size in bytes.
+	Size() int64
+	// Open returns a fresh reader over the whole message; each call
+	// starts at the beginning. The caller closes it.
+	Open() (io.ReadCloser, error)
 }
 
 // Outbound reports whether the message leaves the organisation's own
