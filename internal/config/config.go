@@ -35,6 +35,47 @@ type Config struct {
 	RateLimits   RateLimits   `yaml:"rate_limits"`
 	Events       Events       `yaml:"events"`
 	Admin        Admin        `yaml:"admin"`
+	Antivirus    Antivirus    `yaml:"antivirus"`
+}
+
+// Antivirus configures scanning every message through clamd at end of
+// message (milter only: the policy server never sees the message).
+type Antivirus struct {
+	// Enabled is off by default: with no clamd running, every message
+	// would be tempfailed.
+	Enabled bool `yaml:"enabled"`
+	// Servers are clamd addresses, "tcp:host:port" or "unix:/path",
+	// tried in order with failover.
+	Servers []string `yaml:"servers"`
+	// ConnectTimeout bounds reaching a clamd; ScanTimeout one whole scan.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	ScanTimeout    Duration `yaml:"scan_timeout"`
+	// HealthInterval is how often each clamd is pinged and asked its
+	// signature version.
+	HealthInterval Duration `yaml:"health_interval"`
+	// MaxScanSize caps what is sent to clamd; keep it below clamd's
+	// StreamMaxLength. Larger messages get OversizeAction.
+	MaxScanSize int64 `yaml:"max_scan_size"`
+	// OversizeAction: "accept" (with X-Virus-Status: Unscanned), or
+	// "tempfail", or "reject".
+	OversizeAction string `yaml:"oversize_action"`
+	// SpoolMemory is how much of a message is kept in memory; the rest
+	// goes to a temporary file in SpoolDir ("" means data_dir/spool).
+	SpoolMemory int64  `yaml:"spool_memory"`
+	SpoolDir    string `yaml:"spool_dir"`
+	// Inbound and Outbound say what to do with an infected message:
+	// "reject" (554 5.7.1 with the virus name), "discard" or "quarantine"
+	// (the MTA's hold queue).
+	Inbound  string `yaml:"inbound"`
+	Outbound string `yaml:"outbound"`
+	// OnError is what a scan that fails (clamd down, timeout, garbage)
+	// does: "tempfail" (the sender retries, nothing is lost) or "accept"
+	// (fail-open).
+	OnError string `yaml:"on_error"`
+	// AddHeaders adds X-Virus-Scanned and X-Virus-Status.
+	AddHeaders bool `yaml:"add_headers"`
+	// SignatureMaxAge raises an event when clamd's signatures are older.
+	SignatureMaxAge Duration `yaml:"signature_max_age"`
 }
 
 // Site is a named part of the internal network.
@@ -251,6 +292,20 @@ func Default() Config {
 		},
 		Events: Events{Retention: Duration(30 * 24 * time.Hour)},
 		Admin:  Admin{Mode: "0660"},
+		Antivirus: Antivirus{
+			Servers:         []string{"unix:/var/run/clamav/clamd.ctl"},
+			ConnectTimeout:  Duration(2 * time.Second),
+			ScanTimeout:     Duration(30 * time.Second),
+			HealthInterval:  Duration(10 * time.Second),
+			MaxScanSize:     20 << 20,
+			OversizeAction:  "accept",
+			SpoolMemory:     1 << 20,
+			Inbound:         "reject",
+			Outbound:        "reject",
+			OnError:         "tempfail",
+			AddHeaders:      true,
+			SignatureMaxAge: Duration(72 * time.Hour),
+		},
 	}
 }
 

@@ -264,7 +264,7 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 			return
 		}
 		v.SetString(n.Value)
-	case reflect.Int:
+	case reflect.Int, reflect.Int64:
 		d.scalar(n, v, key, "a whole number")
 	case reflect.Bool:
 		d.scalar(n, v, key, "true or false")

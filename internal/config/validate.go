@@ -13,7 +13,7 @@ import (
 
 // failOpenChecks returns the check names fail_open accepts.
 func failOpenChecks() []string {
-	return []string{"freeze", "latch", "sender", "ratelimit", "greylist"}
+	return []string{"freeze", "latch", "sender", "ratelimit", "greylist", "antivirus"}
 }
 
 // Validate checks settings that each hold a well-typed value but may not
@@ -125,6 +125,7 @@ func (c *Config) Validate() []Error {
 		}
 	}
 	c.validateOutbound(add)
+	c.validateAntivirus(add)
 	return errs
 }
 

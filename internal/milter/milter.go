@@ -17,6 +17,7 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"mailwarden/internal/policy"
+	"mailwarden/internal/spool"
 )
 
 // Options configures the milter server.
@@ -28,8 +29,13 @@ type Options struct {
 	// longer than the MTA's SMTP timeout (Postfix smtpd_timeout, 300s).
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
-	// CheckTimeout bounds one pipeline evaluation.
+	// CheckTimeout bounds one pipeline evaluation. With antivirus on it
+	// must be longer than the clamd scan timeout.
 	CheckTimeout time.Duration
+	// Spool, if set, collects each message (header fields and body) for
+	// checks at end of message, such as antivirus; see message.go. Nil
+	// collects nothing, as when no check needs the message.
+	Spool *spool.Spool
 }
 
 // Server serves the milter protocol.
@@ -112,6 +118,12 @@ type session struct {
 	recipients []string
 	headerFrom string
 	headers    []policy.Header
+
+	// The message being collected when Options.Spool is set.
+	msg        *spool.Message
+	eoh        bool   // the empty line ending the header section is written
+	spoolError bool   // spooling failed; the message is being tempfailed
+	scratch    []byte // builds one header line
 }
 
 func (s *session) request(stage policy.Stage, m gomilter.Modifier) *policy.Request {
@@ -201,6 +213,9 @@ func (s *session) Header(name, value string, m gomilter.Modifier) (resp *gomilte
 	if s.headerFrom == "" && strings.EqualFold(name, "From") {
 		s.headerFrom = strings.TrimSpace(value)
 	}
+	if s.o.Spool != nil {
+		return s.collectHeader(name, value)
+	}
 	return gomilter.RespContinue, nil
 }
 
@@ -214,7 +229,16 @@ func (s *session) Data(m gomilter.Modifier) (resp *gomilter.Response, err error)
 // the only stage that may modify the message.
 func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("EndOfMessage", &resp, &err)
-	v := s.evaluate(s.request(policy.StageEOM, m))
+	defer s.releaseMessage()
+	req := s.request(policy.StageEOM, m)
+	if s.o.Spool != nil {
+		msg, failed := s.finishMessage()
+		if failed != nil {
+			return failed, nil
+		}
+		req.Message = msg
+	}
+	v := s.evaluate(req)
 	return s.respond(v, m, true)
 }
 
@@ -244,6 +268,7 @@ func (s *session) resetMessage() {
 	s.rcptSeen = 0
 	s.recipients = nil
 	s.headers = nil
+	s.releaseMessage()
 }
 
 // respond turns a verdict into the milter response. Headers are added and

@@ -73,11 +73,20 @@ func (l *logBuf) String() string {
 
 func startServer(t *testing.T, check policy.Check) (string, *logBuf) {
 	t.Helper()
+	return startServerWith(t, check, Options{})
+}
+
+// startServerWith starts a server with o, filling in the pipeline, the
+// log and the timeouts.
+func startServerWith(t *testing.T, check policy.Check, o Options) (string, *logBuf) {
+	t.Helper()
 	logs := &logBuf{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	pl := policy.NewPipeline([]policy.Check{check}, policy.PipelineOptions{Log: log})
-	srv := NewServer(Options{Pipeline: func() *policy.Pipeline { return pl }, Log: log,
-		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
+	o.Pipeline = func() *policy.Pipeline { return pl }
+	o.Log = log
+	o.ReadTimeout, o.WriteTimeout = 5*time.Second, 5*time.Second
+	srv := NewServer(o)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

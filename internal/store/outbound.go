@@ -110,6 +110,10 @@ const (
 	EventFreeze   = "freeze"    // a freeze held a message
 	EventAdmin    = "admin"     // an administrator changed something
 	EventGreylist = "greylist"  // a greylist deferral (recorded only if configured)
+	EventVirus    = "virus"     // a virus was found in a message
+	// EventSignatures: clamd's signatures are stale, or a clamd went down
+	// or came back (internal/avstatus).
+	EventSignatures = "signatures"
 )
 
 // Event is one non-trivial decision or admin action.
