@@ -26,14 +26,15 @@ Usage:
   mailwarden freeze off --all|--domain D|--user U|--network CIDR [--note TEXT]
   mailwarden freeze status [--json]                 list the outbound freezes in force
   mailwarden events [--since 2h] [--until TIME] [--kind K] [--host IP] [--user U] [--limit N] [--json]
+  mailwarden status [--json]                        version, uptime, freezes, latches, clamd signatures
   mailwarden version
 
 The greylist commands take --config FILE and --data DIR like serve, to find
 the same store. With no --config, built-in defaults apply: listeners on
 127.0.0.1 (policy 10023, milter 10029, HTTP 8025), data in /var/lib/mailwarden.
-The latch, freeze and events commands talk to the running daemon over its
-admin socket (admin.socket, else admin.sock in data_dir) and take the same
---config and --data to find it.
+The latch, freeze, events and status commands talk to the running daemon
+over its admin socket (admin.socket, else admin.sock in data_dir) and take
+the same --config and --data to find it.
 `
 
 func main() {
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdFreeze(args[1:], stdout, stderr)
 	case "events":
 		return cmdEvents(args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "mailwarden", versionString())
 		return 0

@@ -13,6 +13,7 @@
 //	POST   /v1/freezes                     {"scope": "...", "value": "...", "note": "..."}
 //	DELETE /v1/freezes?scope=&value=&note=
 //	GET    /v1/events?since=&until=&kind=&client=&user=&limit=
+//	GET    /v1/status
 //
 // Times are RFC 3339. Errors are {"error": "..."} with a status code:
 // 400 bad input, 404 unknown latch or freeze, 409 latch not active.

@@ -41,6 +41,13 @@ type Options struct {
 	// EventRetention sets the expiry of the admin events the server
 	// records (events.retention); 0 means 30 days.
 	EventRetention time.Duration
+
+	// Version and Started describe the daemon in GET /v1/status.
+	Version string
+	Started time.Time
+	// Antivirus, if set, is asked for clamd's state by each GET
+	// /v1/status; nil reports antivirus disabled.
+	Antivirus func() AntivirusState
 }
 
 // Server is the admin API.
@@ -49,12 +56,16 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	retention time.Duration
+	version   string
+	started   time.Time
+	antivirus func() AntivirusState
 	http      *http.Server
 }
 
 // NewServer returns a server for o; it serves once Serve is called.
 func NewServer(o Options) *Server {
-	s := &Server{be: o.Backend, log: o.Log, now: o.Now, retention: o.EventRetention}
+	s := &Server{be: o.Backend, log: o.Log, now: o.Now, retention: o.EventRetention,
+		version: o.Version, started: o.Started, antivirus: o.Antivirus}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -72,6 +83,7 @@ func NewServer(o Options) *Server {
 	mux.HandleFunc("POST /v1/freezes", s.setFreeze)
 	mux.HandleFunc("DELETE /v1/freezes", s.liftFreeze)
 	mux.HandleFunc("GET /v1/events", s.listEvents)
+	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -19,7 +19,8 @@ const maxNoteBytes = 1024
 // eventKinds lists the kinds an events query may filter on.
 func eventKinds() []string {
 	return []string{store.EventReject, store.EventTempfail, store.EventLatch,
-		store.EventRateTrip, store.EventFreeze, store.EventAdmin}
+		store.EventRateTrip, store.EventFreeze, store.EventAdmin, store.EventGreylist,
+		store.EventVirus, store.EventSignatures}
 }
 
 func knownKind(k string) bool {

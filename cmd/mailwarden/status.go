@@ -1,0 +1,145 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"mailwarden/internal/adminapi"
+	"mailwarden/internal/avstatus"
+)
+
+// cmdStatus prints a one-look report on the running daemon: version,
+// uptime, freezes, latches and each clamd's health and signature age.
+// Stale signatures are reported, not failed on: exit status 0 unless
+// the daemon cannot be asked.
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	a := newAdminCmd("status", fs, stdout, stderr)
+	pos, err := parseFlags(fs, args, stderr)
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 0 {
+		return a.usage("takes no arguments, got %q", pos[0])
+	}
+	c, code := a.client()
+	if c == nil {
+		return code
+	}
+	defer c.Close()
+	ctx, cancel := adminContext()
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil {
+		return a.fail(err)
+	}
+	if *a.asJSON {
+		return a.json(st)
+	}
+	printStatus(stdout, st, time.Now())
+	return 0
+}
+
+func printStatus(w io.Writer, st adminapi.Status, now time.Time) {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	line := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	line("Version:", orDash(printable(st.Version)))
+	if st.Started.IsZero() {
+		line("Uptime:", "-")
+	} else {
+		line("Uptime:", humanDuration(time.Duration(st.UptimeSeconds)*time.Second)+" (since "+localTime(st.Started)+")")
+	}
+	if len(st.Freezes) == 0 {
+		line("Freezes:", "none")
+	}
+	for i, f := range st.Freezes {
+		k := "Freezes:"
+		if i > 0 {
+			k = ""
+		}
+		v := printableText(adminapi.DescribeScope(f.Scope, f.Value)) + ", since " + when(f.Since, now) + " by " + printable(f.By)
+		if f.Note != "" {
+			v += ": " + printableText(f.Note)
+		}
+		line(k, v)
+	}
+	line("Active latches:", strconv.Itoa(st.ActiveLatches))
+	av := st.Antivirus
+	switch {
+	case !av.Enabled:
+		line("Antivirus:", "disabled")
+	case av.SignatureMaxAgeSeconds > 0:
+		line("Antivirus:", "enabled, signatures stale after "+maxAge(av))
+	default:
+		line("Antivirus:", "enabled, no signature age limit")
+	}
+	tw.Flush()
+	if len(av.Servers) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLAMD\tSTATUS\tENGINE\tSIGNATURES\tCHECKED\tLAST ERROR")
+	stale := false
+	for _, s := range av.Servers {
+		stale = stale || s.Stale
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(s.Addr), serverState(s),
+			orDash(printableText(s.Engine)), signatures(s), checked(s.Checked, now), orDash(printableText(s.LastError)))
+	}
+	tw.Flush()
+	if stale {
+		fmt.Fprintf(w, "\nSTALE: signatures older than %s (antivirus.signature_max_age): is freshclam running, and can it reach its mirrors?\n",
+			maxAge(av))
+	}
+}
+
+// maxAge prints the signature age limit as the config writes it.
+func maxAge(av adminapi.AntivirusStatus) string {
+	return avstatus.FormatLimit(time.Duration(av.SignatureMaxAgeSeconds) * time.Second)
+}
+
+func serverState(s adminapi.ClamdServer) string {
+	switch {
+	case s.Up:
+		return "up"
+	case s.Checked.IsZero():
+		return "unchecked"
+	}
+	return "down"
+}
+
+// signatures says "27463 of 2026-11-18 08:24 (3d4h ago)", with STALE
+// when they are over the limit.
+func signatures(s adminapi.ClamdServer) string {
+	if s.SignatureVersion == 0 && s.SignatureDate.IsZero() {
+		return "-"
+	}
+	v := "unknown version"
+	if s.SignatureVersion != 0 {
+		v = strconv.Itoa(s.SignatureVersion)
+	}
+	if !s.SignatureDate.IsZero() {
+		v += " of " + s.SignatureDate.Local().Format("2006-01-02 15:04")
+		if age := time.Duration(s.SignatureAgeSeconds) * time.Second; age >= 0 {
+			v += " (" + humanDuration(age) + " ago)"
+		} else {
+			v += " (ahead of the daemon's clock)"
+		}
+	}
+	if s.Stale {
+		v += " STALE"
+	}
+	return v
+}
+
+// checked says how long ago a health check saw the server.
+func checked(t, now time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return humanDuration(max(now.Sub(t), 0)) + " ago"
+}

@@ -1,0 +1,108 @@
+package adminapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"mailwarden/internal/avstatus"
+	"mailwarden/internal/clamd"
+	"mailwarden/internal/store"
+)
+
+// AntivirusState is what the daemon tells the admin API about virus
+// scanning when GET /v1/status asks (Options.Antivirus).
+type AntivirusState struct {
+	Enabled bool
+	// SignatureMaxAge is antivirus.signature_max_age; 0 means no limit.
+	SignatureMaxAge time.Duration
+	// Servers are the clamd servers as the client's health checks last
+	// saw them.
+	Servers []clamd.ServerStatus
+}
+
+// Status is the answer to GET /v1/status: a one-look report on the
+// running daemon for a bad day.
+type Status struct {
+	Version       string          `json:"version"`
+	Started       time.Time       `json:"started,omitzero"`
+	UptimeSeconds int64           `json:"uptime_seconds"`
+	Freezes       []Freeze        `json:"freezes"`
+	ActiveLatches int             `json:"active_latches"`
+	Antivirus     AntivirusStatus `json:"antivirus"`
+}
+
+// AntivirusStatus is the antivirus part of Status.
+type AntivirusStatus struct {
+	Enabled bool `json:"enabled"`
+	// SignatureMaxAgeSeconds is the staleness limit; 0 means none.
+	SignatureMaxAgeSeconds int64         `json:"signature_max_age_seconds"`
+	Servers                []ClamdServer `json:"servers"`
+}
+
+// ClamdServer is one clamd as the API shows it. The signature fields are
+// absent when clamd's VERSION answer did not give them.
+type ClamdServer struct {
+	Addr                string    `json:"addr"`
+	Up                  bool      `json:"up"`
+	LastError           string    `json:"last_error,omitempty"`
+	Checked             time.Time `json:"checked,omitzero"` // zero: not checked yet
+	Engine              string    `json:"engine,omitempty"`
+	SignatureVersion    int       `json:"signature_version,omitempty"`
+	SignatureDate       time.Time `json:"signature_date,omitzero"`
+	SignatureAgeSeconds int64     `json:"signature_age_seconds,omitempty"`
+	// Stale is true when the signatures are older than the limit, as
+	// judged for the signatures event (avstatus.Age).
+	Stale bool `json:"stale"`
+}
+
+// ClamdServerFromStatus converts a server's status, judging its
+// signatures' age at now against maxAge.
+func ClamdServerFromStatus(s clamd.ServerStatus, maxAge time.Duration, now time.Time) ClamdServer {
+	age, stale := avstatus.Age(s.Version, maxAge, now)
+	return ClamdServer{
+		Addr: s.Addr, Up: s.Up, LastError: s.LastError, Checked: s.Checked, Engine: s.Version.Engine,
+		SignatureVersion: s.Version.DBVersion, SignatureDate: s.Version.DBTime,
+		SignatureAgeSeconds: int64(age / time.Second), Stale: stale,
+	}
+}
+
+// status reports the daemon's version, uptime, freezes, the number of
+// active latches and each clamd's health and signature age.
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	now := s.now()
+	out := Status{Version: s.version, Started: s.started, Freezes: []Freeze{},
+		Antivirus: AntivirusStatus{Servers: []ClamdServer{}}}
+	if !s.started.IsZero() {
+		out.UptimeSeconds = int64(now.Sub(s.started) / time.Second)
+	}
+	fs, err := s.be.ListFreezes(r.Context())
+	if err != nil {
+		s.storeError(w, "listing freezes", err)
+		return
+	}
+	for _, f := range fs {
+		out.Freezes = append(out.Freezes, FreezeFromStore(f))
+	}
+	ls, err := s.be.ListLatches(r.Context(), store.LatchFilter{Active: true}, now)
+	if err != nil {
+		s.storeError(w, "listing active latches", err)
+		return
+	}
+	out.ActiveLatches = len(ls)
+	if s.antivirus != nil {
+		av := s.antivirus()
+		out.Antivirus.Enabled = av.Enabled
+		out.Antivirus.SignatureMaxAgeSeconds = int64(av.SignatureMaxAge / time.Second)
+		for _, st := range av.Servers {
+			out.Antivirus.Servers = append(out.Antivirus.Servers, ClamdServerFromStatus(st, av.SignatureMaxAge, now))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// Status returns the daemon's status report.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var out Status
+	return out, c.do(ctx, http.MethodGet, "/v1/status", nil, nil, &out)
+}
