@@ -33,12 +33,12 @@ NOOP=127.0.0.1:17400 POSTGREY=127.0.0.1:10123
 SEED=$(( $(date +%s) * 100 ))
 
 tmp=$(mktemp -d /tmp/mailwarden-bench.XXXXXX)
-mw_pid=""
+mw_pid="" av_pid=""
 cleanup() {
-	if [ -n "$mw_pid" ]; then
-		kill "$mw_pid" 2>/dev/null || true
-		wait "$mw_pid" 2>/dev/null || true
-	fi
+	for p in $mw_pid $av_pid; do
+		kill "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -188,6 +188,33 @@ fi
 SEED=$((SEED + 1))
 load milter mailwarden-outbound $MW_MILTER "$MILTER_N" "$MILTER_C" "-client 172.x.y.z"
 mw_milter_out=$line
+
+# Antivirus: a second mailwarden scanning every message through the
+# reference clamd (EICAR body signature only), greylisting off, against
+# clamav-milter and rspamd on the same clamd, one message in ten infected.
+if [ -n "$anchors" ]; then
+	MW_AV=127.0.0.1:20129
+	cat >"$tmp/av.yaml" <<AVCONF
+data_dir: $tmp/avdata
+listen: {policy: "", milter: "$MW_AV", http: "127.0.0.1:28125"}
+log: {level: warn, mail_log: $tmp/av-mail.log}
+greylist: {enabled: false}
+antivirus: {enabled: true, servers: ["tcp:127.0.0.1:13310"]}
+AVCONF
+	bin/mailwarden serve --config "$tmp/av.yaml" >/dev/null 2>"$tmp/av-daemon.log" &
+	av_pid=$!
+	for _ in $(seq 100); do curl -fsS "http://127.0.0.1:28125/-/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+	say "# antivirus: $MILTER_C sessions, $SIZE-byte bodies, 10% with a base64 EICAR attachment"
+	SEED=$((SEED + 1))
+	load milter mailwarden-av $MW_AV "$MILTER_N" "$MILTER_C" "-virus 0.1"
+	av_mw=$line
+	SEED=$((SEED + 1))
+	load milter clamav-milter 127.0.0.1:17357 "$MILTER_N" "$MILTER_C" "-virus 0.1"
+	av_cm=$line
+	SEED=$((SEED + 1))
+	load milter rspamd 127.0.0.1:11332 "$MILTER_N" "$MILTER_C" "-virus 0.1"
+	av_rs=$line
+fi
 mw_p99=$(field "$mw_policy" p99)
 say "# ratios"
 if [ -n "$anchors" ]; then
@@ -199,6 +226,8 @@ if [ -n "$anchors" ]; then
 		'BEGIN { printf "mailwarden/noop milter = %.2f (aim >= 0.75), outbound through the full pipeline (whole message)\n", a / b }'
 	awk -v a="$(field "$mw_policy" rate)" -v b="$(field "$pg_policy" rate)" -v p="$mw_p99" \
 		'BEGIN { printf "mailwarden/postgrey policy = %.1fx (aim >= 10), mailwarden policy p99 = %.3f ms (aim < 1 ms)\n", a / b, p }'
+	awk -v a="$(field "$av_mw" rate)" -v b="$(field "$av_cm" rate)" -v c="$(field "$av_rs" rate)" -v p="$(field "$av_mw" p99)" \
+		'BEGIN { printf "antivirus: mailwarden/clamav-milter = %.1fx (aim >= 5), mailwarden/rspamd = %.2fx (aim >= 1.5), mailwarden p99 = %.1f ms (aim < 20 ms)\n", a / b, a / c, p }'
 else
 	say "mailwarden/noop milter and mailwarden/postgrey policy: need the reference systems (run as root with $ANCHORS)"
 	awk -v p="$mw_p99" 'BEGIN { printf "mailwarden policy p99 = %.3f ms (aim < 1 ms)\n", p }'

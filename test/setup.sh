@@ -1,12 +1,13 @@
 #!/bin/sh
 # Installs the real programs the integration tests in test/integration drive:
-# Postfix (the MTA in front of mailwarden, plus its smtp-sink test server)
-# and swaks (the SMTP client). Safe to run again: installed packages are
+# Postfix (the MTA in front of mailwarden, plus its smtp-sink test server),
+# swaks (the SMTP client) and clamd (the virus scanner, with xxd to build a
+# signature by hand). Safe to run again: installed packages are
 # skipped. As a non-root user it only reports what is missing, because the
 # tests skip outside CI when they cannot run.
 set -eu
 
-packages="postfix swaks"
+packages="postfix swaks clamav-daemon xxd"
 
 missing=""
 for p in $packages; do
@@ -28,8 +29,10 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 
-# Keep maintainer scripts from starting the system Postfix: the tests run
-# their own instances on private ports and must not share a queue with it.
+# Keep maintainer scripts from starting the system Postfix, clamd or
+# freshclam: the tests run their own instances on private ports, and
+# freshclam would try to download signatures over a network there is none
+# of (the tests bring their own EICAR-only database).
 # policy-rc.d exiting 101 means "action forbidden" (invoke-rc.d(8)).
 created_policy_rc=""
 if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -48,6 +51,9 @@ trap cleanup EXIT
 # does not configure a system mail server the tests would collide with.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 echo "postfix postfix/mailname string mx.test" | debconf-set-selections
+# "manual" leaves freshclam unconfigured as a daemon, so nothing on this
+# machine tries to update signatures later either.
+echo "clamav-freshclam clamav-freshclam/autoupdate_freshclam select manual" | debconf-set-selections
 
 echo "setup: installing:$missing"
 apt-get update
@@ -60,7 +66,7 @@ for p in $packages; do
 		exit 1
 	}
 done
-for prog in /usr/sbin/postfix /usr/sbin/smtp-sink /usr/bin/swaks; do
+for prog in /usr/sbin/postfix /usr/sbin/smtp-sink /usr/bin/swaks /usr/sbin/clamd /usr/bin/xxd; do
 	[ -x "$prog" ] || {
 		echo "setup: $prog missing after install" >&2
 		exit 1

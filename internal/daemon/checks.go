@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"time"
 
 	"mailwarden/internal/config"
 	"mailwarden/internal/netset"
 	"mailwarden/internal/policy"
+	"mailwarden/internal/policy/antivirus"
 	"mailwarden/internal/policy/freeze"
 	"mailwarden/internal/policy/greylist"
 	"mailwarden/internal/policy/latch"
@@ -32,10 +34,20 @@ type Built struct {
 	Classify func(*policy.Request)
 }
 
+// Deps are what the checks use besides the configuration.
+type Deps struct {
+	Store store.Store
+	// Scanner scans messages when antivirus is enabled.
+	Scanner antivirus.Scanner
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
 // Checks builds the pipeline's checks from cfg. `mailwarden config check`
 // calls it too, so a config that passes the check also starts; every
 // problem is reported at once.
-func Checks(cfg config.Config, st store.Store, log *slog.Logger, now func() time.Time) (Built, error) {
+func Checks(cfg config.Config, deps Deps) (Built, error) {
+	st, log, now := deps.Store, deps.Log, deps.Now
 	reg, err := sites.New(prefixes(cfg.InternalNetworks), siteList(cfg))
 	if err != nil {
 		return Built{}, fmt.Errorf("sites: %w", err)
@@ -119,6 +131,22 @@ func Checks(cfg config.Config, st store.Store, log *slog.Logger, now func() time
 			Log:                     log,
 		})))
 	}
+	if a := cfg.Antivirus; a.Enabled {
+		checks = append(checks, add(antivirus.New(antivirus.Options{
+			Scanner:         deps.Scanner,
+			Latch:           lc,
+			InternalDomains: InternalDomains(cfg),
+			MaxScanSize:     a.MaxScanSize,
+			OversizeAction:  a.OversizeAction,
+			Inbound:         a.Inbound,
+			Outbound:        a.Outbound,
+			OnError:         a.OnError,
+			AddHeaders:      a.AddHeaders,
+			Hostname:        Hostname(cfg),
+			Now:             now,
+			Log:             log,
+		})))
+	}
 	if len(errs) > 0 {
 		return Built{}, errors.Join(errs...)
 	}
@@ -154,6 +182,17 @@ func InternalNetworks(cfg config.Config) *netset.Set {
 		ps = append(ps, prefixes(s.Networks)...)
 	}
 	return netset.New(ps...)
+}
+
+// InternalDomains are the organisation's own mail domains: the sender
+// policy's and every site's. A virus for a recipient there is evidence
+// for finding patient zero.
+func InternalDomains(cfg config.Config) []string {
+	ds := slices.Clone(cfg.SenderPolicy.SenderDomains)
+	for _, s := range cfg.Sites {
+		ds = append(ds, s.SenderDomains...)
+	}
+	return ds
 }
 
 // Hostname is the configured hostname, else the system's.

@@ -8,16 +8,22 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"mailwarden/internal/adminapi"
+	"mailwarden/internal/avstatus"
+	"mailwarden/internal/clamd"
 	"mailwarden/internal/config"
 	"mailwarden/internal/events"
 	"mailwarden/internal/milter"
 	"mailwarden/internal/policy"
+	"mailwarden/internal/policy/antivirus"
 	"mailwarden/internal/policyd"
+	"mailwarden/internal/spool"
 	"mailwarden/internal/store"
 	"mailwarden/internal/store/sqlite"
 	"mailwarden/internal/web"
@@ -51,11 +57,17 @@ type Daemon struct {
 	milterSrv *milter.Server
 	httpSrv   *http.Server
 	adminSrv  *adminapi.Server
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	stopOnce  sync.Once
-	stopErr   error
-	serveErr  chan error
+
+	// Antivirus parts, nil when antivirus is off at start.
+	clamd    *clamd.Client
+	scanner  antivirus.Scanner
+	spool    *spool.Spool
+	watcher  *avstatus.Watcher
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+	serveErr chan error
 }
 
 // LoadConfig loads path (or the defaults when path is "") and applies the
@@ -93,6 +105,9 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 			d.closeAll()
 		}
 	}()
+	if err = d.startAntivirus(cfg); err != nil {
+		return nil, err
+	}
 	if err = d.apply(cfg); err != nil {
 		return nil, err
 	}
@@ -121,7 +136,8 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	// The admin socket is how the CLI reaches the daemon; without it no
 	// one can clear a latch, so failing to open it fails the start.
 	d.adminSrv = adminapi.NewServer(adminapi.Options{Backend: d.store, Log: d.log, Now: time.Now,
-		EventRetention: cfg.Events.Retention.D()})
+		EventRetention: cfg.Events.Retention.D(), Version: o.Version, Started: time.Now(),
+		Antivirus: d.antivirusState})
 	mode, err := adminapi.ParseMode(cfg.Admin.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
@@ -134,6 +150,14 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
+	if d.clamd != nil {
+		d.clamd.Start(ctx)
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			d.watcher.Run(ctx)
+		}()
+	}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -156,6 +180,8 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 			Log:          d.log,
 			ReadTimeout:  cfg.Milter.ReadTimeout.D(),
 			WriteTimeout: cfg.Milter.WriteTimeout.D(),
+			CheckTimeout: checkTimeout(cfg),
+			Spool:        d.spool,
 		})
 		d.serve("milter", ln.Addr(), func() error { return d.milterSrv.Serve(ln) })
 	}
@@ -206,7 +232,7 @@ func (d *Daemon) Log() *slog.Logger { return d.log }
 
 // apply builds the pipeline for cfg and installs it.
 func (d *Daemon) apply(cfg config.Config) error {
-	built, err := Checks(cfg, d.store, d.log, time.Now)
+	built, err := Checks(cfg, Deps{Store: d.store, Scanner: d.scanner, Log: d.log, Now: time.Now})
 	if err != nil {
 		return err
 	}
@@ -240,9 +266,13 @@ func (d *Daemon) Reload() error {
 	cfg, err := LoadConfig(d.opts.ConfigPath, d.opts.DataDir)
 	if err == nil {
 		old := d.cfg.Load()
-		if cfg.Listen != old.Listen || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Log.MailLog != old.Log.MailLog {
-			d.log.Warn("reload: listeners, data_dir, store and log.mail_log take effect only after a restart")
-			cfg.Listen, cfg.DataDir, cfg.Store, cfg.Log.MailLog = old.Listen, old.DataDir, old.Store, old.Log.MailLog
+		if cfg.Listen != old.Listen || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Log.MailLog != old.Log.MailLog ||
+			cfg.Admin != old.Admin || !reflect.DeepEqual(antivirusRuntime(cfg), antivirusRuntime(*old)) {
+			d.log.Warn("reload: listeners, data_dir, store, log.mail_log, admin and antivirus servers, timeouts and spool take effect only after a restart")
+			cfg.Listen, cfg.DataDir, cfg.Store, cfg.Log.MailLog, cfg.Admin = old.Listen, old.DataDir, old.Store, old.Log.MailLog, old.Admin
+			cfg.Antivirus.Enabled, cfg.Antivirus.Servers = old.Antivirus.Enabled, old.Antivirus.Servers
+			cfg.Antivirus.ConnectTimeout, cfg.Antivirus.ScanTimeout = old.Antivirus.ConnectTimeout, old.Antivirus.ScanTimeout
+			cfg.Antivirus.HealthInterval, cfg.Antivirus.SpoolMemory, cfg.Antivirus.SpoolDir = old.Antivirus.HealthInterval, old.Antivirus.SpoolMemory, old.Antivirus.SpoolDir
 		}
 		err = d.apply(cfg)
 	}
@@ -254,6 +284,12 @@ func (d *Daemon) Reload() error {
 	d.metrics.reloads.WithLabelValues("success").Inc()
 	d.log.Info("configuration reloaded", "config", orDefault(d.opts.ConfigPath))
 	return nil
+}
+
+// antivirusRuntime is the part of the antivirus config fixed at start.
+func antivirusRuntime(c config.Config) []any {
+	a := c.Antivirus
+	return []any{a.Enabled, a.Servers, a.ConnectTimeout, a.ScanTimeout, a.HealthInterval, a.SpoolMemory, a.SpoolDir}
 }
 
 // Shutdown stops accepting connections, lets sessions in flight finish
@@ -315,7 +351,68 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// startAntivirus sets up the clamd client, the message spool and the
+// signature watcher when antivirus is enabled. They live as long as the
+// daemon: enabling antivirus or changing its servers needs a restart.
+func (d *Daemon) startAntivirus(cfg config.Config) error {
+	a := cfg.Antivirus
+	if !a.Enabled {
+		return nil
+	}
+	dir := a.SpoolDir
+	if dir == "" {
+		abs, err := filepath.Abs(filepath.Join(cfg.DataDir, "spool"))
+		if err != nil {
+			return fmt.Errorf("antivirus spool: %w", err)
+		}
+		dir = abs
+	}
+	if n, err := spool.Clean(dir); err != nil {
+		d.log.Warn("antivirus spool: removing stale files failed", "dir", dir, "err", err)
+	} else if n > 0 {
+		d.log.Info("antivirus spool: removed stale files from an earlier run", "dir", dir, "files", n)
+	}
+	sp, err := spool.New(dir, a.SpoolMemory)
+	if err != nil {
+		return fmt.Errorf("antivirus spool: %w", err)
+	}
+	c, err := clamd.New(clamd.Options{Servers: a.Servers, ConnectTimeout: a.ConnectTimeout.D(),
+		ScanTimeout: a.ScanTimeout.D(), MaxSize: a.MaxScanSize, HealthInterval: a.HealthInterval.D(), Log: d.log})
+	if err != nil {
+		return fmt.Errorf("antivirus: %w", err)
+	}
+	d.clamd, d.scanner, d.spool = c, c, sp
+	d.watcher = avstatus.New(avstatus.Options{Clamd: c, MaxAge: a.SignatureMaxAge.D(), Events: d.store,
+		EventRetention: cfg.Events.Retention.D(), Log: d.log})
+	d.metrics.reg.MustRegister(d.watcher)
+	return nil
+}
+
+// antivirusState is what `mailwarden status` shows of antivirus.
+func (d *Daemon) antivirusState() adminapi.AntivirusState {
+	cfg := d.cfg.Load()
+	st := adminapi.AntivirusState{Enabled: d.clamd != nil, SignatureMaxAge: cfg.Antivirus.SignatureMaxAge.D()}
+	if d.clamd != nil {
+		st.Servers = d.clamd.Status()
+	}
+	return st
+}
+
+// checkTimeout bounds one pipeline evaluation in the milter: long enough
+// for a scan that fails over through every clamd, so the milter does not
+// cut a slow but working scan short.
+func checkTimeout(cfg config.Config) time.Duration {
+	t := 20 * time.Second
+	if a := cfg.Antivirus; a.Enabled {
+		t = max(t, time.Duration(len(a.Servers))*(a.ConnectTimeout.D()+a.ScanTimeout.D())+5*time.Second)
+	}
+	return t
+}
+
 func (d *Daemon) closeAll() {
+	if d.clamd != nil {
+		d.clamd.Close()
+	}
 	if d.store != nil {
 		if err := d.store.Close(); err != nil {
 			d.log.Error("closing store", "err", err)

@@ -3,9 +3,11 @@ package daemon
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"time"
 
+	"mailwarden/internal/clamd"
 	"mailwarden/internal/config"
 	"mailwarden/internal/store"
 )
@@ -13,11 +15,16 @@ import (
 // Validate builds every check from cfg without a store, as `config check`
 // needs: whitelist files are read and parsed exactly as serve does.
 func Validate(cfg config.Config) error {
-	_, err := Checks(cfg, offline{}, slog.New(slog.DiscardHandler), time.Now)
+	_, err := Checks(cfg, Deps{Store: offline{}, Scanner: offline{}, Log: slog.New(slog.DiscardHandler), Now: time.Now})
 	return err
 }
 
 var errOffline = errors.New("daemon: no store in config check")
+
+// ScanOpen makes offline a scanner too, for building the antivirus check.
+func (offline) ScanOpen(context.Context, func() (io.ReadCloser, error), int64) (clamd.Result, error) {
+	return clamd.Result{}, errOffline
+}
 
 // offline is a store for building checks that are never run.
 type offline struct{}
