@@ -1,6 +1,7 @@
 package milter
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -29,10 +30,16 @@ func (l *loggingListener) Accept() (net.Conn, error) {
 }
 
 // frameGuard checks the milter framing (a 4-byte big-endian length, then
-// that many bytes) as bytes pass through Read. A length of zero or over
-// maxPacket is refused before the library sees it: go-milter v0.10.2
-// indexes the first byte of every packet and would panic on an empty one,
-// taking the whole daemon down.
+// that many bytes) and the shape of the packets go-milter v0.10.2 parses
+// without bounds checks, as bytes pass through Read, and refuses a bad
+// packet before the library sees its last byte. Unguarded, each of these
+// panics in a library goroutine and takes the whole daemon down (found by
+// FuzzMilterConnection):
+//   - a length of 0 (it indexes the command byte), or a forged huge one;
+//   - SMFIC_CONNECT ('C') without a NUL after the host name, or without
+//     the family byte after it;
+//   - SMFIC_MAIL ('M') and SMFIC_RCPT ('R') without a NUL after the
+//     address.
 type frameGuard struct {
 	net.Conn
 	log *slog.Logger
@@ -41,7 +48,12 @@ type frameGuard struct {
 	nhdr    int    // header bytes seen of the current packet
 	left    uint32 // body bytes still to come of the current packet
 	started bool   // the first packet's command byte has been checked
-	bad     error
+
+	// Shape of the current packet's body so far.
+	cmd      byte // command byte; 0 until seen
+	sawNul   bool // a NUL after the command byte
+	afterNul int  // body bytes after that first NUL
+	bad      error
 }
 
 func (c *frameGuard) Read(p []byte) (int, error) {
@@ -61,17 +73,17 @@ func (c *frameGuard) Read(p []byte) (int, error) {
 func (c *frameGuard) scan(b []byte) error {
 	for len(b) > 0 {
 		if c.left > 0 {
-			// Every session starts with option negotiation (milter
-			// protocol, SMFIC_OPTNEG 'O'); anything else is not an MTA.
-			if !c.started {
-				c.started = true
-				if b[0] != 'O' {
-					return fmt.Errorf("milter: first command %q is not option negotiation", b[0])
-				}
-			}
 			k := min(uint32(len(b)), c.left)
+			if err := c.body(b[:k]); err != nil {
+				return err
+			}
 			c.left -= k
 			b = b[k:]
+			if c.left == 0 {
+				if err := c.endPacket(); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		k := copy(c.hdr[c.nhdr:], b)
@@ -84,6 +96,45 @@ func (c *frameGuard) scan(b []byte) error {
 		c.left = binary.BigEndian.Uint32(c.hdr[:])
 		if c.left == 0 || c.left > maxPacket {
 			return fmt.Errorf("milter: bad packet length %d (want 1 to %d)", c.left, maxPacket)
+		}
+		c.cmd, c.sawNul, c.afterNul = 0, false, 0
+	}
+	return nil
+}
+
+// body follows the shape of a packet body through one piece of it.
+func (c *frameGuard) body(b []byte) error {
+	if c.cmd == 0 {
+		c.cmd = b[0]
+		// Every session starts with option negotiation (milter protocol,
+		// SMFIC_OPTNEG 'O'); anything else is not an MTA.
+		if !c.started {
+			c.started = true
+			if c.cmd != 'O' {
+				return fmt.Errorf("milter: first command %q is not option negotiation", c.cmd)
+			}
+		}
+		b = b[1:]
+	}
+	if c.sawNul {
+		c.afterNul += len(b)
+	} else if i := bytes.IndexByte(b, 0); i >= 0 {
+		c.sawNul = true
+		c.afterNul = len(b) - i - 1
+	}
+	return nil
+}
+
+// endPacket checks a complete packet's shape.
+func (c *frameGuard) endPacket() error {
+	switch c.cmd {
+	case 'C':
+		if !c.sawNul || c.afterNul < 1 {
+			return fmt.Errorf("milter: connect packet without host name terminator or address family")
+		}
+	case 'M', 'R':
+		if !c.sawNul {
+			return fmt.Errorf("milter: %c packet without address terminator", c.cmd)
 		}
 	}
 	return nil

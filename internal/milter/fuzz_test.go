@@ -4,14 +4,8 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
-)
-
-var (
-	fuzzOnce sync.Once
-	fuzzAddr string
 )
 
 // frame builds one milter packet: length, command byte, data.
@@ -37,14 +31,13 @@ func FuzzMilterConnection(f *testing.F) {
 	f.Add(append(append([]byte{}, optneg...), frame('L', "Subject\x00")...))
 	f.Add(append(append([]byte{}, optneg...), frame('E', "")...))
 	f.Add([]byte("GET / HTTP/1.0\r\n\r\n"))
+	// One server for the whole target: it must outlive every input, so it
+	// belongs to f, not to the first input's t.
+	addr, _ := startServer(f, &stubCheck{})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		fuzzOnce.Do(func() {
-			addr, _ := startServer(t, &stubCheck{})
-			fuzzAddr = addr
-		})
-		c, err := net.Dial("tcp", fuzzAddr)
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
-			t.Skip("server gone:", err)
+			t.Fatalf("the milter server is gone (crashed?): %v", err)
 		}
 		defer c.Close()
 		c.Write(in)

@@ -71,14 +71,14 @@ func (l *logBuf) String() string {
 	return l.b.String()
 }
 
-func startServer(t *testing.T, check policy.Check) (string, *logBuf) {
+func startServer(t testing.TB, check policy.Check) (string, *logBuf) {
 	t.Helper()
 	return startServerWith(t, check, Options{})
 }
 
 // startServerWith starts a server with o, filling in the pipeline, the
 // log and the timeouts.
-func startServerWith(t *testing.T, check policy.Check, o Options) (string, *logBuf) {
+func startServerWith(t testing.TB, check policy.Check, o Options) (string, *logBuf) {
 	t.Helper()
 	logs := &logBuf{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -279,6 +279,11 @@ func TestGarbageClosesOnlyThatConnection(t *testing.T) {
 		[]byte("EHLO example.com\r\nMAIL FROM:<x@y>\r\n"),
 		{0, 0, 0, 1, 'Z'},
 		{0, 0, 0, 5, 'C', 0, 0, 0},
+		// Each of these panicked go-milter v0.10.2 before the guard.
+		append(frame('O', "\x00\x00\x00\x06\x00\x00\x01\xff\x00\x1f\xff\xff"), frame('C', "<a@b>\x00")...),
+		append(frame('O', "\x00\x00\x00\x06\x00\x00\x01\xff\x00\x1f\xff\xff"), frame('C', "host-without-terminator")...),
+		append(frame('O', "\x00\x00\x00\x06\x00\x00\x01\xff\x00\x1f\xff\xff"), frame('M', "<a@b>")...),
+		append(frame('O', "\x00\x00\x00\x06\x00\x00\x01\xff\x00\x1f\xff\xff"), frame('R', "<c@d>")...),
 	} {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -296,8 +301,10 @@ func TestGarbageClosesOnlyThatConnection(t *testing.T) {
 	if r := transaction(t, addr, "192.0.2.7", "", "ok@dest.test"); r.eom == nil || r.eom.Type != gomilter.ActionAccept {
 		t.Fatalf("after garbage: eom = %v", r.eom)
 	}
-	if !strings.Contains(logs.String(), "bad packet length 0") {
-		t.Errorf("no log line for the empty packet:\n%s", logs)
+	for _, want := range []string{"bad packet length 0", "connect packet without host name terminator", "M packet without address terminator", "R packet without address terminator"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no log line %q:\n%s", want, logs)
+		}
 	}
 }
 

@@ -18,7 +18,8 @@ type SwaksResult struct {
 	// replies "<- ", and error replies "<** " (swaks(1) "OUTPUT").
 	Output string
 	// ExitCode is 0 on success; swaks uses 23 when MAIL FROM failed, 24
-	// when every RCPT TO failed and 25 when DATA failed.
+	// when every RCPT TO failed, 25 when DATA failed and 26 when the
+	// message itself was refused at the end of data.
 	ExitCode int
 }
 
@@ -66,6 +67,11 @@ type Mail struct {
 // Send sends m with swaks and returns the transcript.
 func Send(t testing.TB, m Mail) SwaksResult {
 	t.Helper()
+	return Swaks(t, m.args()...)
+}
+
+// args returns the swaks arguments that send m.
+func (m Mail) args() []string {
 	helo := m.Helo
 	if helo == "" {
 		helo = "client.ext.test"
@@ -91,7 +97,7 @@ func Send(t testing.TB, m Mail) SwaksResult {
 	if m.Body != "" {
 		args = append(args, "--body", m.Body)
 	}
-	return Swaks(t, args...)
+	return args
 }
 
 // Reply returns the server's last reply line to the first client command

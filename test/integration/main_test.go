@@ -40,6 +40,7 @@ func TestMain(m *testing.M) {
 		built.bin, built.err = harness.Build(dir)
 	}
 	code := m.Run()
+	sharedClamd.close()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -246,7 +246,9 @@ func (c *Check) infected(ctx context.Context, req *policy.Request, res clamd.Res
 			c.o.Log.Error("antivirus: latching the sender of a virus failed", "err", err, "client", req.ClientIP, "user", req.SASLUser, "virus", name)
 			reason += "; latching failed: " + err.Error()
 		case latched:
-			v.Event = store.EventLatch
+			// Still a virus event, so `events --kind virus` finds every
+			// infected message, outbound ones first among them; the
+			// latch itself is in the latch list, with this ref.
 			reason += fmt.Sprintf("; latched %s %s (ref %s)", l.Kind, l.Key, l.ID)
 		}
 	}

@@ -305,8 +305,8 @@ func TestOutboundVirusLatchesClient(t *testing.T) {
 	if v.Action != policy.Quarantine || v.Text != "virus "+eicar {
 		t.Errorf("verdict %v %q, want quarantine", v.Action, v.Text)
 	}
-	if v.Event != store.EventLatch {
-		t.Errorf("event %q, want %q", v.Event, store.EventLatch)
+	if v.Event != store.EventVirus {
+		t.Errorf("event %q, want %q: every infected message is a virus event", v.Event, store.EventVirus)
 	}
 	l, err := e.latches.ActiveLatch(context.Background(), store.LatchClient, "10.1.2.3", t0.Add(time.Hour))
 	if err != nil {
@@ -326,8 +326,8 @@ func TestOutboundVirusLatchesUser(t *testing.T) {
 	req := inbound("friend@outside.example")
 	req.SASLUser = "alice" // an outside address, but logged in: outbound
 	v := e.check(req)
-	if v.Action != policy.Reject || v.Code != 554 || v.Event != store.EventLatch {
-		t.Errorf("verdict %+v, want 554 and a latch event", v)
+	if v.Action != policy.Reject || v.Code != 554 || v.Event != store.EventVirus {
+		t.Errorf("verdict %+v, want 554 and a virus event", v)
 	}
 	if _, err := e.latches.ActiveLatch(context.Background(), store.LatchUser, "alice", t0.Add(time.Hour)); err != nil {
 		t.Errorf("user not latched: %v", err)
