@@ -1,0 +1,313 @@
+package trap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultReadTimeout    = 10 * time.Second
+	DefaultSessionTimeout = 30 * time.Second
+	// DefaultMaxLine is the longest command line including CRLF that
+	// RFC 5321 §4.5.3.1.4 requires a server to accept.
+	DefaultMaxLine  = 512
+	DefaultMaxConns = 256
+	DefaultMaxPerIP = 4
+)
+
+// rejectTimeout bounds the write of the 421 refusal, which the accept
+// loop does itself so a flood never starts a goroutine per connection.
+const rejectTimeout = 100 * time.Millisecond
+
+// Options configures a Server.
+type Options struct {
+	// Hostname is announced in the banner. Empty means the system host
+	// name.
+	Hostname string
+	// ReadTimeout bounds the wait for each command line. Zero means
+	// DefaultReadTimeout.
+	ReadTimeout time.Duration
+	// SessionTimeout bounds a whole conversation. Zero means
+	// DefaultSessionTimeout.
+	SessionTimeout time.Duration
+	// MaxLine is the longest command line accepted, CRLF included. Zero
+	// means DefaultMaxLine.
+	MaxLine int
+	// MaxConns caps concurrent conversations; more are refused with
+	// 421. Zero means DefaultMaxConns.
+	MaxConns int
+	// MaxPerIP caps concurrent conversations from one address. Zero
+	// means DefaultMaxPerIP.
+	MaxPerIP int
+	// Aggregator, if set, receives every hit.
+	Aggregator *Aggregator
+	// OnHit, if set, is called once per connection when it ends, refused
+	// ones included, from the goroutine that served it. It must not
+	// block for long: refused connections are recorded by the accept
+	// loop.
+	OnHit func(Hit)
+	// Log receives connection-level events. Nil discards.
+	Log *slog.Logger
+}
+
+// Server is the trap listener.
+type Server struct {
+	o        Options
+	log      *slog.Logger
+	shutting atomic.Bool
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	perIP     map[netip.Addr]int
+	wg        sync.WaitGroup // connection goroutines
+}
+
+// conn is one conversation being served.
+type conn struct {
+	nc     net.Conn
+	client netip.Addr
+	// mu orders the session's arming of its read deadline against
+	// Shutdown's expiring it, so Shutdown never loses the race.
+	mu sync.Mutex
+}
+
+// NewServer returns a trap server; call Serve to start it.
+func NewServer(o Options) *Server {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Hostname == "" {
+		o.Hostname, _ = os.Hostname()
+	}
+	// The host name goes into a reply line; keep it one printable word.
+	o.Hostname = strings.Join(strings.Fields(Clean(o.Hostname)), "")
+	if o.Hostname == "" {
+		o.Hostname = "localhost"
+	}
+	if o.ReadTimeout <= 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.SessionTimeout <= 0 {
+		o.SessionTimeout = DefaultSessionTimeout
+	}
+	if o.MaxLine <= 0 {
+		o.MaxLine = DefaultMaxLine
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.MaxPerIP <= 0 {
+		o.MaxPerIP = DefaultMaxPerIP
+	}
+	return &Server{
+		o: o, log: o.Log,
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*conn]struct{}{},
+		perIP:     map[netip.Addr]int{},
+	}
+}
+
+// Serve accepts connections on ln until Shutdown, then returns nil. It
+// returns an error if accepting fails for another reason. Serve closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and the like: wait and retry
+				// rather than end the listener.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("trap accept failed, retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("trap: accepting connections: %w", err)
+		}
+		backoff = 0
+		s.admit(nc)
+	}
+}
+
+// isTemporary reports accept errors worth retrying: descriptor
+// exhaustion and connections aborted before accept.
+func isTemporary(err error) bool {
+	var se *os.SyscallError
+	if !errors.As(err, &se) {
+		return false
+	}
+	type temporary interface{ Temporary() bool }
+	t, ok := se.Err.(temporary)
+	return ok && t.Temporary()
+}
+
+// admit starts a conversation on nc, or refuses it when shutting down or
+// over a cap. The count of tracked connections is the semaphore that
+// bounds goroutines: a refused connection is answered here, inline.
+func (s *Server) admit(nc net.Conn) {
+	client := remoteAddr(nc)
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if len(s.conns) >= s.o.MaxConns || s.perIP[client] >= s.o.MaxPerIP {
+		s.mu.Unlock()
+		s.refuse(nc, client)
+		return
+	}
+	c := &conn{nc: nc, client: client}
+	s.conns[c] = struct{}{}
+	s.perIP[client]++
+	// Add happens under mu before Shutdown sets shutting, so it always
+	// precedes Shutdown's Wait.
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.serveConn(c)
+}
+
+// refuse answers a connection over a cap with 421 (RFC 5321 §4.2.2:
+// service not available, closing) and records it: a flood is evidence.
+func (s *Server) refuse(nc net.Conn, client netip.Addr) {
+	h := Hit{Client: client, Time: time.Now(), OrigDst: redirectedDst(nc)}
+	nc.SetWriteDeadline(time.Now().Add(rejectTimeout))
+	nc.Write([]byte("421 4.7.0 Too many connections\r\n"))
+	nc.Close()
+	s.log.Debug("trap connection refused over cap", "client", client)
+	s.record(h)
+}
+
+// serveConn runs one conversation and records its hit, whatever happens.
+func (s *Server) serveConn(c *conn) {
+	h := Hit{Client: c.client, Time: time.Now(), OrigDst: redirectedDst(c.nc)}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("trap connection panicked", "client", c.client,
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+		c.nc.Close()
+		s.mu.Lock()
+		delete(s.conns, c)
+		if s.perIP[c.client]--; s.perIP[c.client] <= 0 {
+			delete(s.perIP, c.client)
+		}
+		s.mu.Unlock()
+		s.record(h)
+		s.wg.Done()
+	}()
+	s.converse(c, &h)
+}
+
+// record hands a hit to the aggregator and the callback. A panicking
+// callback must not take the accept loop down with it.
+func (s *Server) record(h Hit) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("trap hit callback panicked", "panic", fmt.Sprint(r))
+		}
+	}()
+	s.log.Debug("trap hit", "client", h.Client, "orig_dst", h.OrigDst,
+		"helo", h.Helo, "mail_from", h.MailFrom)
+	if s.o.Aggregator != nil {
+		s.o.Aggregator.Add(h)
+	}
+	if s.o.OnHit != nil {
+		s.o.OnHit(h)
+	}
+}
+
+// Shutdown stops accepting and ends every conversation with 421 at its
+// next read. It waits for them to end; when ctx ends first it closes
+// every connection and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.mu.Lock()
+		c.nc.SetReadDeadline(time.Unix(1, 0))
+		c.mu.Unlock()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// remoteAddr returns the client address of nc, or the zero Addr when it
+// is not an IP connection.
+func remoteAddr(nc net.Conn) netip.Addr {
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// redirectedDst returns the destination the client originally asked for,
+// or the zero AddrPort when the connection was not redirected: without a
+// NAT mapping the kernel reports the trap's own address, or nothing.
+func redirectedDst(nc net.Conn) netip.AddrPort {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	dst, ok := OriginalDst(tc)
+	if !ok {
+		return netip.AddrPort{}
+	}
+	if la, ok := tc.LocalAddr().(*net.TCPAddr); ok {
+		local := la.AddrPort()
+		if dst.Addr().Unmap() == local.Addr().Unmap() && dst.Port() == local.Port() {
+			return netip.AddrPort{}
+		}
+	}
+	return netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+}
