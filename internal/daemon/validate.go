@@ -72,3 +72,26 @@ func (offline) QueryEvents(context.Context, store.EventFilter) ([]store.Event, e
 func (offline) TakeRate(context.Context, string, int, int, time.Duration, time.Time) (bool, time.Duration, error) {
 	return false, 0, errOffline
 }
+func (offline) AddTrapHits(context.Context, ...store.TrapRecord) error { return errOffline }
+func (offline) TrapRecords(context.Context, string) ([]store.TrapRecord, error) {
+	return nil, errOffline
+}
+func (offline) RecordPort(context.Context, store.PortFinding) error { return errOffline }
+func (offline) Ports(context.Context, string) ([]store.PortState, error) {
+	return nil, errOffline
+}
+func (offline) OpenPorts(context.Context, string) ([]store.PortState, error) {
+	return nil, errOffline
+}
+func (offline) RecordLogin(context.Context, store.MailLogin) error { return errOffline }
+func (offline) LastLogin(context.Context, string) (store.MailLogin, error) {
+	return store.MailLogin{}, errOffline
+}
+func (offline) AddHostNote(context.Context, store.HostNote) error { return errOffline }
+func (offline) HostNotes(context.Context, string) ([]store.HostNote, error) {
+	return nil, errOffline
+}
+func (offline) AddDisinfection(context.Context, store.Disinfection) error { return errOffline }
+func (offline) Disinfections(context.Context, string) ([]store.Disinfection, error) {
+	return nil, errOffline
+}

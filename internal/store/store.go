@@ -82,6 +82,7 @@ type Store interface {
 	Freezes
 	Rates
 	Events
+	Hosts
 	// Expire deletes records (triplets, pass counts, events past
 	// retention) whose expiry is at or before now and returns how many it
 	// deleted. Latches are never deleted: they are the audit trail. A

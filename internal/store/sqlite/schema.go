@@ -92,6 +92,51 @@ var migrations = []string{
 	CREATE INDEX event_expires ON event (expires);
 	CREATE INDEX event_client ON event (client, time);
 	CREATE INDEX event_user ON event (user_name, time);`,
+
+	// Host evidence (store.Hosts). One row per client for trap totals
+	// and the last mailbox login, one per client and port for the
+	// backdoor scanner; notes and disinfections are appended, ordered
+	// by their rowid within a client.
+	`CREATE TABLE trap_host (
+		client         TEXT NOT NULL PRIMARY KEY,
+		first_seen     INTEGER NOT NULL,
+		last_seen      INTEGER NOT NULL,
+		count          INTEGER NOT NULL,
+		last_dst       TEXT NOT NULL,
+		last_helo      TEXT NOT NULL,
+		last_mail_from TEXT NOT NULL
+	) WITHOUT ROWID;
+	CREATE TABLE host_port (
+		client       TEXT NOT NULL,
+		port         INTEGER NOT NULL,
+		open         INTEGER NOT NULL,
+		first_open   INTEGER,
+		last_checked INTEGER NOT NULL,
+		PRIMARY KEY (client, port)
+	) WITHOUT ROWID;
+	CREATE INDEX host_port_open ON host_port (client, port) WHERE open = 1;
+	CREATE TABLE host_login (
+		client    TEXT NOT NULL PRIMARY KEY,
+		user_name TEXT NOT NULL,
+		service   TEXT NOT NULL,
+		time      INTEGER NOT NULL
+	) WITHOUT ROWID;
+	CREATE TABLE host_note (
+		id      INTEGER PRIMARY KEY,
+		client  TEXT NOT NULL,
+		by_name TEXT NOT NULL,
+		text    TEXT NOT NULL,
+		time    INTEGER NOT NULL
+	);
+	CREATE INDEX host_note_client ON host_note (client, time);
+	CREATE TABLE host_disinfection (
+		id      INTEGER PRIMARY KEY,
+		client  TEXT NOT NULL,
+		by_name TEXT NOT NULL,
+		note    TEXT NOT NULL,
+		time    INTEGER NOT NULL
+	);
+	CREATE INDEX host_disinfection_client ON host_disinfection (client, time);`,
 }
 
 // migrate brings the schema up to date inside one immediate transaction,

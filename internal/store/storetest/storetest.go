@@ -70,6 +70,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EventsPastRetention", testEventsPastRetention},
 		{"ExpireOutbound", testExpireOutbound},
 		{"OutboundCanceledContext", testOutboundCanceledContext},
+		{"TrapMerge", testTrapMerge},
+		{"Ports", testPorts},
+		{"Logins", testLogins},
+		{"NotesAndDisinfections", testNotesAndDisinfections},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,6 +110,7 @@ func RunReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 		}
 	}
 	checkOutbound := outboundBeforeClose(t, s, base)
+	checkHosts := hostsBeforeClose(t, s, base)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -126,6 +131,7 @@ func RunReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 		t.Fatalf("ClientPasses after reopen = %d, %v; want 3", n, err)
 	}
 	checkOutbound(t, s)
+	checkHosts(t, s)
 }
 
 // baseTime is a whole-millisecond instant near the real clock, so that

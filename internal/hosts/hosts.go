@@ -1,0 +1,278 @@
+// Package hosts is the registry of suspect hosts: for every internal
+// client address that did something only an infected machine does, it
+// combines the evidence the store holds (events, latches, worm trap hits,
+// open backdoor ports), who last read mail from it, and what
+// administrators noted and cleaned. Its timeline orders the first
+// evidence of every host, so an outbreak's patient zero reads off the top.
+package hosts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"mailwarden/internal/sites"
+	"mailwarden/internal/store"
+)
+
+// Host statuses.
+const (
+	StatusSuspect     = "suspect"     // evidence, no active latch
+	StatusLatched     = "latched"     // an active latch blocks its mail
+	StatusDisinfected = "disinfected" // declared clean after its last evidence
+)
+
+// recentEvents is how many of a host's newest events Get returns.
+const recentEvents = 50
+
+// ErrUnknownHost is returned by Get for an address with no evidence, no
+// notes and no disinfections.
+var ErrUnknownHost = errors.New("hosts: no evidence for this host")
+
+// Options configures a Registry.
+type Options struct {
+	Store store.Store
+	// Sites names the site of each address; nil knows none, and the
+	// site recorded with the evidence is shown instead.
+	Sites *sites.Registry
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Retention is how long the admin events Disinfect records are
+	// kept; zero keeps them until deleted by hand.
+	Retention time.Duration
+	// Log is the logger; nil discards.
+	Log *slog.Logger
+}
+
+// Registry answers questions about suspect hosts. It keeps nothing in
+// memory: every answer is read from the store, so the daemon and the CLI
+// agree.
+type Registry struct {
+	o Options
+}
+
+// New returns a registry over o.Store.
+func New(o Options) (*Registry, error) {
+	if o.Store == nil {
+		return nil, errors.New("hosts: a store is required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Registry{o: o}, nil
+}
+
+// Host is everything known about one client address.
+type Host struct {
+	IP       netip.Addr
+	Site     string // "" when the address is in no site
+	Internal bool   // in the internal networks (always false without Sites)
+	Status   string // StatusSuspect, StatusLatched or StatusDisinfected
+	// FirstSeen and LastSeen span the evidence of every kind.
+	FirstSeen, LastSeen time.Time
+	// Evidence counts by kind (the Kind constants); kinds never seen are
+	// absent. Trap counts hits, backdoor open ports, latch latches, the
+	// others events.
+	Evidence      map[string]int
+	Trap          store.TrapRecord  // zero Count when never trapped
+	OpenPorts     []store.PortState // open as of their last check
+	ActiveLatches []store.Latch
+	LastLogin     store.MailLogin // zero User when nobody read mail from it
+	Notes         []store.HostNote
+	Disinfections []store.Disinfection
+	// Events are its newest events of any kind, newest first; List
+	// leaves them out.
+	Events []store.Event
+}
+
+// Get returns what is known about ip.
+func (r *Registry) Get(ctx context.Context, ip netip.Addr) (Host, error) {
+	if !ip.IsValid() {
+		return Host{}, errors.New("hosts: get: invalid address")
+	}
+	client := ip.String()
+	g, err := r.gather(ctx, time.Time{}, client)
+	if err != nil {
+		return Host{}, err
+	}
+	f := g.hosts[client]
+	if f == nil {
+		f = &facts{client: client, kinds: map[string]*mark{}}
+	}
+	h, err := r.build(ctx, ip, f)
+	if err != nil {
+		return Host{}, err
+	}
+	if len(f.kinds) == 0 && len(h.Notes) == 0 && len(h.Disinfections) == 0 {
+		return Host{}, fmt.Errorf("hosts: get %s: %w", client, ErrUnknownHost)
+	}
+	h.Events, err = r.o.Store.QueryEvents(ctx, store.EventFilter{Client: client, Limit: recentEvents})
+	if err != nil {
+		return Host{}, fmt.Errorf("hosts: get %s: reading events: %w", client, err)
+	}
+	return h, nil
+}
+
+// build completes a Host from its gathered evidence with the records
+// kept per host.
+func (r *Registry) build(ctx context.Context, ip netip.Addr, f *facts) (Host, error) {
+	client := ip.String()
+	h := Host{IP: ip, Site: f.site, Evidence: make(map[string]int)}
+	if site, in := r.o.Sites.Lookup(ip); site != nil || in {
+		h.Internal, h.Site = in, ""
+		if site != nil {
+			h.Site = site.Name
+		}
+	}
+	h.FirstSeen, h.LastSeen = f.span()
+	for kind, m := range f.kinds {
+		h.Evidence[kind] = m.count
+	}
+	var err error
+	fail := func(what string, err error) (Host, error) {
+		return Host{}, fmt.Errorf("hosts: %s of %s: %w", what, client, err)
+	}
+	if recs, err := r.o.Store.TrapRecords(ctx, client); err != nil {
+		return fail("reading trap record", err)
+	} else if len(recs) > 0 {
+		h.Trap = recs[0]
+	}
+	if h.OpenPorts, err = r.o.Store.OpenPorts(ctx, client); err != nil {
+		return fail("reading open ports", err)
+	}
+	if h.ActiveLatches, err = r.o.Store.ListLatches(ctx, store.LatchFilter{Active: true, Kind: store.LatchClient, Key: client}, r.o.Now()); err != nil {
+		return fail("reading latches", err)
+	}
+	h.LastLogin, err = r.o.Store.LastLogin(ctx, client)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fail("reading last login", err)
+	}
+	if h.Notes, err = r.o.Store.HostNotes(ctx, client); err != nil {
+		return fail("reading notes", err)
+	}
+	if h.Disinfections, err = r.o.Store.Disinfections(ctx, client); err != nil {
+		return fail("reading disinfections", err)
+	}
+	h.Status = StatusSuspect
+	switch {
+	case len(h.ActiveLatches) > 0:
+		h.Status = StatusLatched
+	case len(h.Disinfections) > 0 && h.Disinfections[len(h.Disinfections)-1].Time.After(h.LastSeen):
+		h.Status = StatusDisinfected
+	}
+	return h, nil
+}
+
+// HostFilter selects hosts for List; zero fields do not filter.
+type HostFilter struct {
+	Site   string
+	Status string
+	Since  time.Time // evidence at or after
+	Limit  int       // newest LastSeen first
+}
+
+// List returns every host with evidence matching f, newest LastSeen
+// first. It reads the events in the retention window and groups them in
+// memory, which suits a network of some thousands of machines.
+func (r *Registry) List(ctx context.Context, f HostFilter) ([]Host, error) {
+	g, err := r.gather(ctx, f.Since, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []Host
+	for client, fa := range g.hosts {
+		ip, err := netip.ParseAddr(client)
+		if err != nil {
+			r.o.Log.Debug("hosts: evidence for an unparsable client address left out", "client", client)
+			continue
+		}
+		h, err := r.build(ctx, ip, fa)
+		if err != nil {
+			return nil, err
+		}
+		if (f.Site != "" && h.Site != f.Site) || (f.Status != "" && h.Status != f.Status) {
+			continue
+		}
+		out = append(out, h)
+	}
+	slices.SortFunc(out, func(a, b Host) int {
+		if c := b.LastSeen.Compare(a.LastSeen); c != 0 {
+			return c
+		}
+		return a.IP.Compare(b.IP)
+	})
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
+}
+
+// Note adds an administrator's note to ip.
+func (r *Registry) Note(ctx context.Context, ip netip.Addr, by, text string) error {
+	if !ip.IsValid() || strings.TrimSpace(text) == "" {
+		return errors.New("hosts: note: an address and a text are required")
+	}
+	n := store.HostNote{Client: ip.String(), By: by, Text: text, Time: r.o.Now()}
+	if err := r.o.Store.AddHostNote(ctx, n); err != nil {
+		return fmt.Errorf("hosts: note on %s: %w", ip, err)
+	}
+	return nil
+}
+
+// Disinfect declares ip clean: it clears every active latch on the
+// address with by and note, records the disinfection and an admin event,
+// and returns the latches it cleared. Evidence after now makes the host
+// a suspect again.
+func (r *Registry) Disinfect(ctx context.Context, ip netip.Addr, by, note string) ([]store.Latch, error) {
+	if !ip.IsValid() {
+		return nil, errors.New("hosts: disinfect: invalid address")
+	}
+	client, now := ip.String(), r.o.Now()
+	active, err := r.o.Store.ListLatches(ctx, store.LatchFilter{Active: true, Kind: store.LatchClient, Key: client}, now)
+	if err != nil {
+		return nil, fmt.Errorf("hosts: disinfect %s: reading latches: %w", client, err)
+	}
+	var cleared []store.Latch
+	var ids []string
+	for _, l := range active {
+		c, err := r.o.Store.ClearLatch(ctx, l.ID, by, note, now)
+		if errors.Is(err, store.ErrNotActive) {
+			continue // cleared by someone else meanwhile
+		}
+		if err != nil {
+			return cleared, fmt.Errorf("hosts: disinfect %s: clearing latch %s: %w", client, l.ID, err)
+		}
+		cleared = append(cleared, c)
+		ids = append(ids, c.ID)
+	}
+	if err := r.o.Store.AddDisinfection(ctx, store.Disinfection{Client: client, By: by, Note: note, Time: now}); err != nil {
+		return cleared, fmt.Errorf("hosts: disinfect %s: recording it: %w", client, err)
+	}
+	reason := "disinfected"
+	if note != "" {
+		reason += ": " + note
+	}
+	if len(ids) > 0 {
+		reason += "; cleared latches " + strings.Join(ids, ", ")
+	}
+	ev := store.Event{Time: now, Kind: store.EventAdmin, Check: "hosts disinfect", Client: client, User: by, Reason: reason}
+	if site, _ := r.o.Sites.Lookup(ip); site != nil {
+		ev.Site = site.Name
+	}
+	if r.o.Retention > 0 {
+		ev.Expires = now.Add(r.o.Retention)
+	}
+	if err := r.o.Store.AppendEvents(ctx, ev); err != nil {
+		return cleared, fmt.Errorf("hosts: disinfect %s: recording the admin event: %w", client, err)
+	}
+	r.o.Log.Info("hosts: host disinfected", "client", client, "by", by, "note", note, "cleared_latches", ids)
+	return cleared, nil
+}
