@@ -27,14 +27,22 @@ Usage:
   mailwarden freeze status [--json]                 list the outbound freezes in force
   mailwarden events [--since 2h] [--until TIME] [--kind K] [--host IP] [--user U] [--limit N] [--json]
   mailwarden status [--json]                        version, uptime, freezes, latches, clamd signatures
+  mailwarden hosts list [--site S] [--status suspect|latched|disinfected] [--since 7d] [--limit N] [--json]
+  mailwarden hosts show IP [--json]                 everything known about one suspect host
+  mailwarden hosts note IP TEXT                     add a note to a host
+  mailwarden hosts disinfect IP --note TEXT         declare a host clean and clear its latches
+  mailwarden hosts timeline [--since 30d] [--limit N] [--json]
+  mailwarden scan [CIDR ...] [--json]               scan for open backdoor ports now
+  mailwarden trap rules [--config FILE]             print the firewall redirect for the port-25 trap
   mailwarden version
 
 The greylist commands take --config FILE and --data DIR like serve, to find
 the same store. With no --config, built-in defaults apply: listeners on
 127.0.0.1 (policy 10023, milter 10029, HTTP 8025), data in /var/lib/mailwarden.
-The latch, freeze, events and status commands talk to the running daemon
-over its admin socket (admin.socket, else admin.sock in data_dir) and take
-the same --config and --data to find it.
+The latch, freeze, events, status, hosts and scan commands talk to the
+running daemon over its admin socket (admin.socket, else admin.sock in
+data_dir) and take the same --config and --data to find it. trap rules
+works offline, from the config file.
 `
 
 func main() {
@@ -63,6 +71,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdEvents(args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(args[1:], stdout, stderr)
+	case "hosts":
+		return cmdHosts(args[1:], stdout, stderr)
+	case "scan":
+		return cmdScan(args[1:], stdout, stderr)
+	case "trap":
+		return cmdTrap(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "mailwarden", versionString())
 		return 0

@@ -14,9 +14,17 @@
 //	DELETE /v1/freezes?scope=&value=&note=
 //	GET    /v1/events?since=&until=&kind=&client=&user=&limit=
 //	GET    /v1/status
+//	GET    /v1/hosts?site=&status=&since=&limit=
+//	GET    /v1/hosts/{ip}
+//	POST   /v1/hosts/{ip}/note             {"text": "..."}
+//	POST   /v1/hosts/{ip}/disinfect        {"note": "..."}
+//	GET    /v1/timeline?since=&limit=
+//	POST   /v1/scan                        {"ranges": ["10.1.0.0/24", ...]}
 //
 // Times are RFC 3339. Errors are {"error": "..."} with a status code:
-// 400 bad input, 404 unknown latch or freeze, 409 latch not active.
+// 400 bad input or a refused scan range, 404 unknown latch, freeze or
+// host, 409 latch not active, 503 a feature this daemon was started
+// without.
 package adminapi
 
 import (

@@ -26,6 +26,9 @@ type Client struct {
 	path string
 	tr   *http.Transport
 	http *http.Client
+	// slow is for requests that answer when long work is done (a scan):
+	// it has no response-header timeout.
+	slow *http.Client
 }
 
 // Dial returns a client for the admin socket at socketPath. It connects
@@ -46,11 +49,17 @@ func Dial(socketPath string) *Client {
 		ResponseHeaderTimeout: time.Minute,
 		DisableCompression:    true,
 	}
-	return &Client{path: socketPath, tr: tr, http: &http.Client{Transport: tr}}
+	slow := tr.Clone()
+	slow.ResponseHeaderTimeout = 0
+	slow.MaxIdleConns = 0
+	return &Client{path: socketPath, tr: tr, http: &http.Client{Transport: tr}, slow: &http.Client{Transport: slow}}
 }
 
 // Close releases the client's idle connection.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.tr.CloseIdleConnections()
+	c.slow.CloseIdleConnections()
+}
 
 // UnreachableError says the daemon could not be reached and what to do.
 type UnreachableError struct {
@@ -174,6 +183,11 @@ func setIf(q url.Values, k, v string) {
 // do makes one request and decodes the answer into out, or returns the
 // daemon's error message as an *APIError.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	return c.doWith(c.http, ctx, method, path, q, body, out)
+}
+
+// doWith is do with the given HTTP client.
+func (c *Client) doWith(hc *http.Client, ctx context.Context, method, path string, q url.Values, body, out any) error {
 	u := "http://mailwarden" + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
@@ -193,7 +207,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		var ue *UnreachableError
 		if errors.As(err, &ue) {

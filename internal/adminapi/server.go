@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"mailwarden/internal/hosts"
 	"mailwarden/internal/store"
 )
 
@@ -48,6 +49,12 @@ type Options struct {
 	// Antivirus, if set, is asked for clamd's state by each GET
 	// /v1/status; nil reports antivirus disabled.
 	Antivirus func() AntivirusState
+	// Hosts, if set, answers /v1/hosts and /v1/timeline; nil answers
+	// them with 503.
+	Hosts *hosts.Registry
+	// Scan, if set, runs the scans POST /v1/scan asks for; nil answers
+	// it with 503.
+	Scan ScanFunc
 }
 
 // Server is the admin API.
@@ -59,13 +66,16 @@ type Server struct {
 	version   string
 	started   time.Time
 	antivirus func() AntivirusState
+	hosts     *hosts.Registry
+	scan      ScanFunc
 	http      *http.Server
 }
 
 // NewServer returns a server for o; it serves once Serve is called.
 func NewServer(o Options) *Server {
 	s := &Server{be: o.Backend, log: o.Log, now: o.Now, retention: o.EventRetention,
-		version: o.Version, started: o.Started, antivirus: o.Antivirus}
+		version: o.Version, started: o.Started, antivirus: o.Antivirus,
+		hosts: o.Hosts, scan: o.Scan}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -84,6 +94,12 @@ func NewServer(o Options) *Server {
 	mux.HandleFunc("DELETE /v1/freezes", s.liftFreeze)
 	mux.HandleFunc("GET /v1/events", s.listEvents)
 	mux.HandleFunc("GET /v1/status", s.status)
+	mux.HandleFunc("GET /v1/hosts", s.listHosts)
+	mux.HandleFunc("GET /v1/hosts/{ip}", s.getHost)
+	mux.HandleFunc("POST /v1/hosts/{ip}/note", s.noteHost)
+	mux.HandleFunc("POST /v1/hosts/{ip}/disinfect", s.disinfectHost)
+	mux.HandleFunc("GET /v1/timeline", s.timeline)
+	mux.HandleFunc("POST /v1/scan", s.runScan)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

@@ -36,6 +36,48 @@ type Config struct {
 	Events       Events       `yaml:"events"`
 	Admin        Admin        `yaml:"admin"`
 	Antivirus    Antivirus    `yaml:"antivirus"`
+	Trap         Trap         `yaml:"trap"`
+	Scan         Scan         `yaml:"scan"`
+	MailLogin    MailLogin    `yaml:"mail_login"`
+}
+
+// Trap is the listener the firewall redirects internal machines'
+// outbound port-25 connections to: every one is a worm or a
+// misconfigured client, recorded per host.
+type Trap struct {
+	Enabled bool `yaml:"enabled"`
+	// Listen is where the redirected connections arrive.
+	Listen         string   `yaml:"listen"`
+	MaxConns       int      `yaml:"max_conns"`
+	MaxPerIP       int      `yaml:"max_per_ip"`
+	ReadTimeout    Duration `yaml:"read_timeout"`
+	SessionTimeout Duration `yaml:"session_timeout"`
+	// MailServers are the organisation's own MTAs, left out of the
+	// redirect rules `mailwarden trap rules` prints.
+	MailServers []Prefix `yaml:"mail_servers"`
+	// FlushInterval is how often aggregated hits are written to the store.
+	FlushInterval Duration `yaml:"flush_interval"`
+}
+
+// Scan is the backdoor-port scanner. It only ever connects to Ranges.
+type Scan struct {
+	// Ranges are the internal ranges that may be scanned; empty: none.
+	Ranges      []Prefix `yaml:"ranges"`
+	Ports       []int    `yaml:"ports"`
+	Concurrency int      `yaml:"concurrency"`
+	// Rate is connection attempts per second.
+	Rate    float64  `yaml:"rate"`
+	Timeout Duration `yaml:"timeout"`
+	// Interval runs the scan on a schedule; 0: only `mailwarden scan`.
+	Interval Duration `yaml:"interval"`
+}
+
+// MailLogin follows the IMAP/POP login log to know who last read mail
+// from each address.
+type MailLogin struct {
+	// Log is the Dovecot login log to follow; "" turns this off.
+	Log  string   `yaml:"log"`
+	Poll Duration `yaml:"poll"`
 }
 
 // Antivirus configures scanning every message through clamd at end of
@@ -306,6 +348,21 @@ func Default() Config {
 			AddHeaders:      true,
 			SignatureMaxAge: Duration(72 * time.Hour),
 		},
+		Trap: Trap{
+			Listen:         "127.0.0.1:10025",
+			MaxConns:       256,
+			MaxPerIP:       4,
+			ReadTimeout:    Duration(10 * time.Second),
+			SessionTimeout: Duration(30 * time.Second),
+			FlushInterval:  Duration(5 * time.Second),
+		},
+		Scan: Scan{
+			Ports:       []int{1080},
+			Concurrency: 32,
+			Rate:        200,
+			Timeout:     Duration(time.Second),
+		},
+		MailLogin: MailLogin{Poll: Duration(time.Second)},
 	}
 }
 

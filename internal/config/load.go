@@ -266,6 +266,8 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, key string) {
 		v.SetString(n.Value)
 	case reflect.Int, reflect.Int64:
 		d.scalar(n, v, key, "a whole number")
+	case reflect.Float64:
+		d.scalar(n, v, key, "a number")
 	case reflect.Bool:
 		d.scalar(n, v, key, "true or false")
 	default:

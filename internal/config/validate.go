@@ -126,6 +126,7 @@ func (c *Config) Validate() []Error {
 	}
 	c.validateOutbound(add)
 	c.validateAntivirus(add)
+	c.validateHosts(add)
 	return errs
 }
 

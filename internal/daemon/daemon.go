@@ -59,10 +59,12 @@ type Daemon struct {
 	adminSrv  *adminapi.Server
 
 	// Antivirus parts, nil when antivirus is off at start.
-	clamd    *clamd.Client
-	scanner  antivirus.Scanner
-	spool    *spool.Spool
-	watcher  *avstatus.Watcher
+	clamd   *clamd.Client
+	scanner antivirus.Scanner
+	spool   *spool.Spool
+	watcher *avstatus.Watcher
+
+	hp       hostParts
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -108,6 +110,9 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	if err = d.startAntivirus(cfg); err != nil {
 		return nil, err
 	}
+	if err = d.startHosts(cfg); err != nil {
+		return nil, err
+	}
 	if err = d.apply(cfg); err != nil {
 		return nil, err
 	}
@@ -119,8 +124,12 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 			}
 		}
 	}()
+	trapAddr := ""
+	if cfg.Trap.Enabled {
+		trapAddr = cfg.Trap.Listen
+	}
 	for _, l := range []struct{ name, addr string }{
-		{"policy", cfg.Listen.Policy}, {"milter", cfg.Listen.Milter}, {"http", cfg.Listen.HTTP},
+		{"policy", cfg.Listen.Policy}, {"milter", cfg.Listen.Milter}, {"http", cfg.Listen.HTTP}, {"trap", trapAddr},
 	} {
 		if l.addr == "" {
 			continue
@@ -137,7 +146,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	// one can clear a latch, so failing to open it fails the start.
 	d.adminSrv = adminapi.NewServer(adminapi.Options{Backend: d.store, Log: d.log, Now: time.Now,
 		EventRetention: cfg.Events.Retention.D(), Version: o.Version, Started: time.Now(),
-		Antivirus: d.antivirusState})
+		Antivirus: d.antivirusState, Hosts: d.hp.registry, Scan: d.scanFunc()})
 	mode, err := adminapi.ParseMode(cfg.Admin.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
@@ -186,6 +195,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		d.serve("milter", ln.Addr(), func() error { return d.milterSrv.Serve(ln) })
 	}
 	d.serve("admin", adminLn.Addr(), func() error { return d.adminSrv.Serve(adminLn) })
+	d.serveHosts(ctx, cfg, lns["trap"])
 	if ln := lns["http"]; ln != nil {
 		d.httpSrv = &http.Server{
 			Handler:           web.Ops(web.OpsOptions{Metrics: d.metrics.reg, Ready: d.store.Ping}),
@@ -267,8 +277,10 @@ func (d *Daemon) Reload() error {
 	if err == nil {
 		old := d.cfg.Load()
 		if cfg.Listen != old.Listen || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Log.MailLog != old.Log.MailLog ||
-			cfg.Admin != old.Admin || !reflect.DeepEqual(antivirusRuntime(cfg), antivirusRuntime(*old)) {
-			d.log.Warn("reload: listeners, data_dir, store, log.mail_log, admin and antivirus servers, timeouts and spool take effect only after a restart")
+			cfg.Admin != old.Admin || !reflect.DeepEqual(antivirusRuntime(cfg), antivirusRuntime(*old)) ||
+			!reflect.DeepEqual(cfg.Trap, old.Trap) || !reflect.DeepEqual(cfg.Scan, old.Scan) || cfg.MailLogin != old.MailLogin {
+			d.log.Warn("reload: listeners, data_dir, store, log.mail_log, admin, trap, scan, mail_login and antivirus servers, timeouts and spool take effect only after a restart")
+			cfg.Trap, cfg.Scan, cfg.MailLogin = old.Trap, old.Scan, old.MailLogin
 			cfg.Listen, cfg.DataDir, cfg.Store, cfg.Log.MailLog, cfg.Admin = old.Listen, old.DataDir, old.Store, old.Log.MailLog, old.Admin
 			cfg.Antivirus.Enabled, cfg.Antivirus.Servers = old.Antivirus.Enabled, old.Antivirus.Servers
 			cfg.Antivirus.ConnectTimeout, cfg.Antivirus.ScanTimeout = old.Antivirus.ConnectTimeout, old.Antivirus.ScanTimeout
@@ -332,6 +344,12 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 			}
 			return d.adminSrv.Shutdown(ctx)
 		},
+		func(ctx context.Context) error {
+			if d.hp.trapSrv == nil {
+				return nil
+			}
+			return d.hp.trapSrv.Shutdown(ctx)
+		},
 	} {
 		wg.Add(1)
 		go func() {
@@ -346,6 +364,8 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	wg.Wait()
 	d.cancel()
 	d.wg.Wait()
+	// Hits recorded since the last periodic flush.
+	d.flushTrap()
 	d.closeAll()
 	d.log.Info("mailwarden stopped")
 	return errors.Join(errs...)

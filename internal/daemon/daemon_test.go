@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -221,5 +222,43 @@ func TestFreezeAndLatchShowInMetrics(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestTrapHitsReachTheHostRegistry: a machine that tries to talk SMTP to
+// the trap shows up as a host with its count and HELO once the
+// aggregated hits are flushed.
+func TestTrapHitsReachTheHostRegistry(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Trap.Enabled = true
+	cfg.Trap.Listen = freePort(t)
+	cfg.Trap.FlushInterval = config.Duration(100 * time.Millisecond)
+	d, _, _ := start(t, cfg, "")
+	for i := range 2 {
+		c, err := net.DialTimeout("tcp", cfg.Trap.Listen, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(c)
+		r.ReadString('\n') // banner
+		fmt.Fprintf(c, "HELO infected-%d\r\nMAIL FROM:<worm@evil.example>\r\n", i)
+		r.ReadString('\n')
+		if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "451") {
+			t.Errorf("MAIL FROM answered %q, want a 451 temporary failure", line)
+		}
+		c.Close()
+	}
+	ip := netip.MustParseAddr("127.0.0.1")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h, err := d.hp.registry.Get(context.Background(), ip)
+		if err == nil && h.Trap.Count == 2 && h.Trap.LastHelo == "infected-1" && h.Trap.LastMailFrom != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host registry after two trap sessions: %+v, %v", h.Trap, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
