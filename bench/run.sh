@@ -33,9 +33,9 @@ NOOP=127.0.0.1:17400 POSTGREY=127.0.0.1:10123
 SEED=$(( $(date +%s) * 100 ))
 
 tmp=$(mktemp -d /tmp/mailwarden-bench.XXXXXX)
-mw_pid="" av_pid=""
+mw_pid="" av_pid="" tr_pid=""
 cleanup() {
-	for p in $mw_pid $av_pid; do
+	for p in $mw_pid $av_pid $tr_pid; do
 		kill "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
@@ -53,6 +53,7 @@ say "# revision: $(git -C "$root" describe --always --dirty 2>/dev/null || echo 
 
 timeout 300 go build -o bin/mailwarden ./cmd/mailwarden
 timeout 300 go build -o bin/mwload ./bench/cmd/mwload
+timeout 300 go build -o bin/trapload ./bench/trapload
 
 for a in $MW_POLICY $MW_MILTER $MW_HTTP; do
 	if up "$a"; then
@@ -215,6 +216,34 @@ AVCONF
 	load milter rspamd 127.0.0.1:11332 "$MILTER_N" "$MILTER_C" "-virus 0.1"
 	av_rs=$line
 fi
+# Trap: a third mailwarden with only the worm trap on, flooded by
+# trapload from 50 loopback addresses; its resident memory before and
+# after shows what the flood costs. TRAP_N=20000 TRAP_C=32.
+TRAP_N=${TRAP_N:-20000} TRAP_C=${TRAP_C:-32}
+cat >"$tmp/trap.yaml" <<TRAPCONF
+data_dir: $tmp/trapdata
+listen: {policy: "", milter: "127.0.0.1:20229", http: "127.0.0.1:28225"}
+log: {level: warn, mail_log: $tmp/trap-mail.log}
+greylist: {enabled: false}
+internal_networks: [127.0.76.0/24]
+trap: {enabled: true, listen: "127.0.0.1:20025", max_conns: 256, max_per_ip: 8, flush_interval: 1s}
+TRAPCONF
+bin/mailwarden serve --config "$tmp/trap.yaml" >/dev/null 2>"$tmp/trap-daemon.log" &
+tr_pid=$!
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:28225/-/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+rss() { awk '/^VmRSS:/ { print $2 " kB" }' "/proc/$tr_pid/status"; }
+say "# trap: $TRAP_C connections at a time from 50 addresses, $TRAP_N HELO + MAIL FROM conversations in all"
+say "trap daemon VmRSS before: $(rss)"
+if ! line=$(timeout 600 bin/trapload -addr 127.0.0.1:20025 -n "$TRAP_N" -c "$TRAP_C" -hosts 50); then
+	say "run.sh: trap load failed" >&2
+	exit 1
+fi
+say "mailwarden-trap: $line"
+sleep 1.5 # one flush interval, so the hits are in the store
+say "trap daemon VmRSS after: $(rss)"
+kill "$tr_pid" && wait "$tr_pid" 2>/dev/null || true
+tr_pid=""
+
 mw_p99=$(field "$mw_policy" p99)
 say "# ratios"
 if [ -n "$anchors" ]; then
