@@ -72,7 +72,7 @@ func NewServer(o Options) *Server {
 		gomilter.WithMilter(func() gomilter.Milter { return &session{o: &s.o} }),
 		gomilter.WithReadTimeout(o.ReadTimeout),
 		gomilter.WithWriteTimeout(o.WriteTimeout),
-		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptQuarantine),
+		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptChangeHeader|gomilter.OptQuarantine),
 		gomilter.WithProtocols(protocol(o)),
 		gomilter.WithMacroRequest(gomilter.StageConnect, connectMacros),
 		gomilter.WithMacroRequest(gomilter.StageMail, mailMacros),
@@ -135,6 +135,9 @@ type session struct {
 	recipients []string
 	headerFrom string
 	headers    []policy.Header
+	// seen counts the message's header fields by lowercased name, so a
+	// header a check adds can replace copies the sender put there.
+	seen map[string]int
 
 	// The message being collected when Options.Spool is set.
 	msg        *spool.Message
@@ -230,6 +233,10 @@ func (s *session) Header(name, value string, m gomilter.Modifier) (resp *gomilte
 	if s.headerFrom == "" && strings.EqualFold(name, "From") {
 		s.headerFrom = strings.TrimSpace(value)
 	}
+	if s.seen == nil {
+		s.seen = make(map[string]int)
+	}
+	s.seen[strings.ToLower(name)]++
 	if s.o.Spool != nil {
 		return s.collectHeader(name, value)
 	}
@@ -285,6 +292,7 @@ func (s *session) resetMessage() {
 	s.rcptSeen = 0
 	s.recipients = nil
 	s.headers = nil
+	clear(s.seen)
 	s.releaseMessage()
 }
 
@@ -298,6 +306,18 @@ func (s *session) respond(v policy.Verdict, m gomilter.Modifier, eom bool) (*gom
 			return gomilter.RespContinue, nil
 		}
 		for _, h := range appendNew(s.headers, v.Headers) {
+			// A sender can forge X-Virus-Status: Clean or X-Greylist;
+			// what mailwarden says replaces what arrived. ChangeHeader
+			// with an empty value deletes the nth field of that name
+			// (milter protocol, SMFIR_CHGHEADER); past the last one it
+			// would add, so only fields actually seen are deleted, the
+			// highest first.
+			for i := s.seen[strings.ToLower(h.Name)]; i >= 1; i-- {
+				if err := m.ChangeHeader(i, h.Name, ""); err != nil {
+					s.o.Log.Error("milter: removing a forged header failed, tempfailing", "header", h.Name, "err", err)
+					return gomilter.RespTempFail, nil
+				}
+			}
 			if err := m.AddHeader(h.Name, clean(h.Value)); err != nil {
 				s.o.Log.Error("milter: adding header failed, tempfailing", "header", h.Name, "err", err)
 				return gomilter.RespTempFail, nil

@@ -326,3 +326,48 @@ func TestFrameGuardAcceptsSplitFrames(t *testing.T) {
 		t.Error("2 MiB frame accepted")
 	}
 }
+
+// TestForgedHeaderReplaced: a sender that puts its own X-Greylist (or
+// X-Virus-Status) in the message must not have it survive next to the
+// one mailwarden adds.
+func TestForgedHeaderReplaced(t *testing.T) {
+	addr, _ := startServer(t, &stubCheck{})
+	c := gomilter.NewClient("tcp", addr, gomilter.WithAction(gomilter.AllClientSupportedActionMasks))
+	s, err := c.Session(gomilter.NewMacroBag())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, step := range []func() (*gomilter.Action, error){
+		func() (*gomilter.Action, error) { return s.Conn("h", gomilter.FamilyInet, 1, "192.0.2.9") },
+		func() (*gomilter.Action, error) { return s.Helo("h") },
+		func() (*gomilter.Action, error) { return s.Mail("<a@example.net>", "") },
+		func() (*gomilter.Action, error) { return s.Rcpt("<header@dest.test>", "") },
+		func() (*gomilter.Action, error) { return s.DataStart() },
+		func() (*gomilter.Action, error) { return s.HeaderField("X-Greylist", "forged by the sender", nil) },
+		func() (*gomilter.Action, error) { return s.HeaderField("x-greylist", "and again", nil) },
+		func() (*gomilter.Action, error) { return s.HeaderField("Subject", "hi", nil) },
+		func() (*gomilter.Action, error) { return s.HeaderEnd() },
+	} {
+		if _, err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mods, act, err := s.BodyReadFrom(strings.NewReader("body\r\n"))
+	if err != nil || act.Type != gomilter.ActionAccept {
+		t.Fatalf("eom: %v %v", act, err)
+	}
+	var deleted []uint32
+	added := 0
+	for _, m := range mods {
+		switch {
+		case m.Type == gomilter.ActionChangeHeader && strings.EqualFold(m.HeaderName, "X-Greylist") && m.HeaderValue == "":
+			deleted = append(deleted, m.HeaderIndex)
+		case m.Type == gomilter.ActionAddHeader && m.HeaderName == "X-Greylist":
+			added++
+		}
+	}
+	if len(deleted) != 2 || deleted[0] != 2 || deleted[1] != 1 || added != 1 {
+		t.Errorf("modifications %+v: want X-Greylist 2 and 1 deleted, then one added", mods)
+	}
+}

@@ -55,6 +55,18 @@ func TestAntivirusReject(t *testing.T) {
 				t.Errorf("clean message has X-Virus-Scanned %q, want one", got)
 			}
 		}
+		// A sender's own X-Virus-Status is replaced, not kept beside ours.
+		id = harness.UniqueID(t)
+		res := harness.Send(t, harness.Mail{Server: s.pf.Addr, Client: client, From: "news@ext.test", To: rcptTo, ID: id,
+			Headers: []string{"X-Virus-Status: Clean (forged)", "X-Virus-Scanned: by the sender"}})
+		res.RequireDataReply(t, "250 ")
+		msg := s.sink.WaitForID(t, id, 10*time.Second)
+		if got := harness.HeaderValues(msg, "X-Virus-Status"); len(got) != 1 || got[0] != "Clean" {
+			t.Errorf("message with a forged X-Virus-Status arrived with %q, want only mailwarden's \"Clean\"", got)
+		}
+		if got := harness.HeaderValues(msg, "X-Virus-Scanned"); len(got) != 1 || strings.Contains(got[0], "by the sender") {
+			t.Errorf("message with a forged X-Virus-Scanned arrived with %q, want only mailwarden's", got)
+		}
 		if ls := latchesFor(t, s.mw, client); len(ls) != 0 {
 			t.Errorf("an external sender of a virus was latched: %v", ls)
 		}
