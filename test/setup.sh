@@ -1,13 +1,14 @@
 #!/bin/sh
 # Installs the real programs the integration tests in test/integration drive:
 # Postfix (the MTA in front of mailwarden, plus its smtp-sink test server),
-# swaks (the SMTP client) and clamd (the virus scanner, with xxd to build a
-# signature by hand). Safe to run again: installed packages are
+# swaks (the SMTP client), clamd (the virus scanner, with xxd to build a
+# signature by hand) and nftables (to redirect a connection to the worm
+# trap as a firewall would). Safe to run again: installed packages are
 # skipped. As a non-root user it only reports what is missing, because the
 # tests skip outside CI when they cannot run.
 set -eu
 
-packages="postfix swaks clamav-daemon xxd"
+packages="postfix swaks clamav-daemon xxd nftables"
 
 missing=""
 for p in $packages; do
@@ -66,7 +67,7 @@ for p in $packages; do
 		exit 1
 	}
 done
-for prog in /usr/sbin/postfix /usr/sbin/smtp-sink /usr/bin/swaks /usr/sbin/clamd /usr/bin/xxd; do
+for prog in /usr/sbin/postfix /usr/sbin/smtp-sink /usr/bin/swaks /usr/sbin/clamd /usr/bin/xxd /usr/sbin/nft; do
 	[ -x "$prog" ] || {
 		echo "setup: $prog missing after install" >&2
 		exit 1
