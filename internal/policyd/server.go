@@ -7,14 +7,13 @@ package policyd
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"mailwarden/internal/accept"
 	"mailwarden/internal/policy"
 )
 
@@ -65,10 +64,11 @@ type Server struct {
 	cancel   context.CancelFunc
 	shutting atomic.Bool
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	wg        sync.WaitGroup // connection goroutines
+	lns accept.Listeners
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	wg    sync.WaitGroup // connection goroutines
 }
 
 // Connection states. A connection is idle while it waits for the first
@@ -105,62 +105,15 @@ func NewServer(o Options) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		o: o, log: o.Log, baseCtx: ctx, cancel: cancel,
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[*conn]struct{}{},
+		lns:   accept.Listeners{Name: "policy server", Log: o.Log},
+		conns: map[*conn]struct{}{},
 	}
 }
 
 // Serve accepts connections on ln until Shutdown, then returns nil. It
 // returns an error if accepting fails for another reason. Serve closes ln.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.shutting.Load() {
-		s.mu.Unlock()
-		ln.Close()
-		return nil
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-		ln.Close()
-	}()
-
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.shutting.Load() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors and the like: wait and retry
-				// rather than end the listener.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("policy server accept failed, retrying", "err", err, "in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		s.track(nc)
-	}
-}
-
-// isTemporary reports accept errors worth retrying: descriptor
-// exhaustion and connections aborted before accept.
-func isTemporary(err error) bool {
-	var se *os.SyscallError
-	if !errors.As(err, &se) {
-		return false
-	}
-	type temporary interface{ Temporary() bool }
-	t, ok := se.Err.(temporary)
-	return ok && t.Temporary()
+	return s.lns.Serve(ln, s.track)
 }
 
 // track starts serving nc, or closes it when shutting down or full.
@@ -194,9 +147,7 @@ func (s *Server) track(nc net.Conn) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting.Store(true)
-	for ln := range s.listeners {
-		ln.Close()
-	}
+	s.lns.Close()
 	for c := range s.conns {
 		if c.state.CompareAndSwap(stateIdle, stateClosed) {
 			c.nc.Close()

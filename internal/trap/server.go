@@ -2,7 +2,6 @@ package trap
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"mailwarden/internal/accept"
 )
 
 // Defaults for zero Options fields.
@@ -67,11 +68,12 @@ type Server struct {
 	log      *slog.Logger
 	shutting atomic.Bool
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	perIP     map[netip.Addr]int
-	wg        sync.WaitGroup // connection goroutines
+	lns accept.Listeners
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	perIP map[netip.Addr]int
+	wg    sync.WaitGroup // connection goroutines
 }
 
 // conn is one conversation being served.
@@ -113,63 +115,16 @@ func NewServer(o Options) *Server {
 	}
 	return &Server{
 		o: o, log: o.Log,
-		listeners: map[net.Listener]struct{}{},
-		conns:     map[*conn]struct{}{},
-		perIP:     map[netip.Addr]int{},
+		lns:   accept.Listeners{Name: "trap", Log: o.Log},
+		conns: map[*conn]struct{}{},
+		perIP: map[netip.Addr]int{},
 	}
 }
 
 // Serve accepts connections on ln until Shutdown, then returns nil. It
 // returns an error if accepting fails for another reason. Serve closes ln.
 func (s *Server) Serve(ln net.Listener) error {
-	s.mu.Lock()
-	if s.shutting.Load() {
-		s.mu.Unlock()
-		ln.Close()
-		return nil
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-		ln.Close()
-	}()
-
-	var backoff time.Duration
-	for {
-		nc, err := ln.Accept()
-		if err != nil {
-			if s.shutting.Load() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors and the like: wait and retry
-				// rather than end the listener.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("trap accept failed, retrying", "err", err, "in", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return fmt.Errorf("trap: accepting connections: %w", err)
-		}
-		backoff = 0
-		s.admit(nc)
-	}
-}
-
-// isTemporary reports accept errors worth retrying: descriptor
-// exhaustion and connections aborted before accept.
-func isTemporary(err error) bool {
-	var se *os.SyscallError
-	if !errors.As(err, &se) {
-		return false
-	}
-	type temporary interface{ Temporary() bool }
-	t, ok := se.Err.(temporary)
-	return ok && t.Temporary()
+	return s.lns.Serve(ln, s.admit)
 }
 
 // admit starts a conversation on nc, or refuses it when shutting down or
@@ -254,9 +209,7 @@ func (s *Server) record(h Hit) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting.Store(true)
-	for ln := range s.listeners {
-		ln.Close()
-	}
+	s.lns.Close()
 	for c := range s.conns {
 		c.mu.Lock()
 		c.nc.SetReadDeadline(time.Unix(1, 0))
