@@ -52,6 +52,18 @@ func (a *adminCmd) client() (*adminapi.Client, int) {
 }
 
 // usage reports a command-line mistake: exit status 2.
+// connect returns the daemon's client and a context bounding one
+// command; done releases both. A nil client means the command is over
+// with the exit status code (the error is already printed).
+func (a *adminCmd) connect() (c *adminapi.Client, ctx context.Context, done func(), code int) {
+	c, code = a.client()
+	if c == nil {
+		return nil, nil, nil, code
+	}
+	ctx, cancel := adminContext()
+	return c, ctx, func() { cancel(); c.Close() }, 0
+}
+
 func (a *adminCmd) usage(format string, args ...any) int {
 	fmt.Fprintf(a.stderr, "mailwarden %s: %s\n", a.name, fmt.Sprintf(format, args...))
 	return 2

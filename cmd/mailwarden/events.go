@@ -41,13 +41,11 @@ func cmdEvents(args []string, stdout, stderr io.Writer) int {
 	if *limit < 1 || *limit > adminapi.MaxEventLimit {
 		return a.usage("--limit %d: want 1 to %d", *limit, adminapi.MaxEventLimit)
 	}
-	c, code := a.client()
+	c, ctx, done, code := a.connect()
 	if c == nil {
 		return code
 	}
-	defer c.Close()
-	ctx, cancel := adminContext()
-	defer cancel()
+	defer done()
 	evs, err := c.Events(ctx, f)
 	if err != nil {
 		return a.fail(err)

@@ -68,13 +68,11 @@ func cmdFreeze(args []string, stdout, stderr io.Writer) int {
 	case len(scopes) > 1:
 		return a.usage("give one scope at a time, got %s", strings.Join(scopes, " and "))
 	}
-	c, code := a.client()
+	c, ctx, done, code := a.connect()
 	if c == nil {
 		return code
 	}
-	defer c.Close()
-	ctx, cancel := adminContext()
-	defer cancel()
+	defer done()
 	switch verb {
 	case "on":
 		f, err := c.Freeze(ctx, scope, value, *note)

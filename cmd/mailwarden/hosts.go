@@ -78,13 +78,11 @@ func cmdHosts(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return a.usage("--since: %v", err)
 	}
-	c, code := a.client()
+	c, ctx, done, code := a.connect()
 	if c == nil {
 		return code
 	}
-	defer c.Close()
-	ctx, cancel := adminContext()
-	defer cancel()
+	defer done()
 	switch verb {
 	case "list":
 		hs, err := c.Hosts(ctx, hosts.HostFilter{Site: *site, Status: *status, Since: from, Limit: *limit})

@@ -51,13 +51,11 @@ func cmdLatch(args []string, stdout, stderr io.Writer) int {
 	if *kind != "" && *kind != store.LatchClient && *kind != store.LatchUser {
 		return a.usage("--kind %q: want client or user", *kind)
 	}
-	c, code := a.client()
+	c, ctx, done, code := a.connect()
 	if c == nil {
 		return code
 	}
-	defer c.Close()
-	ctx, cancel := adminContext()
-	defer cancel()
+	defer done()
 	now := time.Now()
 	switch verb {
 	case "list":

@@ -26,13 +26,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 0 {
 		return a.usage("takes no arguments, got %q", pos[0])
 	}
-	c, code := a.client()
+	c, ctx, done, code := a.connect()
 	if c == nil {
 		return code
 	}
-	defer c.Close()
-	ctx, cancel := adminContext()
-	defer cancel()
+	defer done()
 	st, err := c.Status(ctx)
 	if err != nil {
 		return a.fail(err)
