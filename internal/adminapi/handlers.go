@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"time"
 
 	"mailwarden/internal/store"
 )
@@ -54,63 +53,18 @@ func (s *Server) getLatch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, LatchFromStore(l, s.now()))
 }
 
-// clearLatch ends a latch. A note is required: the audit trail must say
-// why a machine was let back out (PRODUCT.md §3, "remember who cleared
-// them and why").
 func (s *Server) clearLatch(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
 	var req ClearRequest
 	if err := decode(r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	note, err := checkNote(req.Note)
-	if err == nil && note == "" {
-		err = errors.New("a note saying why is required to clear a latch")
-	}
+	l, err := s.ClearLatch(r.Context(), s.who(r), r.PathValue("id"), req.Note)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeActionError(w, err)
 		return
 	}
-	who, now := s.who(r), s.now()
-	l, err := s.be.ClearLatch(r.Context(), id, who, note, now)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no latch with id %q (latch list shows them)", id))
-		return
-	case errors.Is(err, store.ErrNotActive):
-		writeError(w, http.StatusConflict, s.notActive(r, id, now))
-		return
-	case err != nil:
-		s.storeError(w, "clearing latch "+id, err)
-		return
-	}
-	ev := store.Event{Check: "latch clear", User: who, Site: l.Site,
-		Reason: fmt.Sprintf("cleared latch %s on %s %s (%s): %s", l.ID, l.Kind, l.Key, l.Rule, note)}
-	if l.Kind == store.LatchClient {
-		// So that events --host shows when the machine was let out again.
-		ev.Client = l.Key
-	}
-	if err := s.audit(r.Context(), now, ev, "latch", l.ID, "kind", l.Kind, "key", l.Key); err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("latch %s was cleared, but %v", l.ID, err))
-		return
-	}
-	writeJSON(w, http.StatusOK, LatchFromStore(l, now))
-}
-
-// notActive explains why a latch cannot be cleared.
-func (s *Server) notActive(r *http.Request, id string, now time.Time) string {
-	l, err := s.be.GetLatch(r.Context(), id)
-	switch {
-	case err != nil:
-		return fmt.Sprintf("latch %s is not active", id)
-	case !l.ClearedAt.IsZero():
-		return fmt.Sprintf("latch %s is not active: cleared %s by %s (%s)", id,
-			l.ClearedAt.Format(time.RFC3339), l.ClearedBy, l.ClearNote)
-	case !l.Expires.IsZero() && !now.Before(l.Expires):
-		return fmt.Sprintf("latch %s is not active: it expired %s", id, l.Expires.Format(time.RFC3339))
-	}
-	return fmt.Sprintf("latch %s is not active", id)
+	writeJSON(w, http.StatusOK, l)
 }
 
 func (s *Server) listFreezes(w http.ResponseWriter, r *http.Request) {
@@ -132,75 +86,36 @@ func (s *Server) setFreeze(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	scope, value, err := NormalizeFreeze(req.Scope, req.Value)
+	f, err := s.SetFreeze(r.Context(), s.who(r), req)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeActionError(w, err)
 		return
 	}
-	note, err := checkNote(req.Note)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	who, now := s.who(r), s.now()
-	f := store.Freeze{Scope: scope, Value: value, Since: now, By: who, Note: note}
-	if err := s.be.SetFreeze(r.Context(), f); err != nil {
-		s.storeError(w, "setting the freeze on "+DescribeScope(scope, value), err)
-		return
-	}
-	ev := store.Event{Check: "freeze on", User: who,
-		Reason: withNote("froze "+DescribeScope(scope, value), note)}
-	if err := s.audit(r.Context(), now, ev, "scope", scope, "value", value); err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("the freeze is in force, but %v", err))
-		return
-	}
-	writeJSON(w, http.StatusOK, FreezeFromStore(f))
+	writeJSON(w, http.StatusOK, f)
 }
 
 func (s *Server) liftFreeze(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	scope, value, err := NormalizeFreeze(q.Get("scope"), q.Get("value"))
+	f, err := s.LiftFreeze(r.Context(), s.who(r), q.Get("scope"), q.Get("value"), q.Get("note"))
 	if err != nil {
+		writeActionError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, f)
+}
+
+func (s *Server) allowTriplet(w http.ResponseWriter, r *http.Request) {
+	var req AllowRequest
+	if err := decode(r, &req); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	note, err := checkNote(q.Get("note"))
+	out, err := s.AllowTriplet(r.Context(), s.who(r), req)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeActionError(w, err)
 		return
 	}
-	what := DescribeScope(scope, value)
-	fs, err := s.be.ListFreezes(r.Context())
-	if err != nil {
-		s.storeError(w, "listing freezes", err)
-		return
-	}
-	var lifted store.Freeze
-	found := false
-	for _, f := range fs {
-		if f.Scope == scope && f.Value == value {
-			lifted, found = f, true
-		}
-	}
-	if found {
-		err = s.be.LiftFreeze(r.Context(), scope, value)
-	}
-	if !found || errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no freeze on %s (freeze status lists them)", what))
-		return
-	}
-	if err != nil {
-		s.storeError(w, "lifting the freeze on "+what, err)
-		return
-	}
-	who, now := s.who(r), s.now()
-	ev := store.Event{Check: "freeze off", User: who, Reason: withNote(fmt.Sprintf(
-		"lifted the freeze on %s (set %s by %s)", what, lifted.Since.Format(time.RFC3339), lifted.By), note)}
-	if err := s.audit(r.Context(), now, ev, "scope", scope, "value", value); err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("the freeze is lifted, but %v", err))
-		return
-	}
-	writeJSON(w, http.StatusOK, FreezeFromStore(lifted))
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {

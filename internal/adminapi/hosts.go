@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"mailwarden/internal/hosts"
-	"mailwarden/internal/store"
 )
 
 // Host is a suspect host as the API shows it (hosts.Host).
@@ -213,12 +212,7 @@ func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, HostFromRegistry(h, s.now()))
 }
 
-// noteHost adds a note to a host; it may have no evidence yet (an
-// administrator noting a machine they were told about).
 func (s *Server) noteHost(w http.ResponseWriter, r *http.Request) {
-	if s.noHosts(w) {
-		return
-	}
 	ip, ok := hostIP(w, r)
 	if !ok {
 		return
@@ -228,33 +222,15 @@ func (s *Server) noteHost(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	text, err := checkNote(req.Text)
-	if err == nil && text == "" {
-		err = errors.New("the note text is empty")
-	}
+	n, err := s.NoteHost(r.Context(), s.who(r), ip, req.Text)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeActionError(w, err)
 		return
 	}
-	who, now := s.who(r), s.now()
-	if err := s.hosts.Note(r.Context(), ip, who, text); err != nil {
-		s.storeError(w, "noting host "+ip.String(), err)
-		return
-	}
-	ev := store.Event{Check: "hosts note", User: who, Client: ip.String(), Reason: "noted " + ip.String() + ": " + text}
-	if err := s.audit(r.Context(), now, ev, "client", ip.String()); err != nil {
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("the note on %s is saved, but %v", ip, err))
-		return
-	}
-	writeJSON(w, http.StatusOK, HostNote{By: who, Text: text, Time: now})
+	writeJSON(w, http.StatusOK, n)
 }
 
-// disinfectHost declares a host clean and clears its latches. A note is
-// required: the audit trail must say what was done to the machine.
 func (s *Server) disinfectHost(w http.ResponseWriter, r *http.Request) {
-	if s.noHosts(w) {
-		return
-	}
 	ip, ok := hostIP(w, r)
 	if !ok {
 		return
@@ -264,24 +240,10 @@ func (s *Server) disinfectHost(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	note, err := checkNote(req.Note)
-	if err == nil && note == "" {
-		err = errors.New("a note saying what was done is required to disinfect a host")
-	}
+	out, err := s.DisinfectHost(r.Context(), s.who(r), ip, req.Note)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		writeActionError(w, err)
 		return
-	}
-	// The registry records its own admin event for a disinfection.
-	cleared, err := s.hosts.Disinfect(r.Context(), ip, s.who(r), note)
-	if err != nil {
-		s.storeError(w, "disinfecting host "+ip.String(), err)
-		return
-	}
-	now := s.now()
-	out := DisinfectResult{IP: ip.String(), Cleared: []Latch{}}
-	for _, l := range cleared {
-		out.Cleared = append(out.Cleared, LatchFromStore(l, now))
 	}
 	writeJSON(w, http.StatusOK, out)
 }

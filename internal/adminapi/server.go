@@ -55,6 +55,13 @@ type Options struct {
 	// Scan, if set, runs the scans POST /v1/scan asks for; nil answers
 	// it with 503.
 	Scan ScanFunc
+	// Greylist, if set, is where POST /v1/greylist/allow lets triplets
+	// through, remembering them for PassedLifetime; client addresses are
+	// aggregated to IPv4Prefix and IPv6Prefix as the greylist check does.
+	Greylist       store.Greylist
+	PassedLifetime time.Duration
+	IPv4Prefix     int
+	IPv6Prefix     int
 }
 
 // Server is the admin API.
@@ -68,14 +75,27 @@ type Server struct {
 	antivirus func() AntivirusState
 	hosts     *hosts.Registry
 	scan      ScanFunc
-	http      *http.Server
+	greylist  store.Greylist
+
+	passedLifetime         time.Duration
+	ipv4Prefix, ipv6Prefix int
+
+	handler http.Handler
+	http    *http.Server
 }
 
 // NewServer returns a server for o; it serves once Serve is called.
 func NewServer(o Options) *Server {
 	s := &Server{be: o.Backend, log: o.Log, now: o.Now, retention: o.EventRetention,
 		version: o.Version, started: o.Started, antivirus: o.Antivirus,
-		hosts: o.Hosts, scan: o.Scan}
+		hosts: o.Hosts, scan: o.Scan, greylist: o.Greylist, passedLifetime: o.PassedLifetime,
+		ipv4Prefix: o.IPv4Prefix, ipv6Prefix: o.IPv6Prefix}
+	if s.ipv4Prefix == 0 {
+		s.ipv4Prefix = 24
+	}
+	if s.ipv6Prefix == 0 {
+		s.ipv6Prefix = 64
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -100,11 +120,13 @@ func NewServer(o Options) *Server {
 	mux.HandleFunc("POST /v1/hosts/{ip}/disinfect", s.disinfectHost)
 	mux.HandleFunc("GET /v1/timeline", s.timeline)
 	mux.HandleFunc("POST /v1/scan", s.runScan)
+	mux.HandleFunc("POST /v1/greylist/allow", s.allowTriplet)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
+	s.handler = s.guard(mux)
 	s.http = &http.Server{
-		Handler: s.guard(mux),
+		Handler: s.handler,
 		// The CLI sends small requests at once; a client that dawdles is
 		// broken or hostile and must not hold a connection.
 		ReadHeaderTimeout: 5 * time.Second,
@@ -117,6 +139,10 @@ func NewServer(o Options) *Server {
 	}
 	return s
 }
+
+// Handler returns the API's handler, for the web dashboard to serve
+// under its own authentication (see WithUser).
+func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve answers requests on ln until Shutdown; it returns nil after a
 // Shutdown and the listener's error otherwise.
@@ -169,9 +195,13 @@ func withPeer(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, peerKey{}, peer{uid: uid, err: err})
 }
 
-// who names the administrator behind r: the user name of the peer's uid,
-// "uid N" when it has no name, or "unknown" if the kernel did not say.
+// who names the administrator behind r: "web:NAME" for a dashboard user
+// (WithUser), else the user name of the peer's uid, "uid N" when it has
+// no name, or "unknown" if the kernel did not say.
 func (s *Server) who(r *http.Request) string {
+	if name, ok := r.Context().Value(userKey{}).(string); ok {
+		return "web:" + name
+	}
 	p, ok := r.Context().Value(peerKey{}).(peer)
 	if !ok || p.err != nil {
 		s.log.Warn("admin API: peer credentials unavailable", "err", p.err)

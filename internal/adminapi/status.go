@@ -67,27 +67,25 @@ func ClamdServerFromStatus(s clamd.ServerStatus, maxAge time.Duration, now time.
 	}
 }
 
-// status reports the daemon's version, uptime, freezes, the number of
+// Status reports the daemon's version, uptime, freezes, the number of
 // active latches and each clamd's health and signature age.
-func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+func (s *Server) Status(ctx context.Context) (Status, error) {
 	now := s.now()
 	out := Status{Version: s.version, Started: s.started, Freezes: []Freeze{},
 		Antivirus: AntivirusStatus{Servers: []ClamdServer{}}}
 	if !s.started.IsZero() {
 		out.UptimeSeconds = int64(now.Sub(s.started) / time.Second)
 	}
-	fs, err := s.be.ListFreezes(r.Context())
+	fs, err := s.be.ListFreezes(ctx)
 	if err != nil {
-		s.storeError(w, "listing freezes", err)
-		return
+		return Status{}, s.failed("listing freezes", err)
 	}
 	for _, f := range fs {
 		out.Freezes = append(out.Freezes, FreezeFromStore(f))
 	}
-	ls, err := s.be.ListLatches(r.Context(), store.LatchFilter{Active: true}, now)
+	ls, err := s.be.ListLatches(ctx, store.LatchFilter{Active: true}, now)
 	if err != nil {
-		s.storeError(w, "listing active latches", err)
-		return
+		return Status{}, s.failed("listing active latches", err)
 	}
 	out.ActiveLatches = len(ls)
 	if s.antivirus != nil {
@@ -97,6 +95,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		for _, st := range av.Servers {
 			out.Antivirus.Servers = append(out.Antivirus.Servers, ClamdServerFromStatus(st, av.SignatureMaxAge, now))
 		}
+	}
+	return out, nil
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	out, err := s.Status(r.Context())
+	if err != nil {
+		writeActionError(w, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }

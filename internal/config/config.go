@@ -39,6 +39,7 @@ type Config struct {
 	Trap         Trap         `yaml:"trap"`
 	Scan         Scan         `yaml:"scan"`
 	MailLogin    MailLogin    `yaml:"mail_login"`
+	Web          Web          `yaml:"web"`
 }
 
 // Trap is the listener the firewall redirects internal machines'
@@ -363,6 +364,7 @@ func Default() Config {
 			Timeout:     Duration(time.Second),
 		},
 		MailLogin: MailLogin{Poll: Duration(time.Second)},
+		Web:       defaultWeb(),
 	}
 }
 

@@ -127,6 +127,7 @@ func (c *Config) Validate() []Error {
 	c.validateOutbound(add)
 	c.validateAntivirus(add)
 	c.validateHosts(add)
+	c.validateWeb(add)
 	return errs
 }
 

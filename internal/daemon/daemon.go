@@ -146,7 +146,9 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	// one can clear a latch, so failing to open it fails the start.
 	d.adminSrv = adminapi.NewServer(adminapi.Options{Backend: d.store, Log: d.log, Now: time.Now,
 		EventRetention: cfg.Events.Retention.D(), Version: o.Version, Started: time.Now(),
-		Antivirus: d.antivirusState, Hosts: d.hp.registry, Scan: d.scanFunc()})
+		Antivirus: d.antivirusState, Hosts: d.hp.registry, Scan: d.scanFunc(),
+		Greylist: d.store, PassedLifetime: cfg.Greylist.PassedLifetime.D(),
+		IPv4Prefix: cfg.Greylist.IPv4Prefix, IPv6Prefix: cfg.Greylist.IPv6Prefix})
 	mode, err := adminapi.ParseMode(cfg.Admin.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)

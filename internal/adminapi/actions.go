@@ -1,0 +1,282 @@
+package adminapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"mailwarden/internal/policy/greylist"
+	"mailwarden/internal/store"
+)
+
+// The actions below are every change an administrator can make, written
+// once for the unix-socket API and the web dashboard. who names the
+// administrator (the socket's peer user, or "web:NAME" for a dashboard
+// session); each action records an admin event. Errors the caller should
+// show as they are are *APIError with the status the API answers.
+
+// userKey is the context key of a dashboard user acting through the API.
+type userKey struct{}
+
+// WithUser marks ctx as a request made by the dashboard user name; the
+// API then records "web:name" as who made each change instead of the
+// socket's peer. The web package calls it only after authenticating.
+func WithUser(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, userKey{}, name)
+}
+
+func badInput(err error) error { return &APIError{Status: http.StatusBadRequest, Message: err.Error()} }
+
+// ClearLatch ends a latch. A note is required: the audit trail must say
+// why a machine was let back out (PRODUCT.md §3, "remember who cleared
+// them and why").
+func (s *Server) ClearLatch(ctx context.Context, who, id, note string) (Latch, error) {
+	note, err := checkNote(note)
+	if err == nil && note == "" {
+		err = errors.New("a note saying why is required to clear a latch")
+	}
+	if err != nil {
+		return Latch{}, badInput(err)
+	}
+	now := s.now()
+	l, err := s.be.ClearLatch(ctx, id, who, note, now)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Latch{}, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf("no latch with id %q (latch list shows them)", id)}
+	case errors.Is(err, store.ErrNotActive):
+		return Latch{}, &APIError{Status: http.StatusConflict, Message: s.notActive(ctx, id, now)}
+	case err != nil:
+		return Latch{}, s.failed("clearing latch "+id, err)
+	}
+	ev := store.Event{Check: "latch clear", User: who, Site: l.Site,
+		Reason: fmt.Sprintf("cleared latch %s on %s %s (%s): %s", l.ID, l.Kind, l.Key, l.Rule, note)}
+	if l.Kind == store.LatchClient {
+		// So that events --host shows when the machine was let out again.
+		ev.Client = l.Key
+	}
+	if err := s.audit(ctx, now, ev, "latch", l.ID, "kind", l.Kind, "key", l.Key); err != nil {
+		return Latch{}, &APIError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("latch %s was cleared, but %v", l.ID, err)}
+	}
+	return LatchFromStore(l, now), nil
+}
+
+// notActive explains why a latch cannot be cleared.
+func (s *Server) notActive(ctx context.Context, id string, now time.Time) string {
+	l, err := s.be.GetLatch(ctx, id)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("latch %s is not active", id)
+	case !l.ClearedAt.IsZero():
+		return fmt.Sprintf("latch %s is not active: cleared %s by %s (%s)", id,
+			l.ClearedAt.Format(time.RFC3339), l.ClearedBy, l.ClearNote)
+	case !l.Expires.IsZero() && !now.Before(l.Expires):
+		return fmt.Sprintf("latch %s is not active: it expired %s", id, l.Expires.Format(time.RFC3339))
+	}
+	return fmt.Sprintf("latch %s is not active", id)
+}
+
+// SetFreeze puts an outbound freeze in force.
+func (s *Server) SetFreeze(ctx context.Context, who string, req FreezeRequest) (Freeze, error) {
+	scope, value, err := NormalizeFreeze(req.Scope, req.Value)
+	if err != nil {
+		return Freeze{}, badInput(err)
+	}
+	note, err := checkNote(req.Note)
+	if err != nil {
+		return Freeze{}, badInput(err)
+	}
+	now := s.now()
+	f := store.Freeze{Scope: scope, Value: value, Since: now, By: who, Note: note}
+	if err := s.be.SetFreeze(ctx, f); err != nil {
+		return Freeze{}, s.failed("setting the freeze on "+DescribeScope(scope, value), err)
+	}
+	ev := store.Event{Check: "freeze on", User: who,
+		Reason: withNote("froze "+DescribeScope(scope, value), note)}
+	if err := s.audit(ctx, now, ev, "scope", scope, "value", value); err != nil {
+		return Freeze{}, &APIError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("the freeze is in force, but %v", err)}
+	}
+	return FreezeFromStore(f), nil
+}
+
+// LiftFreeze lifts the freeze on scope and value.
+func (s *Server) LiftFreeze(ctx context.Context, who, scope, value, note string) (Freeze, error) {
+	scope, value, err := NormalizeFreeze(scope, value)
+	if err != nil {
+		return Freeze{}, badInput(err)
+	}
+	if note, err = checkNote(note); err != nil {
+		return Freeze{}, badInput(err)
+	}
+	what := DescribeScope(scope, value)
+	fs, err := s.be.ListFreezes(ctx)
+	if err != nil {
+		return Freeze{}, s.failed("listing freezes", err)
+	}
+	var lifted store.Freeze
+	found := false
+	for _, f := range fs {
+		if f.Scope == scope && f.Value == value {
+			lifted, found = f, true
+		}
+	}
+	if found {
+		err = s.be.LiftFreeze(ctx, scope, value)
+	}
+	if !found || errors.Is(err, store.ErrNotFound) {
+		return Freeze{}, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf("no freeze on %s (freeze status lists them)", what)}
+	}
+	if err != nil {
+		return Freeze{}, s.failed("lifting the freeze on "+what, err)
+	}
+	now := s.now()
+	ev := store.Event{Check: "freeze off", User: who, Reason: withNote(fmt.Sprintf(
+		"lifted the freeze on %s (set %s by %s)", what, lifted.Since.Format(time.RFC3339), lifted.By), note)}
+	if err := s.audit(ctx, now, ev, "scope", scope, "value", value); err != nil {
+		return Freeze{}, &APIError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("the freeze is lifted, but %v", err)}
+	}
+	return FreezeFromStore(lifted), nil
+}
+
+// NoteHost adds a note to a host; it may have no evidence yet (an
+// administrator noting a machine they were told about).
+func (s *Server) NoteHost(ctx context.Context, who string, ip netip.Addr, text string) (HostNote, error) {
+	if s.hosts == nil {
+		return HostNote{}, errNoHosts
+	}
+	text, err := checkNote(text)
+	if err == nil && text == "" {
+		err = errors.New("the note text is empty")
+	}
+	if err != nil {
+		return HostNote{}, badInput(err)
+	}
+	now := s.now()
+	if err := s.hosts.Note(ctx, ip, who, text); err != nil {
+		return HostNote{}, s.failed("noting host "+ip.String(), err)
+	}
+	ev := store.Event{Check: "hosts note", User: who, Client: ip.String(), Reason: "noted " + ip.String() + ": " + text}
+	if err := s.audit(ctx, now, ev, "client", ip.String()); err != nil {
+		return HostNote{}, &APIError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("the note on %s is saved, but %v", ip, err)}
+	}
+	return HostNote{By: who, Text: text, Time: now}, nil
+}
+
+// DisinfectHost declares a host clean and clears its latches. A note is
+// required: the audit trail must say what was done to the machine.
+func (s *Server) DisinfectHost(ctx context.Context, who string, ip netip.Addr, note string) (DisinfectResult, error) {
+	if s.hosts == nil {
+		return DisinfectResult{}, errNoHosts
+	}
+	note, err := checkNote(note)
+	if err == nil && note == "" {
+		err = errors.New("a note saying what was done is required to disinfect a host")
+	}
+	if err != nil {
+		return DisinfectResult{}, badInput(err)
+	}
+	// The registry records its own admin event for a disinfection.
+	cleared, err := s.hosts.Disinfect(ctx, ip, who, note)
+	if err != nil {
+		return DisinfectResult{}, s.failed("disinfecting host "+ip.String(), err)
+	}
+	now := s.now()
+	out := DisinfectResult{IP: ip.String(), Cleared: []Latch{}}
+	for _, l := range cleared {
+		out.Cleared = append(out.Cleared, LatchFromStore(l, now))
+	}
+	return out, nil
+}
+
+// AllowRequest is the body of POST /v1/greylist/allow. Client is the
+// triplet's netblock as listed, or an IP address; Sender "" or "<>" is
+// the null sender.
+type AllowRequest struct {
+	Client    string `json:"client"`
+	Sender    string `json:"sender"`
+	Recipient string `json:"recipient"`
+}
+
+// AllowTriplet lets a greylisted triplet through from now on, as if its
+// retry had come.
+func (s *Server) AllowTriplet(ctx context.Context, who string, req AllowRequest) (AllowRequest, error) {
+	client, err := s.clientKey(strings.TrimSpace(req.Client))
+	if err != nil {
+		return AllowRequest{}, badInput(err)
+	}
+	sender := strings.ToLower(strings.TrimSpace(req.Sender))
+	if sender == "<>" {
+		sender = ""
+	}
+	rcpt := strings.ToLower(strings.TrimSpace(req.Recipient))
+	if rcpt == "" || hasControlOrSpace(sender) || hasControlOrSpace(rcpt) || len(sender) > 320 || len(rcpt) > 320 {
+		return AllowRequest{}, badInput(errors.New("want a recipient address and a sender address (\"<>\" for the null sender) without spaces, at most 320 bytes each"))
+	}
+	if s.greylist == nil {
+		return AllowRequest{}, &APIError{Status: http.StatusServiceUnavailable, Message: "greylisting is not configured in this daemon"}
+	}
+	now := s.now()
+	err = greylist.Allow(ctx, s.greylist, client, sender, rcpt, now, s.passedLifetime)
+	if errors.Is(err, store.ErrNotFound) {
+		return AllowRequest{}, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf(
+			"no greylisted triplet %s %s -> %s (greylist list shows them)", client, displaySender(sender), rcpt)}
+	}
+	if err != nil {
+		return AllowRequest{}, s.failed("allowing the triplet", err)
+	}
+	out := AllowRequest{Client: client, Sender: sender, Recipient: rcpt}
+	ev := store.Event{Check: "greylist allow", User: who,
+		Reason: fmt.Sprintf("let %s %s -> %s through greylisting", client, displaySender(sender), rcpt)}
+	if err := s.audit(ctx, now, ev, "client", client); err != nil {
+		return out, &APIError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("the triplet is allowed, but %v", err)}
+	}
+	return out, nil
+}
+
+// clientKey turns an IP address into its greylist netblock; a netblock
+// as listed is taken as it is.
+func (s *Server) clientKey(c string) (string, error) {
+	if a, err := netip.ParseAddr(c); err == nil && a.Zone() == "" {
+		return greylist.Netblock(a.Unmap(), s.ipv4Prefix, s.ipv6Prefix), nil
+	}
+	if p, err := netip.ParsePrefix(c); err == nil {
+		return p.Masked().String(), nil
+	}
+	if c == "unknown" {
+		return c, nil
+	}
+	return "", fmt.Errorf("client %q is neither an IP address nor a netblock", c)
+}
+
+func displaySender(s string) string {
+	if s == "" {
+		return "<>"
+	}
+	return s
+}
+
+func hasControlOrSpace(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f })
+}
+
+var errNoHosts = &APIError{Status: http.StatusServiceUnavailable, Message: "the host registry is not configured in this daemon"}
+
+// failed logs a backend failure and returns it for the caller. The caller
+// is an administrator, so the store's own message is passed on.
+func (s *Server) failed(what string, err error) error {
+	s.log.Error("admin: "+what+" failed", "err", err)
+	return &APIError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("%s: %v", what, err)}
+}
+
+// writeActionError answers an action's error.
+func writeActionError(w http.ResponseWriter, err error) {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		writeError(w, ae.Status, ae.Message)
+		return
+	}
+	writeError(w, http.StatusInternalServerError, err.Error())
+}

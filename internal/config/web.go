@@ -1,0 +1,90 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Web configures the dashboard, served on listen.http beside the metrics
+// and health endpoints. Users are kept in the store and managed with
+// "mailwarden user".
+type Web struct {
+	// Enabled serves the dashboard; off leaves only the ops endpoints.
+	Enabled bool `yaml:"enabled"`
+	// TLSCert and TLSKey, both set, serve listen.http over TLS (and mark
+	// session cookies Secure). PEM files, read at start.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// SessionTTL is how long a login lasts without being renewed.
+	SessionTTL Duration `yaml:"session_ttl"`
+	// LoginMaxFailures wrong passwords for one user name, or from one
+	// address, within LoginLockout lock further attempts out until
+	// LoginLockout has passed since the last failure.
+	LoginMaxFailures int      `yaml:"login_max_failures"`
+	LoginLockout     Duration `yaml:"login_lockout"`
+	// Refresh is how often the hosts page reloads its table.
+	Refresh Duration `yaml:"refresh"`
+	// LookupURLs are links shown beside each host, such as the DHCP
+	// server's lease page; "{ip}" in the URL is replaced by the address.
+	LookupURLs []LookupURL `yaml:"lookup_urls"`
+}
+
+// LookupURL is one external look-up link for a host.
+type LookupURL struct {
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+}
+
+func defaultWeb() Web {
+	return Web{
+		Enabled:          true,
+		SessionTTL:       Duration(12 * time.Hour),
+		LoginMaxFailures: 5,
+		LoginLockout:     Duration(15 * time.Minute),
+		Refresh:          Duration(30 * time.Second),
+	}
+}
+
+func (c *Config) validateWeb(add func(key, format string, args ...any)) {
+	w := &c.Web
+	if (w.TLSCert == "") != (w.TLSKey == "") {
+		add("web.tls_cert", "tls_cert and tls_key must be set together")
+	}
+	for _, d := range []struct {
+		key string
+		val Duration
+	}{
+		{"web.session_ttl", w.SessionTTL},
+		{"web.login_lockout", w.LoginLockout},
+		{"web.refresh", w.Refresh},
+	} {
+		if d.val <= 0 {
+			add(d.key, "must be longer than 0s, got %s", formatDuration(time.Duration(d.val)))
+		}
+	}
+	if w.Refresh > 0 && w.Refresh.D() < time.Second {
+		add("web.refresh", "must be at least 1s, got %s", formatDuration(w.Refresh.D()))
+	}
+	if w.LoginMaxFailures <= 0 {
+		add("web.login_max_failures", "%d must be more than 0", w.LoginMaxFailures)
+	}
+	for i, l := range w.LookupURLs {
+		key := fmt.Sprintf("web.lookup_urls[%d]", i)
+		if strings.TrimSpace(l.Name) == "" || hasControl(l.Name) {
+			add(key+".name", "must be a non-empty name without control characters")
+		}
+		u, err := url.Parse(strings.ReplaceAll(l.URL, "{ip}", "192.0.2.1"))
+		switch {
+		case err != nil:
+			add(key+".url", "%q is not a URL: %v", l.URL, err)
+		case u.Scheme != "http" && u.Scheme != "https":
+			// Anything else (javascript:, data:) would run in the
+			// dashboard's origin or do something other than a look-up.
+			add(key+".url", "%q must be an http or https URL", l.URL)
+		case !strings.Contains(l.URL, "{ip}"):
+			add(key+".url", "%q must contain {ip}, replaced by the host's address", l.URL)
+		}
+	}
+}
