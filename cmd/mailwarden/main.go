@@ -34,10 +34,15 @@ Usage:
   mailwarden hosts timeline [--since 30d] [--limit N] [--json]
   mailwarden scan [CIDR ...] [--json]               scan for open backdoor ports now
   mailwarden trap rules [--config FILE]             print the firewall redirect for the port-25 trap
+  mailwarden user add [--role viewer|admin] [--password-stdin] NAME  add a dashboard user
+  mailwarden user passwd [--password-stdin] NAME    set a dashboard user's password
+  mailwarden user role NAME viewer|admin            change a dashboard user's role
+  mailwarden user del NAME                          delete a dashboard user
+  mailwarden user list [--json]                     list the dashboard users
   mailwarden version
 
-The greylist commands take --config FILE and --data DIR like serve, to find
-the same store. With no --config, built-in defaults apply: listeners on
+The greylist and user commands take --config FILE and --data DIR like
+serve, to find the same store. With no --config, built-in defaults apply: listeners on
 127.0.0.1 (policy 10023, milter 10029, HTTP 8025), data in /var/lib/mailwarden.
 The latch, freeze, events, status, hosts and scan commands talk to the
 running daemon over its admin socket (admin.socket, else admin.sock in
@@ -77,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdScan(args[1:], stdout, stderr)
 	case "trap":
 		return cmdTrap(args[1:], stdout, stderr)
+	case "user":
+		return cmdUser(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "mailwarden", versionString())
 		return 0

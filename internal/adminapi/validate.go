@@ -20,7 +20,7 @@ const maxNoteBytes = 1024
 func eventKinds() []string {
 	return []string{store.EventReject, store.EventTempfail, store.EventLatch,
 		store.EventRateTrip, store.EventFreeze, store.EventAdmin, store.EventGreylist,
-		store.EventVirus, store.EventSignatures}
+		store.EventVirus, store.EventSignatures, store.EventMailbox}
 }
 
 func knownKind(k string) bool {

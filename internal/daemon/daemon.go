@@ -23,6 +23,7 @@ import (
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/antivirus"
 	"mailwarden/internal/policyd"
+	"mailwarden/internal/series"
 	"mailwarden/internal/spool"
 	"mailwarden/internal/store"
 	"mailwarden/internal/store/sqlite"
@@ -65,6 +66,7 @@ type Daemon struct {
 	watcher *avstatus.Watcher
 
 	hp       hostParts
+	charts   *series.Recorder
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
@@ -107,6 +109,10 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 			d.closeAll()
 		}
 	}()
+	d.charts = series.New(chartStep, chartBuckets)
+	if err := seedCharts(context.Background(), d.store, d.charts, time.Now()); err != nil {
+		d.log.Warn("charts start empty: reading the last day's events failed", "err", err)
+	}
 	if err = d.startAntivirus(cfg); err != nil {
 		return nil, err
 	}
@@ -260,6 +266,9 @@ func (d *Daemon) apply(cfg config.Config) error {
 		Observe: func(req *policy.Request, v policy.Verdict, took time.Duration) {
 			d.metrics.observe(req, v, took)
 			rec.Observe(req, v, took)
+			if k := chartKind(req, v); k != "" {
+				d.charts.Add(k, req.Time, 1)
+			}
 		},
 	}))
 	d.cfg.Store(&cfg)

@@ -12,6 +12,7 @@ import (
 	"mailwarden/internal/hosts"
 	"mailwarden/internal/maillogin"
 	"mailwarden/internal/scan"
+	"mailwarden/internal/series"
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
 	"mailwarden/internal/trap"
@@ -64,6 +65,7 @@ func (d *Daemon) serveHosts(ctx context.Context, cfg config.Config, ln net.Liste
 			MaxPerIP:       cfg.Trap.MaxPerIP,
 			Aggregator:     d.hp.trapAgg,
 			Log:            d.log,
+			OnHit:          func(h trap.Hit) { d.charts.Add(series.Trap, h.Time, 1) },
 		})
 		d.serve("trap", ln.Addr(), func() error { return d.hp.trapSrv.Serve(ln) })
 		d.wg.Add(1)

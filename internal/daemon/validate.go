@@ -95,3 +95,13 @@ func (offline) AddDisinfection(context.Context, store.Disinfection) error { retu
 func (offline) Disinfections(context.Context, string) ([]store.Disinfection, error) {
 	return nil, errOffline
 }
+func (offline) ListClientPasses(context.Context, time.Time, int, int) ([]store.ClientPass, error) {
+	return nil, errOffline
+}
+func (offline) AddUser(context.Context, store.User) error    { return errOffline }
+func (offline) UpdateUser(context.Context, store.User) error { return errOffline }
+func (offline) GetUser(context.Context, string) (store.User, error) {
+	return store.User{}, errOffline
+}
+func (offline) DeleteUser(context.Context, string) error        { return errOffline }
+func (offline) ListUsers(context.Context) ([]store.User, error) { return nil, errOffline }

@@ -114,6 +114,9 @@ const (
 	// EventSignatures: clamd's signatures are stale, or a clamd went down
 	// or came back (internal/avstatus).
 	EventSignatures = "signatures"
+	// EventMailbox: a burst of new mailboxes in the passwd files
+	// (internal/mailbox).
+	EventMailbox = "mailbox"
 )
 
 // Event is one non-trivial decision or admin action.

@@ -73,6 +73,7 @@ type Greylist interface {
 	// GreylistStats counts unexpired records; clients with at least
 	// whitelistAfter passes count as whitelisted.
 	GreylistStats(ctx context.Context, now time.Time, whitelistAfter int) (GreylistStats, error)
+	ClientPassLister
 }
 
 // Store is everything a backend provides.
@@ -83,6 +84,7 @@ type Store interface {
 	Rates
 	Events
 	Hosts
+	Users
 	// Expire deletes records (triplets, pass counts, events past
 	// retention) whose expiry is at or before now and returns how many it
 	// deleted. Latches are never deleted: they are the audit trail. A

@@ -140,6 +140,30 @@ func (f *fakeStore) GreylistStats(_ context.Context, now time.Time, whitelistAft
 	return s, nil
 }
 
+func (f *fakeStore) ListClientPasses(_ context.Context, now time.Time, minPasses, limit int) ([]store.ClientPass, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	var out []store.ClientPass
+	for c, p := range f.passes {
+		if live(p.expires, now) && p.n >= minPasses {
+			out = append(out, store.ClientPass{Client: c, Passes: p.n, Expires: p.expires})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Passes != out[j].Passes {
+			return out[i].Passes > out[j].Passes
+		}
+		return out[i].Client < out[j].Client
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
 // triplet returns the stored triplet regardless of expiry, for assertions.
 func (f *fakeStore) triplet(client, sender, recipient string) (store.Triplet, bool) {
 	f.mu.Lock()

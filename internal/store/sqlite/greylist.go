@@ -284,6 +284,46 @@ func (s *Store) ClientPasses(ctx context.Context, client string, now time.Time) 
 	return n, nil
 }
 
+// ListClientPasses returns the unexpired pass records with at least
+// minPasses passes, most passes first (then by client), at most limit
+// (0: all).
+func (s *Store) ListClientPasses(ctx context.Context, now time.Time, minPasses, limit int) ([]store.ClientPass, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list client passes: %w", err)
+	}
+	if s.mirror != nil {
+		// The counts are written behind; memory has the current ones.
+		return s.mirror.listPasses(now, minPasses, limit), nil
+	}
+	q := `SELECT client, passes, expires FROM client_pass WHERE expires > ?1 AND passes >= ?2
+		ORDER BY passes DESC, client`
+	if limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", limit)
+	}
+	rows, err := s.rdb.QueryContext(ctx, q, now.UnixMilli(), minPasses)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: list client passes: %w", err)
+	}
+	defer rows.Close()
+	var out []store.ClientPass
+	for rows.Next() {
+		var c store.ClientPass
+		var expires int64
+		if err := rows.Scan(&c.Client, &c.Passes, &expires); err != nil {
+			return nil, fmt.Errorf("sqlite: list client passes: %w", err)
+		}
+		c.Expires = time.UnixMilli(expires)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: list client passes: %w", err)
+	}
+	return out, nil
+}
+
 // GreylistStats counts unexpired triplets and the clients with at least
 // whitelistAfter passes.
 func (s *Store) GreylistStats(ctx context.Context, now time.Time, whitelistAfter int) (store.GreylistStats, error) {

@@ -1,9 +1,12 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +105,29 @@ func (m *mirror) addPass(client string, now, expires time.Time) clientPass {
 	c.expires = expires
 	m.clients[client] = c
 	return c
+}
+
+// listPasses returns the unexpired pass counts of at least minPasses,
+// most first and then by client, at most limit (0: all).
+func (m *mirror) listPasses(now time.Time, minPasses, limit int) []store.ClientPass {
+	m.mu.RLock()
+	var out []store.ClientPass
+	for client, c := range m.clients {
+		if c.passes >= minPasses && c.expires.After(now) {
+			out = append(out, store.ClientPass{Client: client, Passes: c.passes, Expires: c.expires})
+		}
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(out, func(a, b store.ClientPass) int {
+		if a.Passes != b.Passes {
+			return cmp.Compare(b.Passes, a.Passes)
+		}
+		return strings.Compare(a.Client, b.Client)
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
 }
 
 func (m *mirror) len() int {

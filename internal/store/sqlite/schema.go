@@ -137,6 +137,16 @@ var migrations = []string{
 		time    INTEGER NOT NULL
 	);
 	CREATE INDEX host_disinfection_client ON host_disinfection (client, time);`,
+
+	// Dashboard users (store.Users). hash is a bcrypt hash; the password
+	// itself is never stored.
+	`CREATE TABLE web_user (
+		name    TEXT NOT NULL PRIMARY KEY,
+		role    TEXT NOT NULL,
+		hash    BLOB NOT NULL,
+		created INTEGER NOT NULL,
+		changed INTEGER NOT NULL
+	) WITHOUT ROWID;`,
 }
 
 // migrate brings the schema up to date inside one immediate transaction,

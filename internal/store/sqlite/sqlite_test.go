@@ -370,6 +370,15 @@ func TestReopenMirror(t *testing.T) {
 	storetest.RunReopen(t, func(t *testing.T, dir string) store.Store { return openMirror(t, dir) })
 }
 
+// The daemon (mirrored) and the CLI (plain) open the same directory;
+// the plain pair checks the contract without the mirror in the way.
+func TestTwoHandles(t *testing.T) {
+	plain := func(t *testing.T, dir string) store.Store { return openTest(t, dir) }
+	mirrored := func(t *testing.T, dir string) store.Store { return openMirror(t, dir) }
+	t.Run("Plain", func(t *testing.T) { storetest.RunTwoHandles(t, plain, plain) })
+	t.Run("Mirror", func(t *testing.T) { storetest.RunTwoHandles(t, mirrored, plain) })
+}
+
 // TestMirrorSeesOtherProcess stands for `mailwarden greylist allow` run
 // while the daemon holds the triplets in memory: the daemon must see the
 // change without a restart.

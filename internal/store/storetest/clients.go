@@ -149,3 +149,62 @@ func testGreylistStats(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+func listPasses(t *testing.T, s store.Store, now time.Time, minPasses, limit int) []store.ClientPass {
+	t.Helper()
+	cs, err := s.ListClientPasses(context.Background(), now, minPasses, limit)
+	if err != nil {
+		t.Fatalf("ListClientPasses(min=%d, limit=%d): %v", minPasses, limit, err)
+	}
+	return cs
+}
+
+func testListClientPasses(t *testing.T, s store.Store) {
+	base := baseTime()
+	if cs := listPasses(t, s, base, 0, 0); len(cs) != 0 {
+		t.Fatalf("ListClientPasses on an empty store = %+v, want none", cs)
+	}
+	counts := map[string]int{"192.0.2.0/24": 3, "198.51.100.0/24": 7, "203.0.113.0/24": 1, "2001:db8::/64": 5}
+	for c, n := range counts {
+		for range n {
+			addPass(t, s, c, base, base.Add(2*time.Hour))
+		}
+	}
+	// Expires before the others: gone when listing at base+1h.
+	for range 9 {
+		addPass(t, s, "192.0.2.128/25", base, base.Add(30*time.Minute))
+	}
+
+	now := base.Add(time.Hour)
+	all := listPasses(t, s, now, 0, 0)
+	wantOrder := []string{"198.51.100.0/24", "2001:db8::/64", "192.0.2.0/24", "203.0.113.0/24"}
+	if len(all) != len(wantOrder) {
+		t.Fatalf("ListClientPasses(min 0) = %+v, want %d unexpired clients", all, len(wantOrder))
+	}
+	for i, c := range wantOrder {
+		if all[i].Client != c || all[i].Passes != counts[c] || !all[i].Expires.Equal(base.Add(2*time.Hour)) {
+			t.Errorf("ListClientPasses #%d = %+v, want %s with %d passes expiring %v",
+				i, all[i], c, counts[c], base.Add(2*time.Hour))
+		}
+	}
+
+	atLeast3 := listPasses(t, s, now, 3, 0)
+	if len(atLeast3) != 3 || atLeast3[2].Client != "192.0.2.0/24" {
+		t.Errorf("ListClientPasses(min 3) = %+v, want the clients with 7, 5 and 3 passes", atLeast3)
+	}
+	top := listPasses(t, s, now, 0, 2)
+	if len(top) != 2 || top[0].Client != "198.51.100.0/24" || top[1].Client != "2001:db8::/64" {
+		t.Errorf("ListClientPasses(limit 2) = %+v, want the clients with 7 and 5 passes", top)
+	}
+	if cs := listPasses(t, s, now, 8, 0); len(cs) != 0 {
+		t.Errorf("ListClientPasses(min 8) = %+v, want none (the 9-pass client has expired)", cs)
+	}
+	// Before its expiry the 9-pass client leads.
+	if cs := listPasses(t, s, base, 0, 1); len(cs) != 1 || cs[0].Client != "192.0.2.128/25" || cs[0].Passes != 9 {
+		t.Errorf("ListClientPasses at base, limit 1 = %+v, want 192.0.2.128/25 with 9 passes", cs)
+	}
+	// At its expiry instant a record is gone, as everywhere.
+	if cs := listPasses(t, s, base.Add(2*time.Hour), 0, 0); len(cs) != 0 {
+		t.Errorf("ListClientPasses at the expiry instant = %+v, want none", cs)
+	}
+}

@@ -74,6 +74,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Ports", testPorts},
 		{"Logins", testLogins},
 		{"NotesAndDisinfections", testNotesAndDisinfections},
+		{"ListClientPasses", testListClientPasses},
+		{"Users", testUsers},
+		{"ListUsers", testListUsers},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,8 +92,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 // RunReopen checks that data (triplets, pass counts, latches, freezes,
-// events and rate limiter state) survives Close and a new open of the same
-// directory. Only backends that persist to a directory use it.
+// events, rate limiter state, host evidence and users) survives Close
+// and a new open of the same directory. Only backends that persist to a directory use it.
 func RunReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 	t.Helper()
 	dir := t.TempDir()
@@ -111,6 +114,7 @@ func RunReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 	}
 	checkOutbound := outboundBeforeClose(t, s, base)
 	checkHosts := hostsBeforeClose(t, s, base)
+	checkUsers := usersBeforeClose(t, s, base)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -132,6 +136,7 @@ func RunReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 	}
 	checkOutbound(t, s)
 	checkHosts(t, s)
+	checkUsers(t, s)
 }
 
 // baseTime is a whole-millisecond instant near the real clock, so that
