@@ -27,7 +27,6 @@ import (
 	"mailwarden/internal/spool"
 	"mailwarden/internal/store"
 	"mailwarden/internal/store/sqlite"
-	"mailwarden/internal/web"
 )
 
 // Options are what the command line adds to the config.
@@ -164,6 +163,19 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	lns["admin"] = adminLn
+	// The dashboard and its TLS are set up before anything serves, so a
+	// bad certificate fails the start cleanly.
+	var httpHandler http.Handler
+	if ln := lns["http"]; ln != nil {
+		if httpHandler, err = d.httpHandler(cfg, o.Version); err != nil {
+			return nil, err
+		}
+		tln, err := webTLS(cfg, ln)
+		if err != nil {
+			return nil, err
+		}
+		lns["http"] = tln
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -206,8 +218,14 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	d.serveHosts(ctx, cfg, lns["trap"])
 	if ln := lns["http"]; ln != nil {
 		d.httpSrv = &http.Server{
-			Handler:           web.Ops(web.OpsOptions{Metrics: d.metrics.reg, Ready: d.store.Ping}),
+			Handler: httpHandler,
+			// Browsers and scrapers send small requests at once; a client
+			// that dawdles must not hold a connection.
 			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      60 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 		}
 		d.serve("http", ln.Addr(), func() error {
@@ -289,8 +307,10 @@ func (d *Daemon) Reload() error {
 		old := d.cfg.Load()
 		if cfg.Listen != old.Listen || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Log.MailLog != old.Log.MailLog ||
 			cfg.Admin != old.Admin || !reflect.DeepEqual(antivirusRuntime(cfg), antivirusRuntime(*old)) ||
-			!reflect.DeepEqual(cfg.Trap, old.Trap) || !reflect.DeepEqual(cfg.Scan, old.Scan) || cfg.MailLogin != old.MailLogin {
-			d.log.Warn("reload: listeners, data_dir, store, log.mail_log, admin, trap, scan, mail_login and antivirus servers, timeouts and spool take effect only after a restart")
+			!reflect.DeepEqual(cfg.Trap, old.Trap) || !reflect.DeepEqual(cfg.Scan, old.Scan) || cfg.MailLogin != old.MailLogin ||
+			cfg.Web.Enabled != old.Web.Enabled || cfg.Web.TLSCert != old.Web.TLSCert || cfg.Web.TLSKey != old.Web.TLSKey {
+			d.log.Warn("reload: listeners, data_dir, store, log.mail_log, admin, trap, scan, mail_login, web.enabled, web TLS and antivirus servers, timeouts and spool take effect only after a restart")
+			cfg.Web.Enabled, cfg.Web.TLSCert, cfg.Web.TLSKey = old.Web.Enabled, old.Web.TLSCert, old.Web.TLSKey
 			cfg.Trap, cfg.Scan, cfg.MailLogin = old.Trap, old.Scan, old.MailLogin
 			cfg.Listen, cfg.DataDir, cfg.Store, cfg.Log.MailLog, cfg.Admin = old.Listen, old.DataDir, old.Store, old.Log.MailLog, old.Admin
 			cfg.Antivirus.Enabled, cfg.Antivirus.Servers = old.Antivirus.Enabled, old.Antivirus.Servers

@@ -14,9 +14,17 @@ import (
 
 // Validate builds every check from cfg without a store, as `config check`
 // needs: whitelist files are read and parsed exactly as serve does.
+// The dashboard's TLS certificate and key are loaded too.
 func Validate(cfg config.Config) error {
-	_, err := Checks(cfg, Deps{Store: offline{}, Scanner: offline{}, Log: slog.New(slog.DiscardHandler), Now: time.Now})
-	return err
+	if _, err := Checks(cfg, Deps{Store: offline{}, Scanner: offline{}, Log: slog.New(slog.DiscardHandler), Now: time.Now}); err != nil {
+		return err
+	}
+	if cfg.Web.TLSCert != "" {
+		if _, err := loadWebCert(cfg); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var errOffline = errors.New("daemon: no store in config check")

@@ -1,5 +1,3 @@
-// Package web serves mailwarden's HTTP endpoints: health and readiness
-// probes and Prometheus metrics now, the dashboard later.
 package web
 
 import (
