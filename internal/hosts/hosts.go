@@ -107,10 +107,11 @@ func (r *Registry) Get(ctx context.Context, ip netip.Addr) (Host, error) {
 	if f == nil {
 		f = &facts{client: client, kinds: map[string]*mark{}}
 	}
-	h, err := r.build(ctx, ip, f)
+	rec, err := r.readRecords(ctx, client)
 	if err != nil {
 		return Host{}, err
 	}
+	h := r.build(ip, f, rec)
 	if len(f.kinds) == 0 && len(h.Notes) == 0 && len(h.Disinfections) == 0 {
 		return Host{}, fmt.Errorf("hosts: get %s: %w", client, ErrUnknownHost)
 	}
@@ -121,9 +122,83 @@ func (r *Registry) Get(ctx context.Context, ip netip.Addr) (Host, error) {
 	return h, nil
 }
 
+// records are the per-host records build completes a Host with, read
+// once for a whole list rather than once per host.
+type records struct {
+	traps         map[string]store.TrapRecord
+	ports         map[string][]store.PortState
+	latches       map[string][]store.Latch // active client latches
+	logins        map[string]store.MailLogin
+	notes         map[string][]store.HostNote
+	disinfections map[string][]store.Disinfection
+}
+
+// readRecords reads the records of client, or of every client for "".
+func (r *Registry) readRecords(ctx context.Context, client string) (*records, error) {
+	rec := &records{traps: map[string]store.TrapRecord{}, ports: map[string][]store.PortState{},
+		latches: map[string][]store.Latch{}, logins: map[string]store.MailLogin{},
+		notes: map[string][]store.HostNote{}, disinfections: map[string][]store.Disinfection{}}
+	fail := func(what string, err error) (*records, error) {
+		return nil, fmt.Errorf("hosts: reading %s: %w", what, err)
+	}
+	traps, err := r.o.Store.TrapRecords(ctx, client)
+	if err != nil {
+		return fail("trap records", err)
+	}
+	for _, t := range traps {
+		rec.traps[t.Client] = t
+	}
+	ports, err := r.o.Store.OpenPorts(ctx, client)
+	if err != nil {
+		return fail("open ports", err)
+	}
+	for _, p := range ports {
+		rec.ports[p.Client] = append(rec.ports[p.Client], p)
+	}
+	ls, err := r.o.Store.ListLatches(ctx, store.LatchFilter{Active: true, Kind: store.LatchClient, Key: client}, r.o.Now())
+	if err != nil {
+		return fail("latches", err)
+	}
+	for _, l := range ls {
+		rec.latches[l.Key] = append(rec.latches[l.Key], l)
+	}
+	var logins []store.MailLogin
+	if client == "" {
+		logins, err = r.o.Store.LastLogins(ctx)
+	} else {
+		var l store.MailLogin
+		if l, err = r.o.Store.LastLogin(ctx, client); err == nil {
+			logins = []store.MailLogin{l}
+		} else if errors.Is(err, store.ErrNotFound) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fail("last logins", err)
+	}
+	for _, l := range logins {
+		rec.logins[l.Client] = l
+	}
+	notes, err := r.o.Store.HostNotes(ctx, client)
+	if err != nil {
+		return fail("notes", err)
+	}
+	for _, n := range notes {
+		rec.notes[n.Client] = append(rec.notes[n.Client], n)
+	}
+	ds, err := r.o.Store.Disinfections(ctx, client)
+	if err != nil {
+		return fail("disinfections", err)
+	}
+	for _, d := range ds {
+		rec.disinfections[d.Client] = append(rec.disinfections[d.Client], d)
+	}
+	return rec, nil
+}
+
 // build completes a Host from its gathered evidence with the records
 // kept per host.
-func (r *Registry) build(ctx context.Context, ip netip.Addr, f *facts) (Host, error) {
+func (r *Registry) build(ip netip.Addr, f *facts, rec *records) Host {
 	client := ip.String()
 	h := Host{IP: ip, Site: f.site, Evidence: make(map[string]int)}
 	if site, in := r.o.Sites.Lookup(ip); site != nil || in {
@@ -136,31 +211,12 @@ func (r *Registry) build(ctx context.Context, ip netip.Addr, f *facts) (Host, er
 	for kind, m := range f.kinds {
 		h.Evidence[kind] = m.count
 	}
-	var err error
-	fail := func(what string, err error) (Host, error) {
-		return Host{}, fmt.Errorf("hosts: %s of %s: %w", what, client, err)
-	}
-	if recs, err := r.o.Store.TrapRecords(ctx, client); err != nil {
-		return fail("reading trap record", err)
-	} else if len(recs) > 0 {
-		h.Trap = recs[0]
-	}
-	if h.OpenPorts, err = r.o.Store.OpenPorts(ctx, client); err != nil {
-		return fail("reading open ports", err)
-	}
-	if h.ActiveLatches, err = r.o.Store.ListLatches(ctx, store.LatchFilter{Active: true, Kind: store.LatchClient, Key: client}, r.o.Now()); err != nil {
-		return fail("reading latches", err)
-	}
-	h.LastLogin, err = r.o.Store.LastLogin(ctx, client)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fail("reading last login", err)
-	}
-	if h.Notes, err = r.o.Store.HostNotes(ctx, client); err != nil {
-		return fail("reading notes", err)
-	}
-	if h.Disinfections, err = r.o.Store.Disinfections(ctx, client); err != nil {
-		return fail("reading disinfections", err)
-	}
+	h.Trap = rec.traps[client]
+	h.OpenPorts = rec.ports[client]
+	h.ActiveLatches = rec.latches[client]
+	h.LastLogin = rec.logins[client]
+	h.Notes = rec.notes[client]
+	h.Disinfections = rec.disinfections[client]
 	h.Status = StatusSuspect
 	switch {
 	case len(h.ActiveLatches) > 0:
@@ -168,7 +224,7 @@ func (r *Registry) build(ctx context.Context, ip netip.Addr, f *facts) (Host, er
 	case len(h.Disinfections) > 0 && h.Disinfections[len(h.Disinfections)-1].Time.After(h.LastSeen):
 		h.Status = StatusDisinfected
 	}
-	return h, nil
+	return h
 }
 
 // HostFilter selects hosts for List; zero fields do not filter.
@@ -187,6 +243,10 @@ func (r *Registry) List(ctx context.Context, f HostFilter) ([]Host, error) {
 	if err != nil {
 		return nil, err
 	}
+	rec, err := r.readRecords(ctx, "")
+	if err != nil {
+		return nil, err
+	}
 	var out []Host
 	for client, fa := range g.hosts {
 		ip, err := netip.ParseAddr(client)
@@ -194,10 +254,7 @@ func (r *Registry) List(ctx context.Context, f HostFilter) ([]Host, error) {
 			r.o.Log.Debug("hosts: evidence for an unparsable client address left out", "client", client)
 			continue
 		}
-		h, err := r.build(ctx, ip, fa)
-		if err != nil {
-			return nil, err
-		}
+		h := r.build(ip, fa, rec)
 		if (f.Site != "" && h.Site != f.Site) || (f.Status != "" && h.Status != f.Status) {
 			continue
 		}

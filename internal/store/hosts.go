@@ -88,12 +88,16 @@ type Hosts interface {
 	RecordLogin(ctx context.Context, l MailLogin) error
 	// LastLogin returns the newest login from client, or ErrNotFound.
 	LastLogin(ctx context.Context, client string) (MailLogin, error)
+	// LastLogins returns the newest login of every client, by client, so
+	// that a list of thousands of hosts costs one read, not thousands.
+	LastLogins(ctx context.Context) ([]MailLogin, error)
 
-	// AddHostNote stores a note; HostNotes returns client's, oldest first.
+	// AddHostNote stores a note; HostNotes returns client's, oldest
+	// first, or every client's (by client, then oldest first) for "".
 	AddHostNote(ctx context.Context, n HostNote) error
 	HostNotes(ctx context.Context, client string) ([]HostNote, error)
 	// AddDisinfection stores a disinfection; Disinfections returns
-	// client's, oldest first.
+	// client's, oldest first, or every client's for "" as HostNotes does.
 	AddDisinfection(ctx context.Context, d Disinfection) error
 	Disinfections(ctx context.Context, client string) ([]Disinfection, error)
 }

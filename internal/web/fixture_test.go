@@ -37,7 +37,7 @@ const (
 // fixture is a dashboard over a real SQLite store, host registry and
 // admin API server, with a clock the test moves.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	st     *sqlite.Store
 	hosts  *hosts.Registry
 	admin  *adminapi.Server
@@ -53,7 +53,7 @@ type fixtureOpt func(*fixture, *Options)
 // secure serves the dashboard as if over TLS.
 func secure(_ *fixture, o *Options) { o.Secure = true }
 
-func newFixture(t *testing.T, opts ...fixtureOpt) *fixture {
+func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := sqlite.OpenWith(t.TempDir(), log, sqlite.Options{Mirror: true})

@@ -229,6 +229,29 @@ func (s *Store) LastLogin(ctx context.Context, client string) (store.MailLogin, 
 	return l, nil
 }
 
+// LastLogins returns every client's newest login, by client.
+func (s *Store) LastLogins(ctx context.Context) ([]store.MailLogin, error) {
+	rows, err := s.hostQuery(ctx, `SELECT client, user_name, service, time FROM host_login ORDER BY client`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: last logins: %w", err)
+	}
+	defer rows.Close()
+	var out []store.MailLogin
+	for rows.Next() {
+		var l store.MailLogin
+		var at int64
+		if err := rows.Scan(&l.Client, &l.User, &l.Service, &at); err != nil {
+			return nil, fmt.Errorf("sqlite: last logins: %w", err)
+		}
+		l.Time = time.UnixMilli(at)
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: last logins: %w", err)
+	}
+	return out, nil
+}
+
 // AddHostNote stores n once it is committed: an administrator was told
 // it is saved.
 func (s *Store) AddHostNote(ctx context.Context, n store.HostNote) error {
@@ -242,7 +265,8 @@ func (s *Store) AddHostNote(ctx context.Context, n store.HostNote) error {
 // HostNotes returns client's notes, oldest first.
 func (s *Store) HostNotes(ctx context.Context, client string) ([]store.HostNote, error) {
 	var out []store.HostNote
-	err := s.hostRecords(ctx, `SELECT client, by_name, text, time FROM host_note WHERE client = ?1 ORDER BY time, id`,
+	err := s.hostRecords(ctx, `SELECT client, by_name, text, time FROM host_note
+		WHERE ?1 = '' OR client = ?1 ORDER BY client, time, id`,
 		client, func(c, by, text string, at time.Time) {
 			out = append(out, store.HostNote{Client: c, By: by, Text: text, Time: at})
 		})
@@ -264,7 +288,8 @@ func (s *Store) AddDisinfection(ctx context.Context, d store.Disinfection) error
 // Disinfections returns client's disinfections, oldest first.
 func (s *Store) Disinfections(ctx context.Context, client string) ([]store.Disinfection, error) {
 	var out []store.Disinfection
-	err := s.hostRecords(ctx, `SELECT client, by_name, note, time FROM host_disinfection WHERE client = ?1 ORDER BY time, id`,
+	err := s.hostRecords(ctx, `SELECT client, by_name, note, time FROM host_disinfection
+		WHERE ?1 = '' OR client = ?1 ORDER BY client, time, id`,
 		client, func(c, by, note string, at time.Time) {
 			out = append(out, store.Disinfection{Client: c, By: by, Note: note, Time: at})
 		})

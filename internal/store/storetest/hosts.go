@@ -177,6 +177,14 @@ func testLogins(t *testing.T, s store.Store) {
 	if got, err := s.LastLogin(ctx, ip); err != nil || got.User != "dave" || got.Service != "webmail" {
 		t.Errorf("LastLogin after a newer login = %+v, %v; want dave's", got, err)
 	}
+	all, err := s.LastLogins(ctx)
+	if err != nil {
+		t.Fatalf("LastLogins: %v", err)
+	}
+	if len(all) != 2 || all[0].Client != "10.0.0.7" || all[0].User != "carol" ||
+		all[1].Client != ip || all[1].User != "dave" || !all[1].Time.Equal(base.Add(2*time.Minute)) {
+		t.Errorf("LastLogins = %+v, want carol's from 10.0.0.7 then dave's from %s", all, ip)
+	}
 }
 
 func testNotesAndDisinfections(t *testing.T, s store.Store) {
@@ -214,6 +222,24 @@ func testNotesAndDisinfections(t *testing.T, s store.Store) {
 	}
 	if ds, err := s.Disinfections(ctx, "10.0.0.7"); err != nil || len(ds) != 0 {
 		t.Errorf("Disinfections of another host = %+v, %v; want none", ds, err)
+	}
+	// "" reads every host's, by client and then oldest first.
+	allNotes, err := s.HostNotes(ctx, "")
+	if err != nil {
+		t.Fatalf("HostNotes(\"\"): %v", err)
+	}
+	if len(allNotes) != 3 || allNotes[0].Text != "elsewhere" || allNotes[1].Text != "first" || allNotes[2].Text != "second" {
+		t.Errorf("HostNotes(\"\") = %+v, want elsewhere, first, second", allNotes)
+	}
+	if err := s.AddDisinfection(ctx, store.Disinfection{Client: "10.0.0.7", By: "tech", Note: "wiped", Time: base}); err != nil {
+		t.Fatalf("AddDisinfection: %v", err)
+	}
+	allDs, err := s.Disinfections(ctx, "")
+	if err != nil {
+		t.Fatalf("Disinfections(\"\"): %v", err)
+	}
+	if len(allDs) != 2 || allDs[0].Note != "wiped" || allDs[1].Note != "reimaged" {
+		t.Errorf("Disinfections(\"\") = %+v, want wiped (10.0.0.7) then reimaged", allDs)
 	}
 }
 
