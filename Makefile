@@ -2,7 +2,7 @@
 # command and what CI runs.
 GO ?= go
 
-.PHONY: build test unit fuzz bench clean
+.PHONY: build test unit fuzz bench screenshots clean
 
 build:
 	$(GO) build -o bin/mailwarden ./cmd/mailwarden
@@ -25,6 +25,11 @@ fuzz:
 
 bench:
 	./bench/run.sh
+
+# The dashboard screenshots the README shows, taken by the browser test
+# (as root, after test/setup.sh) from a daemon with Day A's evidence.
+screenshots:
+	MAILWARDEN_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestDashboardScreenshots$$' ./test/integration/
 
 clean:
 	rm -rf bin

@@ -2,13 +2,16 @@
 # Installs the real programs the integration tests in test/integration drive:
 # Postfix (the MTA in front of mailwarden, plus its smtp-sink test server),
 # swaks (the SMTP client), clamd (the virus scanner, with xxd to build a
-# signature by hand) and nftables (to redirect a connection to the worm
-# trap as a firewall would). Safe to run again: installed packages are
+# signature by hand), nftables (to redirect a connection to the worm
+# trap as a firewall would) and Chromium (the headless browser the
+# dashboard tests drive, with the fonts it recommends, which
+# --no-install-recommends would leave out, so screenshots read as users
+# see the pages). Safe to run again: installed packages are
 # skipped. As a non-root user it only reports what is missing, because the
 # tests skip outside CI when they cannot run.
 set -eu
 
-packages="postfix swaks clamav-daemon xxd nftables"
+packages="postfix swaks clamav-daemon xxd nftables chromium fonts-liberation"
 
 missing=""
 for p in $packages; do
@@ -67,7 +70,7 @@ for p in $packages; do
 		exit 1
 	}
 done
-for prog in /usr/sbin/postfix /usr/sbin/smtp-sink /usr/bin/swaks /usr/sbin/clamd /usr/bin/xxd /usr/sbin/nft; do
+for prog in /usr/sbin/postfix /usr/sbin/smtp-sink /usr/bin/swaks /usr/sbin/clamd /usr/bin/xxd /usr/sbin/nft /usr/bin/chromium; do
 	[ -x "$prog" ] || {
 		echo "setup: $prog missing after install" >&2
 		exit 1

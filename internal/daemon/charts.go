@@ -15,44 +15,52 @@ const (
 	chartBuckets = 144
 )
 
-// chartKind names the chart a pipeline decision counts in, or "" for
-// none. A message counts as accepted once: at end of message in the
-// milter, at each recipient in the policy server (which sees no message).
-func chartKind(req *policy.Request, v policy.Verdict) string {
+// chartKinds names the charts a pipeline decision counts in: at most
+// two, "" for none. Every 5xx counts as rejected, and a virus or a new
+// latch counts in its own chart as well. A message counts as accepted
+// once: at end of message in the milter, at each recipient in the policy
+// server (which sees no message).
+func chartKinds(req *policy.Request, v policy.Verdict) (string, string) {
+	var also string
 	switch {
 	case v.Event == store.EventVirus:
-		return series.Virus
+		also = series.Virus
 	case v.Event == store.EventLatch && v.Check != "latch":
 		// A check latched the sender now; the latch check's own events
 		// are refusals of a sender latched before.
-		return series.Latch
+		also = series.Latch
+	}
+	switch {
 	case v.Action == policy.Reject:
-		return series.Rejected
+		return series.Rejected, also
 	case v.Action == policy.Tempfail && v.Check == "greylist":
-		return series.Greylisted
+		return series.Greylisted, also
 	case v.Action == policy.Continue || v.Action == policy.Accept:
 		if req.Stage == policy.StageEOM || req.Frontend == "policy" && req.Stage == policy.StageRcpt {
-			return series.Accepted
+			return series.Accepted, also
 		}
 	}
-	return ""
+	return also, ""
 }
 
-// eventChartKind is chartKind for an event read back from the store, so
+// eventChartKinds is chartKinds for an event read back from the store, so
 // that a restart does not blank the charts of what the event log kept.
 // Acceptances are not events and start again from zero.
-func eventChartKind(e store.Event) string {
+func eventChartKinds(e store.Event) (string, string) {
+	var also string
 	switch {
 	case e.Kind == store.EventVirus:
-		return series.Virus
+		also = series.Virus
 	case e.Kind == store.EventLatch && e.Check != "latch":
-		return series.Latch
-	case e.Action == policy.Reject.String():
-		return series.Rejected
-	case e.Kind == store.EventGreylist:
-		return series.Greylisted
+		also = series.Latch
 	}
-	return ""
+	switch {
+	case e.Action == policy.Reject.String():
+		return series.Rejected, also
+	case e.Kind == store.EventGreylist:
+		return series.Greylisted, also
+	}
+	return also, ""
 }
 
 // seedCharts counts the last day's events into rec.
@@ -62,9 +70,17 @@ func seedCharts(ctx context.Context, st store.Events, rec *series.Recorder, now 
 		return err
 	}
 	for _, e := range evs {
-		if k := eventChartKind(e); k != "" {
-			rec.Add(k, e.Time, 1)
-		}
+		k1, k2 := eventChartKinds(e)
+		countIn(rec, e.Time, k1, k2)
 	}
 	return nil
+}
+
+// countIn counts one in each named chart.
+func countIn(rec *series.Recorder, at time.Time, kinds ...string) {
+	for _, k := range kinds {
+		if k != "" {
+			rec.Add(k, at, 1)
+		}
+	}
 }

@@ -15,23 +15,27 @@ func TestChartKind(t *testing.T) {
 		name string
 		req  *policy.Request
 		v    policy.Verdict
-		want string
+		want [2]string
 	}{
-		{"milter message passes", milter(policy.StageEOM), policy.Verdict{Action: policy.Continue}, series.Accepted},
-		{"milter recipient passes: not yet a message", milter(policy.StageRcpt), policy.Verdict{Action: policy.Continue}, ""},
-		{"policy recipient passes", pol(policy.StageRcpt), policy.Verdict{Action: policy.Accept}, series.Accepted},
-		{"greylisted", pol(policy.StageRcpt), policy.Verdict{Action: policy.Tempfail, Check: "greylist", Event: store.EventGreylist}, series.Greylisted},
-		{"other tempfail", pol(policy.StageRcpt), policy.Verdict{Action: policy.Tempfail, Check: "freeze"}, ""},
-		{"forgery latches", milter(policy.StageMail), policy.Verdict{Action: policy.Reject, Check: "sender", Event: store.EventLatch}, series.Latch},
-		{"latched sender refused", milter(policy.StageMail), policy.Verdict{Action: policy.Reject, Check: "latch", Event: store.EventLatch}, series.Rejected},
-		{"virus", milter(policy.StageEOM), policy.Verdict{Action: policy.Reject, Check: "antivirus", Event: store.EventVirus}, series.Virus},
-		{"plain reject", pol(policy.StageRcpt), policy.Verdict{Action: policy.Reject, Check: "sender"}, series.Rejected},
+		{"milter message passes", milter(policy.StageEOM), policy.Verdict{Action: policy.Continue}, [2]string{series.Accepted, ""}},
+		{"milter recipient passes: not yet a message", milter(policy.StageRcpt), policy.Verdict{Action: policy.Continue}, [2]string{}},
+		{"policy recipient passes", pol(policy.StageRcpt), policy.Verdict{Action: policy.Accept}, [2]string{series.Accepted, ""}},
+		{"greylisted", pol(policy.StageRcpt), policy.Verdict{Action: policy.Tempfail, Check: "greylist", Event: store.EventGreylist}, [2]string{series.Greylisted, ""}},
+		{"other tempfail", pol(policy.StageRcpt), policy.Verdict{Action: policy.Tempfail, Check: "freeze"}, [2]string{}},
+		{"forgery latches", milter(policy.StageMail), policy.Verdict{Action: policy.Reject, Check: "sender", Event: store.EventLatch}, [2]string{series.Rejected, series.Latch}},
+		{"latched sender refused", milter(policy.StageMail), policy.Verdict{Action: policy.Reject, Check: "latch", Event: store.EventLatch}, [2]string{series.Rejected, ""}},
+		{"virus", milter(policy.StageEOM), policy.Verdict{Action: policy.Reject, Check: "antivirus", Event: store.EventVirus}, [2]string{series.Rejected, series.Virus}},
+		{"plain reject", pol(policy.StageRcpt), policy.Verdict{Action: policy.Reject, Check: "sender"}, [2]string{series.Rejected, ""}},
 	} {
-		if got := chartKind(c.req, c.v); got != c.want {
-			t.Errorf("%s: chartKind = %q, want %q", c.name, got, c.want)
+		k1, k2 := chartKinds(c.req, c.v)
+		if got := [2]string{k1, k2}; got != c.want {
+			t.Errorf("%s: chartKinds = %q, want %q", c.name, got, c.want)
 		}
 	}
-	if got := eventChartKind(store.Event{Kind: store.EventLatch, Check: "latch", Action: "reject"}); got != series.Rejected {
-		t.Errorf("stored latch refusal counts as %q, want rejected", got)
+	if k1, k2 := eventChartKinds(store.Event{Kind: store.EventLatch, Check: "latch", Action: "reject"}); k1 != series.Rejected || k2 != "" {
+		t.Errorf("stored latch refusal counts as %q and %q, want rejected only", k1, k2)
+	}
+	if k1, k2 := eventChartKinds(store.Event{Kind: store.EventVirus, Check: "antivirus", Action: "discard"}); k1 != series.Virus || k2 != "" {
+		t.Errorf("stored discarded virus counts as %q and %q, want virus only", k1, k2)
 	}
 }

@@ -91,7 +91,7 @@ func (offline) Ports(context.Context, string) ([]store.PortState, error) {
 func (offline) OpenPorts(context.Context, string) ([]store.PortState, error) {
 	return nil, errOffline
 }
-func (offline) RecordLogin(context.Context, store.MailLogin) error { return errOffline }
+func (offline) RecordLogin(context.Context, store.MailLogin) error    { return errOffline }
 func (offline) LastLogins(context.Context) ([]store.MailLogin, error) { return nil, errOffline }
 func (offline) LastLogin(context.Context, string) (store.MailLogin, error) {
 	return store.MailLogin{}, errOffline

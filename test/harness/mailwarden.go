@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -192,9 +193,22 @@ func (m *Mailwarden) CLIWords(t testing.TB, n int, args ...string) CLIResult {
 // and fails the test if it gives no result within 30s.
 func (m *Mailwarden) Exec(t testing.TB, args ...string) CLIResult {
 	t.Helper()
+	return m.exec(t, nil, args...)
+}
+
+// ExecInput is Exec with input on the command's standard input, for a
+// command that reads a secret there ("user add --password-stdin").
+func (m *Mailwarden) ExecInput(t testing.TB, input string, args ...string) CLIResult {
+	t.Helper()
+	return m.exec(t, strings.NewReader(input), args...)
+}
+
+func (m *Mailwarden) exec(t testing.TB, stdin io.Reader, args ...string) CLIResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, m.bin, args...)
+	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
