@@ -21,15 +21,7 @@ const (
 // once: at end of message in the milter, at each recipient in the policy
 // server (which sees no message).
 func chartKinds(req *policy.Request, v policy.Verdict) (string, string) {
-	var also string
-	switch {
-	case v.Event == store.EventVirus:
-		also = series.Virus
-	case v.Event == store.EventLatch && v.Check != "latch":
-		// A check latched the sender now; the latch check's own events
-		// are refusals of a sender latched before.
-		also = series.Latch
-	}
+	also := ownChart(v.Event, v.Check)
 	switch {
 	case v.Action == policy.Reject:
 		return series.Rejected, also
@@ -47,13 +39,7 @@ func chartKinds(req *policy.Request, v policy.Verdict) (string, string) {
 // that a restart does not blank the charts of what the event log kept.
 // Acceptances are not events and start again from zero.
 func eventChartKinds(e store.Event) (string, string) {
-	var also string
-	switch {
-	case e.Kind == store.EventVirus:
-		also = series.Virus
-	case e.Kind == store.EventLatch && e.Check != "latch":
-		also = series.Latch
-	}
+	also := ownChart(e.Kind, e.Check)
 	switch {
 	case e.Action == policy.Reject.String():
 		return series.Rejected, also
@@ -83,4 +69,17 @@ func countIn(rec *series.Recorder, at time.Time, kinds ...string) {
 			rec.Add(k, at, 1)
 		}
 	}
+}
+
+// ownChart names the chart of an event kind that has one besides the
+// action's: viruses, and latches set now. The latch check's own events
+// are refusals of a sender latched before.
+func ownChart(event, check string) string {
+	switch {
+	case event == store.EventVirus:
+		return series.Virus
+	case event == store.EventLatch && check != "latch":
+		return series.Latch
+	}
+	return ""
 }

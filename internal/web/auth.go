@@ -70,82 +70,53 @@ func (s *Server) optionalUser(w http.ResponseWriter, r *http.Request) *sessionUs
 	return u
 }
 
+// gate reads the session's user and runs h for a user allowed in;
+// otherwise it answers: a store failure with 500, no session with
+// anonymous, a viewer at an adminOnly handler with 403.
+func (s *Server) gate(anonymous http.HandlerFunc, adminOnly bool, h userHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, err := s.current(r)
+		switch {
+		case err != nil:
+			s.serverError(w, r, nil, "reading the user store", err)
+		case u == nil:
+			anonymous(w, r)
+		case adminOnly && !u.IsAdmin():
+			s.forbidden(w, r, u)
+		default:
+			h(w, r, u)
+		}
+	})
+}
+
 // page wraps a page: an anonymous visitor is sent to the login page,
 // which sends them back afterwards.
 func (s *Server) page(h userHandler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := s.current(r)
-		if err != nil {
-			s.serverError(w, r, nil, "reading the user store", err)
-			return
-		}
-		if u == nil {
-			redirect(w, "/login?next="+url.QueryEscape(r.URL.RequestURI()))
-			return
-		}
-		h(w, r, u)
-	})
+	return s.gate(func(w http.ResponseWriter, r *http.Request) {
+		redirect(w, "/login?next="+url.QueryEscape(r.URL.RequestURI()))
+	}, false, h)
 }
 
 // data wraps what scripts and programs fetch (the JSON API, CSV, the
 // hosts table's rows): a redirect to a login form would only confuse
 // them, so an anonymous request gets 401.
 func (s *Server) data(h userHandler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := s.current(r)
-		if err != nil {
-			s.serverError(w, r, nil, "reading the user store", err)
-			return
-		}
-		if u == nil {
-			s.unauthorized(w, r)
-			return
-		}
-		h(w, r, u)
-	})
+	return s.gate(s.unauthorized, false, h)
 }
 
 // action wraps a form that changes something: admins only, with a
 // bounded, parsed form.
 func (s *Server) action(h userHandler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := s.current(r)
-		if err != nil {
-			s.serverError(w, r, nil, "reading the user store", err)
-			return
+	return s.gate(s.unauthorized, true, func(w http.ResponseWriter, r *http.Request, u *sessionUser) {
+		if s.parseForm(w, r, u) {
+			h(w, r, u)
 		}
-		switch {
-		case u == nil:
-			s.unauthorized(w, r)
-			return
-		case !u.IsAdmin():
-			s.forbidden(w, r, u)
-			return
-		}
-		if !s.parseForm(w, r, u) {
-			return
-		}
-		h(w, r, u)
 	})
 }
 
 // apiChange wraps the JSON API's changes: admins only.
 func (s *Server) apiChange(h userHandler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, err := s.current(r)
-		if err != nil {
-			s.serverError(w, r, nil, "reading the user store", err)
-			return
-		}
-		switch {
-		case u == nil:
-			s.unauthorized(w, r)
-		case !u.IsAdmin():
-			s.forbidden(w, r, u)
-		default:
-			h(w, r, u)
-		}
-	})
+	return s.gate(s.unauthorized, true, h)
 }
 
 // parseForm reads a form body of at most maxFormBytes; on an error it
