@@ -19,7 +19,7 @@ func cmdEvents(args []string, stdout, stderr io.Writer) int {
 	a := newAdminCmd("events", fs, stdout, stderr)
 	since := fs.String("since", "", "events from this `time` on: a duration back from now (90m, 2h, 3d) or RFC 3339")
 	until := fs.String("until", "", "events before this `time`: a duration back from now or RFC 3339")
-	kind := fs.String("kind", "", "only this `kind`: reject, tempfail, latch, rate_trip, freeze, admin, greylist, virus or signatures")
+	kind := fs.String("kind", "", "only this `kind`: reject, tempfail, latch, rate_trip, freeze, admin, greylist, virus, signatures or mailbox")
 	host := fs.String("host", "", "only events for this client `IP`")
 	user := fs.String("user", "", "only events for this SASL `user` (or administrator, for admin events)")
 	limit := fs.Int("limit", adminapi.DefaultEventLimit, "show at most `N` events, newest first")

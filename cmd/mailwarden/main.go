@@ -39,6 +39,12 @@ Usage:
   mailwarden user role NAME viewer|admin            change a dashboard user's role
   mailwarden user del NAME                          delete a dashboard user
   mailwarden user list [--json]                     list the dashboard users
+  mailwarden mailbox audit [--json|--csv] [--all] [--snapshot FILE|--no-snapshot]  find planted mailboxes
+  mailwarden mailbox snapshot [--out FILE]          record every mailbox, to tell new ones later
+  mailwarden mailbox remove ADDRESS...|--list FILE|--from-audit FILE [--apply] [--force]
+  mailwarden mailbox restore BACKUP|latest [--force]  undo a removal from its backup
+  mailwarden mailbox backups [--json]               list the removals' backups
+  mailwarden mailbox watch                          report bursts of new mailboxes as they come
   mailwarden version
 
 The greylist and user commands take --config FILE and --data DIR like
@@ -47,7 +53,10 @@ serve, to find the same store. With no --config, built-in defaults apply: listen
 The latch, freeze, events, status, hosts and scan commands talk to the
 running daemon over its admin socket (admin.socket, else admin.sock in
 data_dir) and take the same --config and --data to find it. trap rules
-works offline, from the config file.
+works offline, from the config file. The mailbox commands work offline on
+the passwd files (mailbox: in the config; --layout, --root, --home and
+--passwd-file override it); remove is a dry run unless --apply. See
+docs/mailbox.md.
 `
 
 func main() {
@@ -82,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdScan(args[1:], stdout, stderr)
 	case "trap":
 		return cmdTrap(args[1:], stdout, stderr)
+	case "mailbox":
+		return cmdMailbox(args[1:], stdout, stderr)
 	case "user":
 		return cmdUser(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

@@ -40,6 +40,7 @@ type Config struct {
 	Scan         Scan         `yaml:"scan"`
 	MailLogin    MailLogin    `yaml:"mail_login"`
 	Web          Web          `yaml:"web"`
+	Mailbox      Mailbox      `yaml:"mailbox"`
 }
 
 // Trap is the listener the firewall redirects internal machines'
@@ -365,6 +366,7 @@ func Default() Config {
 		},
 		MailLogin: MailLogin{Poll: Duration(time.Second)},
 		Web:       defaultWeb(),
+		Mailbox:   defaultMailbox(),
 	}
 }
 

@@ -128,6 +128,7 @@ func (c *Config) Validate() []Error {
 	c.validateAntivirus(add)
 	c.validateHosts(add)
 	c.validateWeb(add)
+	c.validateMailbox(add)
 	return errs
 }
 

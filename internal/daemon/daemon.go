@@ -216,6 +216,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	}
 	d.serve("admin", adminLn.Addr(), func() error { return d.adminSrv.Serve(adminLn) })
 	d.serveHosts(ctx, cfg, lns["trap"])
+	d.startMailbox(ctx, cfg)
 	if ln := lns["http"]; ln != nil {
 		d.httpSrv = &http.Server{
 			Handler: httpHandler,
@@ -308,8 +309,10 @@ func (d *Daemon) Reload() error {
 		if cfg.Listen != old.Listen || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Log.MailLog != old.Log.MailLog ||
 			cfg.Admin != old.Admin || !reflect.DeepEqual(antivirusRuntime(cfg), antivirusRuntime(*old)) ||
 			!reflect.DeepEqual(cfg.Trap, old.Trap) || !reflect.DeepEqual(cfg.Scan, old.Scan) || cfg.MailLogin != old.MailLogin ||
-			cfg.Web.Enabled != old.Web.Enabled || cfg.Web.TLSCert != old.Web.TLSCert || cfg.Web.TLSKey != old.Web.TLSKey {
-			d.log.Warn("reload: listeners, data_dir, store, log.mail_log, admin, trap, scan, mail_login, web.enabled, web TLS and antivirus servers, timeouts and spool take effect only after a restart")
+			cfg.Web.Enabled != old.Web.Enabled || cfg.Web.TLSCert != old.Web.TLSCert || cfg.Web.TLSKey != old.Web.TLSKey ||
+			!reflect.DeepEqual(cfg.Mailbox, old.Mailbox) {
+			d.log.Warn("reload: listeners, data_dir, store, log.mail_log, admin, trap, scan, mail_login, mailbox, web.enabled, web TLS and antivirus servers, timeouts and spool take effect only after a restart")
+			cfg.Mailbox = old.Mailbox
 			cfg.Web.Enabled, cfg.Web.TLSCert, cfg.Web.TLSKey = old.Web.Enabled, old.Web.TLSCert, old.Web.TLSKey
 			cfg.Trap, cfg.Scan, cfg.MailLogin = old.Trap, old.Scan, old.MailLogin
 			cfg.Listen, cfg.DataDir, cfg.Store, cfg.Log.MailLog, cfg.Admin = old.Listen, old.DataDir, old.Store, old.Log.MailLog, old.Admin
