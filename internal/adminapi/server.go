@@ -261,6 +261,5 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 // storeError answers a backend failure. The caller is an administrator,
 // so the store's own message is passed on as well as logged.
 func (s *Server) storeError(w http.ResponseWriter, what string, err error) {
-	s.log.Error("admin API: "+what+" failed", "err", err)
-	writeError(w, http.StatusInternalServerError, fmt.Sprintf("%s: %v", what, err))
+	writeActionError(w, s.failed(what, err))
 }

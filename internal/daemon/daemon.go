@@ -285,9 +285,8 @@ func (d *Daemon) apply(cfg config.Config) error {
 		Observe: func(req *policy.Request, v policy.Verdict, took time.Duration) {
 			d.metrics.observe(req, v, took)
 			rec.Observe(req, v, took)
-			if k1, k2 := chartKinds(req, v); k1 != "" {
-				countIn(d.charts, req.Time, k1, k2)
-			}
+			k1, k2 := chartKinds(req, v)
+			countIn(d.charts, req.Time, k1, k2)
 		},
 	}))
 	d.cfg.Store(&cfg)

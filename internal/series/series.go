@@ -4,7 +4,6 @@
 package series
 
 import (
-	"slices"
 	"sync"
 	"time"
 )
@@ -111,6 +110,3 @@ func (r *Recorder) Snapshot(now time.Time) []Series {
 
 // Step returns the bucket width.
 func (r *Recorder) Step() time.Duration { return r.step }
-
-// KnownKind reports whether kind is charted.
-func KnownKind(kind string) bool { return slices.Contains(Kinds(), kind) }
