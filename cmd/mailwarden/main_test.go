@@ -60,6 +60,41 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
+// TestConfigCheckRefusesWhatServeRefuses: the systemd unit runs config
+// check as ExecStartPre, so what would stop serve must stop it too
+// (issue 19: a hostname with CR LF passed config check).
+func TestConfigCheckRefusesWhatServeRefuses(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"header injection in hostname", "hostname: \"bad host\\r\\nX-Injected: yes\"\n", "is not a host name"},
+		{"hostname with antivirus off", "hostname: \"mx one\"\nantivirus: {enabled: false}\n", "is not a host name"},
+		{"unknown admin group", "admin: {group: no-such-group-mw}\n", `group "no-such-group-mw": no such group`},
+		{"unknown admin owner", "admin: {owner: no-such-user-mw}\n", `owner "no-such-user-mw": no such user`},
+	} {
+		path := filepath.Join(dir, "c.yaml")
+		os.WriteFile(path, []byte(tc.yaml), 0o600)
+		code, _, stderr := runCmd("config", "check", path)
+		if code != 1 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%s: config check exit %d, stderr %q, want 1 and %q", tc.name, code, stderr, tc.want)
+		}
+		code, _, serveErr := runCmd("serve", "--config", path, "--data", filepath.Join(dir, "data"))
+		if code == 0 || !strings.Contains(serveErr, tc.want) {
+			t.Errorf("%s: serve exit %d, stderr %q, want a refusal with %q", tc.name, code, serveErr, tc.want)
+		}
+	}
+}
+
+// TestConfigCheckRefusesHugeFile: a config of megabytes is a mistake and
+// is refused at once rather than parsed for seconds.
+func TestConfigCheckRefusesHugeFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "huge.yaml")
+	os.WriteFile(path, []byte("# "+strings.Repeat("x", 50<<20)+"\n"), 0o600)
+	code, _, stderr := runCmd("config", "check", path)
+	if code != 1 || !strings.Contains(stderr, "larger than 1024 KiB") {
+		t.Errorf("50 MB config: exit %d, stderr %q", code, stderr)
+	}
+}
+
 func TestGreylistCommandsOnEmptyStore(t *testing.T) {
 	data := t.TempDir()
 	if code, stdout, stderr := runCmd("greylist", "stats", "--data", data); code != 0 || !strings.Contains(stdout, "pending triplets:         0") {

@@ -1,7 +1,10 @@
-// Package accept runs the accept loops of a server with any number of
-// listeners: connections go to a handler, temporary accept errors are
-// retried with backoff, and Close stops every loop. The policy server and
-// the worm trap share it; each keeps its own connection tracking.
+// Package accept is what every listener of the daemon shares: accept
+// loops over any number of listeners (connections go to a handler,
+// temporary accept errors are retried with backoff, and Close stops every
+// loop), and the Tracker, the one place that counts connections, caps
+// them in total and per client address and makes room by closing the
+// oldest idle one. The policy server, the milter and the worm trap use
+// the Tracker; the policy server and the trap use the accept loops.
 package accept
 
 import (

@@ -8,7 +8,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
 
 	"mailwarden/internal/unixsock"
 )
@@ -17,43 +16,35 @@ import (
 // (0750) if missing, replaces a stale socket left by a daemon that died,
 // and gives the socket mode and, if set, owner and group (names or
 // numeric ids). Whoever can open the socket administers mailwarden, so
-// any failure to set the permissions closes it again.
+// the socket is never reachable before its mode and owner are set
+// (unixsock.Listen), and any failure to set them closes it again.
 func (s *Server) Listen(path string, mode os.FileMode, owner, group string) (net.Listener, error) {
-	uid, gid, err := lookupOwner(owner, group)
+	uid, gid, err := LookupOwner(owner, group)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	if err := ensureDir(filepath.Dir(path)); err != nil {
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
-	if err := unixsock.RemoveStale(path); err != nil {
+	ln, err := unixsock.Listen(path, mode, uid, gid)
+	if err != nil {
 		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
-	ln, err := net.Listen("unix", path)
+	// Whoever owns the socket now, by admin.owner and admin.group or by
+	// default, is who the API lets in besides root and the daemon.
+	ouid, ogid, err := fileOwner(path)
 	if err != nil {
-		return nil, fmt.Errorf("admin socket: %w", err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
-		return nil, fmt.Errorf("admin socket %s: setting mode %04o: %w", path, mode, err)
+		return nil, fmt.Errorf("admin socket %s: reading its owner: %w", path, err)
 	}
-	if uid != -1 || gid != -1 {
-		if err := os.Chown(path, uid, gid); err != nil {
-			ln.Close()
-			hint := ""
-			if errors.Is(err, syscall.EPERM) {
-				hint = " (only root can give the socket to another owner or to a group it is not in)"
-			}
-			return nil, fmt.Errorf("admin socket %s: setting owner %q group %q: %w%s", path, owner, group, err, hint)
-		}
-	}
+	s.owners.Store(&socketOwners{uid: ouid, gid: ogid})
 	s.log.Info("admin API listening", "socket", path, "mode", fmt.Sprintf("%04o", mode), "owner", owner, "group", group)
 	return ln, nil
 }
 
-// lookupOwner resolves owner and group names or numeric ids; "" is -1,
+// LookupOwner resolves owner and group names or numeric ids; "" is -1,
 // which os.Chown leaves unchanged.
-func lookupOwner(owner, group string) (uid, gid int, err error) {
+func LookupOwner(owner, group string) (uid, gid int, err error) {
 	uid, gid = -1, -1
 	if owner != "" {
 		if uid, err = strconv.Atoi(owner); err != nil {

@@ -10,28 +10,41 @@ import (
 	"syscall"
 )
 
-// peerUID returns the uid of the process on the other end of c, as the
-// kernel recorded it at connect time (SO_PEERCRED, unix(7)).
-func peerUID(c net.Conn) (int, error) {
+// peerCred returns the uid and gid of the process on the other end of
+// c, as the kernel recorded them at connect time (SO_PEERCRED, unix(7)).
+func peerCred(c net.Conn) (uid, gid int, err error) {
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
-		return -1, fmt.Errorf("adminapi: peer credentials: %T is not a unix socket connection", c)
+		return -1, -1, fmt.Errorf("adminapi: peer credentials: %T is not a unix socket connection", c)
 	}
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return -1, fmt.Errorf("adminapi: peer credentials: %w", err)
+		return -1, -1, fmt.Errorf("adminapi: peer credentials: %w", err)
 	}
 	var cred *syscall.Ucred
 	var cerr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
 	}); err != nil {
-		return -1, fmt.Errorf("adminapi: peer credentials: %w", err)
+		return -1, -1, fmt.Errorf("adminapi: peer credentials: %w", err)
 	}
 	if cerr != nil {
-		return -1, fmt.Errorf("adminapi: peer credentials: %w", cerr)
+		return -1, -1, fmt.Errorf("adminapi: peer credentials: %w", cerr)
 	}
-	return int(cred.Uid), nil
+	return int(cred.Uid), int(cred.Gid), nil
+}
+
+// fileOwner returns the uid and gid that own path.
+func fileOwner(path string) (uid, gid int, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return -1, -1, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return -1, -1, fmt.Errorf("adminapi: no owner for %s", path)
+	}
+	return int(st.Uid), int(st.Gid), nil
 }
 
 // socketGroup names the group that owns path, or else its directory

@@ -12,6 +12,8 @@ import (
 	"os/user"
 	"runtime/debug"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"mailwarden/internal/hosts"
@@ -82,6 +84,8 @@ type Server struct {
 
 	handler http.Handler
 	http    *http.Server
+	// owners is who may use the socket once Listen has made it.
+	owners atomic.Pointer[socketOwners]
 }
 
 // NewServer returns a server for o; it serves once Serve is called.
@@ -122,11 +126,15 @@ func NewServer(o Options) *Server {
 	mux.HandleFunc("POST /v1/scan", s.runScan)
 	mux.HandleFunc("POST /v1/greylist/allow", s.allowTriplet)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := AllowedMethods(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allow, ", ")))
+			return
+		}
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
 	s.handler = s.guard(mux)
 	s.http = &http.Server{
-		Handler: s.handler,
 		// The CLI sends small requests at once; a client that dawdles is
 		// broken or hostile and must not hold a connection.
 		ReadHeaderTimeout: 5 * time.Second,
@@ -134,6 +142,7 @@ func NewServer(o Options) *Server {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
+		Handler:           s.peerGate(s.handler),
 		ConnContext:       withPeer,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -184,15 +193,15 @@ type peerKey struct{}
 
 // peer is who is on the other end of a connection.
 type peer struct {
-	uid int
-	err error
+	uid, gid int
+	err      error
 }
 
-// withPeer records the connecting process's uid (SO_PEERCRED) in the
-// connection's context: the kernel's word, not the client's.
+// withPeer records the connecting process's uid and gid (SO_PEERCRED)
+// in the connection's context: the kernel's word, not the client's.
 func withPeer(ctx context.Context, c net.Conn) context.Context {
-	uid, err := peerUID(c)
-	return context.WithValue(ctx, peerKey{}, peer{uid: uid, err: err})
+	uid, gid, err := peerCred(c)
+	return context.WithValue(ctx, peerKey{}, peer{uid: uid, gid: gid, err: err})
 }
 
 // who names the administrator behind r: "web:NAME" for a dashboard user

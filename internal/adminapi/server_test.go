@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -343,5 +344,26 @@ func TestRequestBodyChecks(t *testing.T) {
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Status != http.StatusNotFound || !strings.Contains(err.Error(), "no such endpoint") {
 		t.Errorf("unknown endpoint: got %v", err)
+	}
+}
+
+// TestWrongMethodIs405: an endpoint asked with another method answers
+// 405 with Allow; an unknown path stays 404.
+func TestWrongMethodIs405(t *testing.T) {
+	srv := NewServer(Options{Backend: &adminapitest.Memory{}})
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"GET", "/v1/scan", 405, "POST"},
+		{"DELETE", "/v1/latches", 405, "GET, HEAD"},
+		{"GET", "/v1/nothing", 404, ""},
+	} {
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.status || rec.Header().Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d Allow %q, want %d Allow %q", tc.method, tc.path, rec.Code, rec.Header().Get("Allow"), tc.status, tc.allow)
+		}
 	}
 }

@@ -237,6 +237,11 @@ type Store struct {
 type Milter struct {
 	ReadTimeout  Duration `yaml:"read_timeout"`
 	WriteTimeout Duration `yaml:"write_timeout"`
+	// MaxConns and MaxConnsPerClient cap concurrent connections in
+	// total and from one IP address; when full, the connection idle
+	// longest is closed to admit a new one. Restart-only.
+	MaxConns          int `yaml:"max_conns"`
+	MaxConnsPerClient int `yaml:"max_conns_per_client"`
 }
 
 // PolicyServer tunes the Postfix policy-delegation front end.
@@ -249,6 +254,11 @@ type PolicyServer struct {
 	RequestTimeout Duration `yaml:"request_timeout"`
 	// MaxRequestBytes bounds one request; longer ones close the connection.
 	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// MaxConns and MaxConnsPerClient cap concurrent connections in
+	// total and from one IP address; when full, the connection idle
+	// longest is closed to admit a new one. Restart-only.
+	MaxConns          int `yaml:"max_conns"`
+	MaxConnsPerClient int `yaml:"max_conns_per_client"`
 }
 
 // Greylist configures RFC 6647 greylisting.
@@ -297,11 +307,21 @@ func Default() Config {
 			// legal SMTP client must not lose its milter session.
 			ReadTimeout:  Duration(360 * time.Second),
 			WriteTimeout: Duration(10 * time.Second),
+			// Postfix holds up to 2 × default_process_limit (100)
+			// milter connections, smtpd and cleanup, all from one
+			// address; see milter.DefaultMaxConns.
+			MaxConns:          1000,
+			MaxConnsPerClient: 256,
 		},
 		PolicyServer: PolicyServer{
 			IdleTimeout:     Duration(330 * time.Second),
 			RequestTimeout:  Duration(10 * time.Second),
 			MaxRequestBytes: 64 << 10,
+			// One connection per smtpd process, up to
+			// default_process_limit (100) from one address; see
+			// policyd.DefaultMaxConns.
+			MaxConns:          1000,
+			MaxConnsPerClient: 256,
 		},
 		InternalNetworks: []Prefix{MustPrefix("127.0.0.0/8"), MustPrefix("::1/128")},
 		Greylist: Greylist{

@@ -14,10 +14,22 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// MaxFileSize bounds a configuration file. The full example with every
+// key and comment is about 20 KiB; a file of megabytes is a mistake, and
+// parsing one would take seconds and hundreds of megabytes.
+const MaxFileSize = 1 << 20
+
 // Load reads and parses the configuration file at path. Problems with the
 // file's content are returned together as *Errors.
 func Load(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: loading: %w", err)
+	}
+	defer f.Close()
+	// Read one byte past the bound to tell a file at the bound from a
+	// larger one without reading all of a huge file.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return Config{}, fmt.Errorf("config: loading: %w", err)
 	}
@@ -30,6 +42,10 @@ func Load(path string) (Config, error) {
 // *Errors with their line numbers. Empty data, or only comments, yields
 // Default().
 func Parse(name string, data []byte) (Config, error) {
+	if len(data) > MaxFileSize {
+		return Config{}, &Errors{File: name, List: []Error{{
+			Msg: fmt.Sprintf("the file is larger than %d KiB; a configuration is a few KiB (is this the right file?)", MaxFileSize>>10)}}}
+	}
 	root, serr := parseDocument(data)
 	if serr != nil {
 		return Config{}, &Errors{File: name, List: []Error{*serr}}

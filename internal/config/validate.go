@@ -28,6 +28,11 @@ func (c *Config) Validate() []Error {
 	if c.DataDir == "" {
 		add("data_dir", "must not be empty")
 	}
+	// The hostname goes into X-Greylist and X-Virus-Scanned headers and
+	// the trap's banner, whatever is enabled today.
+	if c.Hostname != "" && !validHost(c.Hostname) {
+		add("hostname", "%q is not a host name (letters, digits, hyphens and dots, labels of 1 to 63 characters)", c.Hostname)
+	}
 	for _, l := range []struct {
 		key, addr string
 		unix      bool
@@ -77,6 +82,22 @@ func (c *Config) Validate() []Error {
 
 	if n := c.PolicyServer.MaxRequestBytes; n < 1024 || n > 1<<20 {
 		add("policy_server.max_request_bytes", "%d is out of range 1024-1048576", n)
+	}
+	for _, l := range []struct {
+		section          string
+		total, perClient int
+	}{
+		{"policy_server", c.PolicyServer.MaxConns, c.PolicyServer.MaxConnsPerClient},
+		{"milter", c.Milter.MaxConns, c.Milter.MaxConnsPerClient},
+	} {
+		if l.total <= 0 {
+			add(l.section+".max_conns", "%d must be more than 0", l.total)
+		}
+		if l.perClient <= 0 {
+			add(l.section+".max_conns_per_client", "%d must be more than 0", l.perClient)
+		} else if l.total > 0 && l.perClient > l.total {
+			add(l.section+".max_conns_per_client", "%d must not be more than %s.max_conns (%d)", l.perClient, l.section, l.total)
+		}
 	}
 
 	for i, p := range c.InternalNetworks {

@@ -15,38 +15,54 @@ const (
 	chartBuckets = 144
 )
 
-// chartKinds names the charts a pipeline decision counts in: at most
-// two, "" for none. Every 5xx counts as rejected, and a virus or a new
-// latch counts in its own chart as well. A message counts as accepted
-// once: at end of message in the milter, at each recipient in the policy
-// server (which sees no message).
-func chartKinds(req *policy.Request, v policy.Verdict) (string, string) {
-	also := ownChart(v.Event, v.Check)
+// chartKinds names the charts a pipeline decision counts in. Every 5xx
+// counts as rejected, and a virus or a new latch counts in its own chart
+// as well. A message counts as accepted once: at end of message in the
+// milter, at each recipient in the policy server (which sees no
+// message).
+func chartKinds(req *policy.Request, v policy.Verdict) []string {
+	var out []string
 	switch {
 	case v.Action == policy.Reject:
-		return series.Rejected, also
+		out = append(out, series.Rejected)
 	case v.Action == policy.Tempfail && v.Check == "greylist":
-		return series.Greylisted, also
+		out = append(out, series.Greylisted)
 	case v.Action == policy.Continue || v.Action == policy.Accept:
 		if req.Stage == policy.StageEOM || req.Frontend == "policy" && req.Stage == policy.StageRcpt {
-			return series.Accepted, also
+			out = append(out, series.Accepted)
 		}
 	}
-	return also, ""
+	if v.Event == store.EventVirus {
+		out = append(out, series.Virus)
+	}
+	if v.Latched != "" {
+		out = append(out, series.Latch)
+	}
+	return out
 }
 
 // eventChartKinds is chartKinds for an event read back from the store, so
 // that a restart does not blank the charts of what the event log kept.
-// Acceptances are not events and start again from zero.
-func eventChartKinds(e store.Event) (string, string) {
-	also := ownChart(e.Kind, e.Check)
+// Acceptances are not events and start again from zero. A latch event
+// from the check that latched stands beside that check's own event for
+// the message, which counts the message; it counts only as a latch. The
+// latch check's own latch events are refusals of a sender latched
+// before.
+func eventChartKinds(e store.Event) []string {
+	if e.Kind == store.EventLatch && e.Check != "latch" {
+		return []string{series.Latch}
+	}
+	var out []string
 	switch {
 	case e.Action == policy.Reject.String():
-		return series.Rejected, also
+		out = append(out, series.Rejected)
 	case e.Kind == store.EventGreylist:
-		return series.Greylisted, also
+		out = append(out, series.Greylisted)
 	}
-	return also, ""
+	if e.Kind == store.EventVirus {
+		out = append(out, series.Virus)
+	}
+	return out
 }
 
 // seedCharts counts the last day's events into rec.
@@ -56,8 +72,7 @@ func seedCharts(ctx context.Context, st store.Events, rec *series.Recorder, now 
 		return err
 	}
 	for _, e := range evs {
-		k1, k2 := eventChartKinds(e)
-		countIn(rec, e.Time, k1, k2)
+		countIn(rec, e.Time, eventChartKinds(e)...)
 	}
 	return nil
 }
@@ -69,17 +84,4 @@ func countIn(rec *series.Recorder, at time.Time, kinds ...string) {
 			rec.Add(k, at, 1)
 		}
 	}
-}
-
-// ownChart names the chart of an event kind that has one besides the
-// action's: viruses, and latches set now. The latch check's own events
-// are refusals of a sender latched before.
-func ownChart(event, check string) string {
-	switch {
-	case event == store.EventVirus:
-		return series.Virus
-	case event == store.EventLatch && check != "latch":
-		return series.Latch
-	}
-	return ""
 }

@@ -41,6 +41,10 @@ type Deps struct {
 	Scanner antivirus.Scanner
 	Log     *slog.Logger
 	Now     func() time.Time
+	// SkipBadWhitelistLines makes serve skip, with a warning, whitelist
+	// file lines that do not parse, as postgrey does; config check
+	// leaves it off and names each one.
+	SkipBadWhitelistLines bool
 }
 
 // Checks builds the pipeline's checks from cfg. `mailwarden config check`
@@ -124,6 +128,7 @@ func Checks(cfg config.Config, deps Deps) (Built, error) {
 			WhitelistRecipients:     g.WhitelistRecipients,
 			WhitelistClientFiles:    g.WhitelistClientFiles,
 			WhitelistRecipientFiles: g.WhitelistRecipientFiles,
+			SkipBadFileLines:        deps.SkipBadWhitelistLines,
 			ReplyText:               g.ReplyText,
 			AddHeader:               g.AddHeader,
 			Hostname:                Hostname(cfg),

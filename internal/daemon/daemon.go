@@ -92,6 +92,9 @@ func LoadConfig(path, dataDir string) (config.Config, error) {
 // Start opens the store, binds every listener and starts serving. Any
 // failure undoes what was started and returns an error naming the part.
 func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
+	if err := validate(cfg, true); err != nil {
+		return nil, err
+	}
 	d := &Daemon{opts: o, serveErr: make(chan error, 3)}
 	d.log = NewLogger(cfg.Log, o.Stderr, &d.level)
 	if d.mailFile, err = openLogFile(cfg.Log.MailLog, o.Stdout); err != nil {
@@ -108,6 +111,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 			d.closeAll()
 		}
 	}()
+	warnOpenDirs(d.log, cfg.DataDir, filepath.Dir(adminapi.SocketPath(cfg)))
 	d.charts = series.New(chartStep, chartBuckets)
 	if err := seedCharts(context.Background(), d.store, d.charts, time.Now()); err != nil {
 		d.log.Warn("charts start empty: reading the last day's events failed", "err", err)
@@ -195,27 +199,32 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	pipeline := func() *policy.Pipeline { return d.pl.Load() }
 	if ln := lns["policy"]; ln != nil {
 		d.policySrv = policyd.NewServer(policyd.Options{
-			Pipeline:        pipeline,
-			Log:             d.log,
-			IdleTimeout:     cfg.PolicyServer.IdleTimeout.D(),
-			RequestTimeout:  cfg.PolicyServer.RequestTimeout.D(),
-			MaxRequestBytes: cfg.PolicyServer.MaxRequestBytes,
+			Pipeline:          pipeline,
+			Log:               d.log,
+			IdleTimeout:       cfg.PolicyServer.IdleTimeout.D(),
+			RequestTimeout:    cfg.PolicyServer.RequestTimeout.D(),
+			MaxRequestBytes:   cfg.PolicyServer.MaxRequestBytes,
+			MaxConns:          cfg.PolicyServer.MaxConns,
+			MaxConnsPerClient: cfg.PolicyServer.MaxConnsPerClient,
 		})
 		d.serve("policy", ln.Addr(), func() error { return d.policySrv.Serve(ln) })
 	}
 	if ln := lns["milter"]; ln != nil {
 		d.milterSrv = milter.NewServer(milter.Options{
-			Pipeline:     pipeline,
-			Log:          d.log,
-			ReadTimeout:  cfg.Milter.ReadTimeout.D(),
-			WriteTimeout: cfg.Milter.WriteTimeout.D(),
-			CheckTimeout: checkTimeout(cfg),
-			Spool:        d.spool,
+			Pipeline:          pipeline,
+			Log:               d.log,
+			ReadTimeout:       cfg.Milter.ReadTimeout.D(),
+			WriteTimeout:      cfg.Milter.WriteTimeout.D(),
+			MaxConns:          cfg.Milter.MaxConns,
+			MaxConnsPerClient: cfg.Milter.MaxConnsPerClient,
+			CheckTimeout:      checkTimeout(cfg),
+			Spool:             d.spool,
 		})
 		d.serve("milter", ln.Addr(), func() error { return d.milterSrv.Serve(ln) })
 	}
 	d.serve("admin", adminLn.Addr(), func() error { return d.adminSrv.Serve(adminLn) })
 	d.serveHosts(ctx, cfg, lns["trap"])
+	d.metrics.reg.MustRegister(newConnCollector(d.connStats()))
 	d.startMailbox(ctx, cfg)
 	if ln := lns["http"]; ln != nil {
 		d.httpSrv = &http.Server{
@@ -269,7 +278,7 @@ func (d *Daemon) Log() *slog.Logger { return d.log }
 
 // apply builds the pipeline for cfg and installs it.
 func (d *Daemon) apply(cfg config.Config) error {
-	built, err := Checks(cfg, Deps{Store: d.store, Scanner: d.scanner, Log: d.log, Now: time.Now})
+	built, err := Checks(cfg, Deps{Store: d.store, Scanner: d.scanner, Log: d.log, Now: time.Now, SkipBadWhitelistLines: true})
 	if err != nil {
 		return err
 	}
@@ -285,8 +294,7 @@ func (d *Daemon) apply(cfg config.Config) error {
 		Observe: func(req *policy.Request, v policy.Verdict, took time.Duration) {
 			d.metrics.observe(req, v, took)
 			rec.Observe(req, v, took)
-			k1, k2 := chartKinds(req, v)
-			countIn(d.charts, req.Time, k1, k2)
+			countIn(d.charts, req.Time, chartKinds(req, v)...)
 		},
 	}))
 	d.cfg.Store(&cfg)
@@ -309,9 +317,12 @@ func (d *Daemon) Reload() error {
 			cfg.Admin != old.Admin || !reflect.DeepEqual(antivirusRuntime(cfg), antivirusRuntime(*old)) ||
 			!reflect.DeepEqual(cfg.Trap, old.Trap) || !reflect.DeepEqual(cfg.Scan, old.Scan) || cfg.MailLogin != old.MailLogin ||
 			cfg.Web.Enabled != old.Web.Enabled || cfg.Web.TLSCert != old.Web.TLSCert || cfg.Web.TLSKey != old.Web.TLSKey ||
-			!reflect.DeepEqual(cfg.Mailbox, old.Mailbox) {
-			d.log.Warn("reload: listeners, data_dir, store, log.mail_log, admin, trap, scan, mail_login, mailbox, web.enabled, web TLS and antivirus servers, timeouts and spool take effect only after a restart")
+			!reflect.DeepEqual(cfg.Mailbox, old.Mailbox) || cfg.PolicyServer != old.PolicyServer || cfg.Milter != old.Milter {
+			d.log.Warn("reload: listeners, data_dir, store, log.mail_log, admin, trap, scan, mail_login, mailbox, policy_server, milter, web.enabled, web TLS and antivirus servers, timeouts and spool take effect only after a restart")
 			cfg.Mailbox = old.Mailbox
+			// The front ends' timeouts and connection caps are fixed
+			// when their servers are built.
+			cfg.PolicyServer, cfg.Milter = old.PolicyServer, old.Milter
 			cfg.Web.Enabled, cfg.Web.TLSCert, cfg.Web.TLSKey = old.Web.Enabled, old.Web.TLSCert, old.Web.TLSKey
 			cfg.Trap, cfg.Scan, cfg.MailLogin = old.Trap, old.Scan, old.MailLogin
 			cfg.Listen, cfg.DataDir, cfg.Store, cfg.Log.MailLog, cfg.Admin = old.Listen, old.DataDir, old.Store, old.Log.MailLog, old.Admin
@@ -429,8 +440,9 @@ func (d *Daemon) startAntivirus(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("antivirus spool: %w", err)
 	}
-	c, err := clamd.New(clamd.Options{Servers: a.Servers, ConnectTimeout: a.ConnectTimeout.D(),
-		ScanTimeout: a.ScanTimeout.D(), MaxSize: a.MaxScanSize, HealthInterval: a.HealthInterval.D(), Log: d.log})
+	co := clamdOptions(a)
+	co.Log = d.log
+	c, err := clamd.New(co)
 	if err != nil {
 		return fmt.Errorf("antivirus: %w", err)
 	}
@@ -472,4 +484,10 @@ func (d *Daemon) closeAll() {
 		}
 	}
 	d.mailFile.Close()
+}
+
+// clamdOptions are the clamd client's options from the antivirus section.
+func clamdOptions(a config.Antivirus) clamd.Options {
+	return clamd.Options{Servers: a.Servers, ConnectTimeout: a.ConnectTimeout.D(),
+		ScanTimeout: a.ScanTimeout.D(), MaxSize: a.MaxScanSize, HealthInterval: a.HealthInterval.D()}
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"time"
@@ -43,8 +44,7 @@ func (d *Daemon) startHosts(cfg config.Config) error {
 	}
 	if len(cfg.Scan.Ranges) > 0 {
 		d.hp.ranges = prefixes(cfg.Scan.Ranges)
-		d.hp.scanner, err = scan.New(scan.Options{Allowed: d.hp.ranges, Ports: cfg.Scan.Ports,
-			Concurrency: cfg.Scan.Concurrency, Rate: cfg.Scan.Rate, Timeout: cfg.Scan.Timeout.D(), Log: d.log})
+		d.hp.scanner, err = scan.New(scanOptions(cfg, d.log))
 		if err != nil {
 			return fmt.Errorf("scan: %w", err)
 		}
@@ -169,4 +169,10 @@ func (d *Daemon) runScan(ctx context.Context, targets []netip.Prefix) (scan.Summ
 		}
 	})
 	return sum, found, err
+}
+
+// scanOptions are the scanner's options from the scan section.
+func scanOptions(cfg config.Config, log *slog.Logger) scan.Options {
+	return scan.Options{Allowed: prefixes(cfg.Scan.Ranges), Ports: cfg.Scan.Ports,
+		Concurrency: cfg.Scan.Concurrency, Rate: cfg.Scan.Rate, Timeout: cfg.Scan.Timeout.D(), Log: log}
 }

@@ -3,8 +3,10 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -16,16 +18,9 @@ import (
 // administrator sees at once which port is taken.
 func listen(name, addr string) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		if err := unixsock.RemoveStale(path); err != nil {
-			return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
-		}
-		ln, err := net.Listen("unix", path)
-		if err != nil {
-			return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
-		}
 		// The MTA runs as another user in the mail group.
-		if err := os.Chmod(path, 0o660); err != nil {
-			ln.Close()
+		ln, err := unixsock.Listen(path, 0o660, -1, -1)
+		if err != nil {
 			return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
 		}
 		return ln, nil
@@ -39,4 +34,25 @@ func listen(name, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("%s listener on %s: %w", name, addr, err)
 	}
 	return ln, nil
+}
+
+// warnOpenDirs warns about each of dirs that others may write to: anyone
+// who can write there can replace the database or the admin socket.
+func warnOpenDirs(log *slog.Logger, dirs ...string) {
+	seen := map[string]bool{}
+	for _, dir := range dirs {
+		abs, err := filepath.Abs(dir)
+		if err != nil || seen[abs] {
+			continue
+		}
+		seen[abs] = true
+		fi, err := os.Stat(abs)
+		if err != nil {
+			continue
+		}
+		if fi.Mode().Perm()&0o002 != 0 {
+			log.Warn("directory is writable by every user: anyone on this host can replace mailwarden's database or sockets; chmod o-w it",
+				"dir", abs, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()))
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"mailwarden/internal/accept"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/store"
 )
@@ -133,4 +134,54 @@ func (c *outboundCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.latches, prometheus.GaugeValue, float64(k), kind)
 		}
 	}
+}
+
+// connCollector reports the connection trackers of the listeners that
+// serve clients (policy, milter, trap) at scrape time, so a flood of
+// idle connections shows as evictions.
+type connCollector struct {
+	stats   map[string]func() accept.TrackerStats
+	open    *prometheus.Desc
+	evicted *prometheus.Desc
+	refused *prometheus.Desc
+}
+
+func newConnCollector(stats map[string]func() accept.TrackerStats) *connCollector {
+	l := []string{"listener"}
+	return &connCollector{
+		stats:   stats,
+		open:    prometheus.NewDesc("mailwarden_connections_open", "Connections open now, by listener.", l, nil),
+		evicted: prometheus.NewDesc("mailwarden_connections_evicted_total", "Idle connections closed to admit a new one at a connection cap, by listener.", l, nil),
+		refused: prometheus.NewDesc("mailwarden_connections_refused_total", "New connections refused at a connection cap, by listener.", l, nil),
+	}
+}
+
+func (c *connCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.open
+	ch <- c.evicted
+	ch <- c.refused
+}
+
+func (c *connCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, f := range c.stats {
+		st := f()
+		ch <- prometheus.MustNewConstMetric(c.open, prometheus.GaugeValue, float64(st.Open), name)
+		ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(st.Evicted), name)
+		ch <- prometheus.MustNewConstMetric(c.refused, prometheus.CounterValue, float64(st.Refused), name)
+	}
+}
+
+// connStats returns the connection counts of the listeners started.
+func (d *Daemon) connStats() map[string]func() accept.TrackerStats {
+	m := map[string]func() accept.TrackerStats{}
+	if d.policySrv != nil {
+		m["policy"] = d.policySrv.ConnStats
+	}
+	if d.milterSrv != nil {
+		m["milter"] = d.milterSrv.ConnStats
+	}
+	if d.hp.trapSrv != nil {
+		m["trap"] = d.hp.trapSrv.ConnStats
+	}
+	return m
 }

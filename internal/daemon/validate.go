@@ -3,21 +3,50 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
 
+	"mailwarden/internal/adminapi"
 	"mailwarden/internal/clamd"
 	"mailwarden/internal/config"
+	"mailwarden/internal/scan"
+	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
 )
 
-// Validate builds every check from cfg without a store, as `config check`
-// needs: whitelist files are read and parsed exactly as serve does.
-// The dashboard's TLS certificate and key are loaded too.
-func Validate(cfg config.Config) error {
-	if _, err := Checks(cfg, Deps{Store: offline{}, Scanner: offline{}, Log: slog.New(slog.DiscardHandler), Now: time.Now}); err != nil {
+// Validate makes every check of cfg that serve makes before it opens
+// anything: it builds every check without a store (whitelist files are
+// read and parsed), the sites, the scanner and the clamd client, looks up
+// the admin socket's owner and group, and loads the dashboard's TLS
+// certificate. `config check` and Start both call it, so the systemd
+// unit's ExecStartPre catches whatever would stop the start. It is
+// stricter than serve in one thing: a whitelist file line that does not
+// parse is an error here, and serve skips it with a warning, as postgrey
+// does.
+func Validate(cfg config.Config) error { return validate(cfg, false) }
+
+func validate(cfg config.Config, skipBadWhitelistLines bool) error {
+	if _, err := Checks(cfg, Deps{Store: offline{}, Scanner: offline{}, Log: slog.New(slog.DiscardHandler), Now: time.Now,
+		SkipBadWhitelistLines: skipBadWhitelistLines}); err != nil {
 		return err
+	}
+	if _, err := sites.New(prefixes(cfg.InternalNetworks), siteList(cfg)); err != nil {
+		return fmt.Errorf("sites: %w", err)
+	}
+	if len(cfg.Scan.Ranges) > 0 {
+		if _, err := scan.New(scanOptions(cfg, slog.New(slog.DiscardHandler))); err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+	}
+	if cfg.Antivirus.Enabled {
+		if _, err := clamd.New(clamdOptions(cfg.Antivirus)); err != nil {
+			return fmt.Errorf("antivirus: %w", err)
+		}
+	}
+	if _, _, err := adminapi.LookupOwner(cfg.Admin.Owner, cfg.Admin.Group); err != nil {
+		return fmt.Errorf("admin socket: %w", err)
 	}
 	if cfg.Web.TLSCert != "" {
 		if _, err := loadWebCert(cfg); err != nil {
@@ -56,6 +85,9 @@ func (offline) Expire(context.Context, time.Time) (int, error) { return 0, errOf
 func (offline) Ping(context.Context) error                     { return errOffline }
 func (offline) Close() error                                   { return nil }
 func (offline) AddLatch(context.Context, store.Latch, time.Time) (store.Latch, error) {
+	return store.Latch{}, errOffline
+}
+func (offline) AddLatchRefusal(context.Context, string, time.Time) (store.Latch, error) {
 	return store.Latch{}, errOffline
 }
 func (offline) ActiveLatch(context.Context, string, string, time.Time) (store.Latch, error) {

@@ -51,11 +51,12 @@ func (r *Recorder) Kind(v policy.Verdict) string {
 	return ""
 }
 
-// Observe records the decision v on req if it is an event. Its signature
-// fits policy.PipelineOptions.Observe.
+// Observe records the decision v on req if it is an event, and the
+// latch it set, if any, as a latch event beside it. Its signature fits
+// policy.PipelineOptions.Observe.
 func (r *Recorder) Observe(req *policy.Request, v policy.Verdict, _ time.Duration) {
 	kind := r.Kind(v)
-	if kind == "" {
+	if kind == "" && v.Latched == "" {
 		return
 	}
 	rcpts := req.Recipients
@@ -76,10 +77,21 @@ func (r *Recorder) Observe(req *policy.Request, v policy.Verdict, _ time.Duratio
 		Reason:     v.Reason,
 		Expires:    req.Time.Add(r.o.Retention),
 	}
+	var evs []store.Event
+	if kind != "" {
+		evs = append(evs, ev)
+	}
+	// The message's event says what it did (a forgery, a rate trip); the
+	// latch is what followed, an event of its own.
+	if v.Latched != "" {
+		l := ev
+		l.Kind, l.Reason = store.EventLatch, v.Latched
+		evs = append(evs, l)
+	}
 	// The store writes events behind, so this does not wait for a disk.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.o.Store.AppendEvents(ctx, ev); err != nil {
+	if err := r.o.Store.AppendEvents(ctx, evs...); err != nil {
 		r.o.Log.Error("recording event failed", "kind", kind, "client", ev.Client, "err", err)
 	}
 }

@@ -10,28 +10,38 @@ import (
 	"mailwarden/internal/store"
 )
 
-// Evidence kinds: what a host did that only an infected machine does.
+// Evidence kinds: what a host did that only an infected machine does,
+// and what followed.
 const (
 	KindTrap     = "trap"      // connected to the worm trap
 	KindForgery  = "forgery"   // sent with a sender or From it may not use
 	KindVirus    = "virus"     // sent a message with a virus
 	KindRateTrip = "rate_trip" // tripped a rate limit
-	KindLatch    = "latch"     // was latched, or tried again while latched
-	KindBackdoor = "backdoor"  // has a backdoor port open
+	KindLatch    = "latch"     // was latched (counts latches, not what set them)
+	// KindRefusedLatched counts messages refused because the host was
+	// already latched: the consequence of earlier evidence, not another
+	// offence of the kind that set the latch.
+	KindRefusedLatched = "refused_while_latched"
+	KindBackdoor       = "backdoor" // has a backdoor port open
 	// KindInboundVirus is a timeline entry only: a virus from outside to
 	// internal recipients, the usual way in.
 	KindInboundVirus = "inbound_virus"
 )
 
 // Kinds lists the evidence kinds a Host counts, in display order.
-var Kinds = []string{KindTrap, KindForgery, KindVirus, KindRateTrip, KindLatch, KindBackdoor}
+var Kinds = []string{KindTrap, KindForgery, KindVirus, KindRateTrip, KindLatch, KindRefusedLatched, KindBackdoor}
 
-// The sender check's latch rules (internal/policy/sender); named here so
-// that this package does not depend on the check.
-const (
-	ruleSenderDomain = "sender_domain"
-	ruleHeaderFrom   = "header_from"
-)
+// latchRules maps the rules of the checks that latch to the evidence
+// kind of the violation (internal/policy/sender, ratelimit, antivirus);
+// named here so that this package does not depend on the checks.
+var latchRules = map[string]string{
+	"sender_domain": KindForgery,
+	"header_from":   KindForgery,
+	"rate_user":     KindRateTrip,
+	"rate_client":   KindRateTrip,
+	"rate_domain":   KindRateTrip,
+	"virus":         KindVirus,
+}
 
 // The antivirus check words a virus event's reason "... found in inbound
 // message ...; internal recipients a, b" (internal/policy/antivirus).
@@ -53,9 +63,10 @@ type facts struct {
 	client string
 	site   string // from the events, when the sites registry is not set
 	kinds  map[string]*mark
-	// forgeryLatches is the violations the forgery latches counted, which
-	// outlive their events.
-	forgeryLatches int
+	// fromLatches counts by kind what the host's latches recorded: the
+	// violations that set them and the messages they refused. Latches
+	// outlive the events of the same facts.
+	fromLatches map[string]int
 }
 
 func (f *facts) add(kind string, at time.Time, detail string, n int) {
@@ -99,7 +110,7 @@ type gathered struct {
 func (g *gathered) host(client string) *facts {
 	f := g.hosts[client]
 	if f == nil {
-		f = &facts{client: client, kinds: make(map[string]*mark)}
+		f = &facts{client: client, kinds: make(map[string]*mark), fromLatches: make(map[string]int)}
 		g.hosts[client] = f
 	}
 	return f
@@ -136,10 +147,13 @@ func (r *Registry) gather(ctx context.Context, since time.Time, client string) (
 		f := g.host(l.Key)
 		f.add(KindLatch, l.FirstSeen, fmt.Sprintf("latched (ref %s): %s", l.ID, l.Reason), 1)
 		f.add(KindLatch, l.LastSeen, "", 0)
-		if l.Rule == ruleSenderDomain || l.Rule == ruleHeaderFrom {
-			f.add(KindForgery, l.FirstSeen, l.Reason, 0)
-			f.add(KindForgery, l.LastSeen, "", 0)
-			f.forgeryLatches += l.Count
+		if kind := latchRules[l.Rule]; kind != "" {
+			f.add(kind, l.FirstSeen, l.Reason, 0)
+			f.fromLatches[kind] += l.Count - l.Refused
+		}
+		if l.Refused > 0 {
+			f.add(KindRefusedLatched, l.LastSeen, fmt.Sprintf("refused while latched (ref %s)", l.ID), 0)
+			f.fromLatches[KindRefusedLatched] += l.Refused
 		}
 		if f.site == "" {
 			f.site = l.Site
@@ -172,11 +186,14 @@ func (r *Registry) gather(ctx context.Context, since time.Time, client string) (
 		f.add(KindBackdoor, p.LastChecked, "", 0)
 	}
 
-	// Events and latches record the same violations; the latches keep
-	// them after the events expire, so the larger count is the truer.
+	// Events and latches record the same violations and refusals; the
+	// latches keep them after the events expire, so the larger count is
+	// the truer.
 	for _, f := range g.hosts {
-		if m := f.kinds[KindForgery]; m != nil && f.forgeryLatches > m.count {
-			m.count = f.forgeryLatches
+		for kind, n := range f.fromLatches {
+			if m := f.kinds[kind]; m != nil && n > m.count {
+				m.count = n
+			}
 		}
 	}
 	return g, nil
@@ -195,15 +212,12 @@ func (r *Registry) classify(g *gathered, ev store.Event) {
 			kind = KindForgery
 		}
 	case store.EventLatch:
-		switch ev.Check {
-		case "sender":
-			kind = KindForgery
-		case "antivirus":
-			kind = KindVirus
-		case "ratelimit":
-			kind = KindRateTrip
-		default:
-			kind = KindLatch
+		// The latch check's latch events are messages refused because
+		// the host was latched. Those of the check that latched stand
+		// beside its own event (reject, rate_trip, virus), which counts
+		// the offence, and the latch list counts the latch.
+		if ev.Check == "latch" {
+			kind = KindRefusedLatched
 		}
 	case store.EventRateTrip:
 		kind = KindRateTrip

@@ -79,8 +79,10 @@ type Host struct {
 	// FirstSeen and LastSeen span the evidence of every kind.
 	FirstSeen, LastSeen time.Time
 	// Evidence counts by kind (the Kind constants); kinds never seen are
-	// absent. Trap counts hits, backdoor open ports, latch latches, the
-	// others events.
+	// absent. Trap counts hits, backdoor open ports, latch latches set,
+	// refused_while_latched messages refused because of a latch, the
+	// others offences (from events, or from the latches they set once
+	// the events have expired).
 	Evidence      map[string]int
 	Trap          store.TrapRecord  // zero Count when never trapped
 	OpenPorts     []store.PortState // open as of their last check

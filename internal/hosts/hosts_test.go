@@ -52,7 +52,8 @@ func (f *fixture) events(evs ...store.Event) {
 	}
 }
 
-// forgery records what the sender check does when it latches a client.
+// forgery records what the sender check does when it latches a client:
+// the latch, a reject event for the forgery and a latch event beside it.
 func (f *fixture) forgery(ip string, at time.Time) store.Latch {
 	f.t.Helper()
 	reason := "envelope sender domain evil.example not allowed for site lincoln"
@@ -61,7 +62,8 @@ func (f *fixture) forgery(ip string, at time.Time) store.Latch {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.events(store.Event{Time: at, Kind: store.EventLatch, Check: "sender", Action: "reject", Client: ip, Reason: reason})
+	f.events(store.Event{Time: at, Kind: store.EventReject, Check: "sender", Action: "reject", Client: ip, Reason: "sender: " + reason},
+		store.Event{Time: at, Kind: store.EventLatch, Check: "sender", Action: "reject", Client: ip, Reason: "latched client " + ip})
 	return l
 }
 
@@ -115,8 +117,8 @@ func TestHostEvidenceAndDisinfect(t *testing.T) {
 	if h.Trap.Count != 3 || h.Trap.LastHelo != "pc17" || len(h.OpenPorts) != 1 || h.OpenPorts[0].Port != 1080 {
 		t.Errorf("trap %+v, open ports %+v; want 3 hits and port 1080", h.Trap, h.OpenPorts)
 	}
-	if len(h.ActiveLatches) != 1 || h.ActiveLatches[0].ID != latch.ID || len(h.Events) != 2 {
-		t.Errorf("active latches %+v, %d events; want latch %s and 2 events", h.ActiveLatches, len(h.Events), latch.ID)
+	if len(h.ActiveLatches) != 1 || h.ActiveLatches[0].ID != latch.ID || len(h.Events) != 3 {
+		t.Errorf("active latches %+v, %d events; want latch %s and 3 events (forgery, latch, greylist)", h.ActiveLatches, len(h.Events), latch.ID)
 	}
 
 	if err := f.reg.Note(ctx, netip.MustParseAddr(ip), "tech", "pulled from the lab"); err != nil {

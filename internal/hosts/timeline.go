@@ -28,9 +28,9 @@ type Entry struct {
 // Timeline returns, oldest first, each host's earliest evidence of every
 // kind (trap hit, forgery, virus sent, rate trip, open port) at or after
 // since, together with every inbound virus to internal recipients: the
-// first infection and how it spread read from the top. A latch is the
-// consequence of other evidence, so it is left out. limit > 0 keeps the
-// earliest limit entries.
+// first infection and how it spread read from the top. A latch, and mail
+// refused while latched, are consequences of other evidence, so they are
+// left out. limit > 0 keeps the earliest limit entries.
 func (r *Registry) Timeline(ctx context.Context, since time.Time, limit int) ([]Entry, error) {
 	g, err := r.gather(ctx, since, "")
 	if err != nil {
@@ -40,7 +40,7 @@ func (r *Registry) Timeline(ctx context.Context, since time.Time, limit int) ([]
 	for client, f := range g.hosts {
 		site, user := r.describe(ctx, client, f)
 		for kind, m := range f.kinds {
-			if kind == KindLatch || m.first.Before(since) {
+			if kind == KindLatch || kind == KindRefusedLatched || m.first.Before(since) {
 				continue
 			}
 			out = append(out, Entry{Time: m.first, IP: client, Site: site, Kind: kind, Detail: m.detail, User: user})

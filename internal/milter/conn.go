@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+
+	"mailwarden/internal/accept"
 )
 
 // maxPacket bounds one milter packet. The MTA sends body chunks of at
@@ -14,19 +16,31 @@ import (
 // allocate up to 512 MiB for a forged length.
 const maxPacket = 1 << 20
 
-// loggingListener wraps accepted connections in frameGuard and logs them.
+// loggingListener admits accepted connections through the tracker,
+// wraps them in frameGuard and logs them. A connection the tracker
+// evicts is closed under the library, which sees a read error wrapping
+// net.ErrClosed and ends the session quietly; one it refuses is closed
+// here and never reaches the library.
 type loggingListener struct {
 	net.Listener
-	log *slog.Logger
+	log   *slog.Logger
+	conns *accept.Tracker
 }
 
 func (l *loggingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		c, err := l.conns.Admit(nc)
+		if err != nil {
+			nc.Close() // the tracker logs refusals
+			continue
+		}
+		l.log.Debug("milter: connection", "remote", c.RemoteAddr().String())
+		return &frameGuard{Conn: c, log: l.log}, nil
 	}
-	l.log.Debug("milter: connection", "remote", c.RemoteAddr().String())
-	return &frameGuard{Conn: c, log: l.log}, nil
 }
 
 // frameGuard checks the milter framing (a 4-byte big-endian length, then

@@ -47,6 +47,9 @@ func (s *session) collectHeader(name, value string) (*gomilter.Response, error) 
 // Headers is called at the end of the header fields.
 func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("Headers", &resp, &err)
+	if !s.inMessage {
+		return outOfOrder("end of headers", "MAIL")
+	}
 	if s.o.Spool == nil {
 		return gomilter.RespContinue, nil
 	}
@@ -59,6 +62,9 @@ func (s *session) Headers(m gomilter.Modifier) (resp *gomilter.Response, err err
 // BodyChunk is called for each piece of the body, up to 64 KiB each.
 func (s *session) BodyChunk(chunk []byte, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("BodyChunk", &resp, &err)
+	if !s.inMessage {
+		return outOfOrder("body", "MAIL")
+	}
 	if s.o.Spool == nil {
 		return gomilter.RespContinue, nil
 	}

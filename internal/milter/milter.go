@@ -16,6 +16,7 @@ import (
 
 	gomilter "github.com/d--j/go-milter"
 
+	"mailwarden/internal/accept"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/spool"
 )
@@ -36,12 +37,34 @@ type Options struct {
 	// checks at end of message, such as antivirus; see message.go. Nil
 	// collects nothing, as when no check needs the message.
 	Spool *spool.Spool
+	// MaxConns caps concurrent connections. When it is reached, the
+	// connection that has waited longest for the MTA is closed to admit
+	// the new one; when every connection is busy the new one is closed.
+	// Zero means DefaultMaxConns.
+	MaxConns int
+	// MaxConnsPerClient caps concurrent connections from one IP address
+	// in the same way, closing that address's connection idle longest.
+	// Zero means DefaultMaxConnsPerClient.
+	MaxConnsPerClient int
 }
+
+// Defaults for zero Options fields; they match config.Default(). Postfix
+// opens one milter connection per smtpd process and, with
+// non_smtpd_milters, per cleanup process: up to 2 × default_process_limit
+// (100) from one address, 127.0.0.1 when Postfix runs on this host (as
+// does any local user). A full server closes the connection idle
+// longest to admit a new one, so idle connections cannot lock the MTA
+// out.
+const (
+	DefaultMaxConns          = 1000
+	DefaultMaxConnsPerClient = 256
+)
 
 // Server serves the milter protocol.
 type Server struct {
-	srv *gomilter.Server
-	o   Options
+	srv   *gomilter.Server
+	o     Options
+	conns *accept.Tracker
 }
 
 // Macros requested per stage. Postfix and Sendmail honour a milter's
@@ -61,13 +84,20 @@ func NewServer(o Options) *Server {
 	if o.CheckTimeout <= 0 {
 		o.CheckTimeout = 20 * time.Second
 	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	if o.MaxConnsPerClient <= 0 {
+		o.MaxConnsPerClient = DefaultMaxConnsPerClient
+	}
 	// The library reports protocol errors (garbage from a peer) through
 	// this package-level hook; route them to the daemon log.
 	log := o.Log
 	gomilter.LogWarning = func(format string, v ...any) {
 		log.Warn("milter: protocol error, connection closed", "detail", fmt.Sprintf(format, v...))
 	}
-	s := &Server{o: o}
+	s := &Server{o: o, conns: accept.NewTracker(accept.TrackerOptions{Name: "milter", Log: o.Log,
+		MaxConns: o.MaxConns, MaxPerClient: o.MaxConnsPerClient, Evict: true})}
 	s.srv = gomilter.NewServer(
 		gomilter.WithMilter(func() gomilter.Milter { return &session{o: &s.o} }),
 		gomilter.WithReadTimeout(o.ReadTimeout),
@@ -101,12 +131,15 @@ func protocol(o Options) gomilter.OptProtocol {
 // Serve accepts milter connections on ln until Shutdown. Connections that
 // speak garbage are closed by the protocol layer; each is logged.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(&loggingListener{Listener: ln, log: s.o.Log})
+	err := s.srv.Serve(&loggingListener{Listener: ln, log: s.o.Log, conns: s.conns})
 	if errors.Is(err, gomilter.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
+
+// ConnStats returns the connection counts: open, evicted, refused.
+func (s *Server) ConnStats() accept.TrackerStats { return s.conns.Stats() }
 
 // Shutdown stops accepting and waits for sessions in flight until ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
@@ -126,6 +159,8 @@ type session struct {
 	clientIP   netip.Addr
 	clientName string
 	helo       string
+	connected  bool // Connect has been called
+	inMessage  bool // MAIL has been called and the message has not ended
 
 	// Per-message state, reset at MAIL FROM and on abort.
 	sender     string
@@ -183,6 +218,7 @@ func (s *session) evaluate(req *policy.Request) (v policy.Verdict) {
 // Connect is called once per SMTP connection with the client's address.
 func (s *session) Connect(host, family string, port uint16, addr string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("Connect", &resp, &err)
+	s.connected = true
 	s.clientName = host
 	s.clientIP = netip.Addr{}
 	if a, err := netip.ParseAddr(strings.Trim(addr, "[]")); err == nil {
@@ -196,6 +232,9 @@ func (s *session) Connect(host, family string, port uint16, addr string, m gomil
 // Helo is called for HELO/EHLO, again after STARTTLS.
 func (s *session) Helo(name string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("Helo", &resp, &err)
+	if !s.connected {
+		return outOfOrder("HELO", "connect")
+	}
 	s.helo = name
 	return gomilter.RespContinue, nil
 }
@@ -203,7 +242,11 @@ func (s *session) Helo(name string, m gomilter.Modifier) (resp *gomilter.Respons
 // MailFrom starts a new message in the session.
 func (s *session) MailFrom(from, esmtpArgs string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("MailFrom", &resp, &err)
+	if !s.connected {
+		return outOfOrder("MAIL", "connect")
+	}
 	s.resetMessage()
+	s.inMessage = true
 	s.sender = gomilter.RemoveAngle(from)
 	s.user = m.Get(gomilter.MacroAuthAuthen)
 	return s.respond(s.evaluate(s.request(policy.StageMail, m)), m, false)
@@ -212,6 +255,9 @@ func (s *session) MailFrom(from, esmtpArgs string, m gomilter.Modifier) (resp *g
 // RcptTo is called for each recipient; a verdict here affects only it.
 func (s *session) RcptTo(rcpt, esmtpArgs string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("RcptTo", &resp, &err)
+	if !s.inMessage {
+		return outOfOrder("RCPT", "MAIL")
+	}
 	req := s.request(policy.StageRcpt, m)
 	rcpt = gomilter.RemoveAngle(rcpt)
 	req.Recipient = rcpt
@@ -230,6 +276,9 @@ func (s *session) RcptTo(rcpt, esmtpArgs string, m gomilter.Modifier) (resp *gom
 // checks at end of message.
 func (s *session) Header(name, value string, m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("Header", &resp, &err)
+	if !s.inMessage {
+		return outOfOrder("header", "MAIL")
+	}
 	if s.headerFrom == "" && strings.EqualFold(name, "From") {
 		s.headerFrom = strings.TrimSpace(value)
 	}
@@ -246,6 +295,9 @@ func (s *session) Header(name, value string, m gomilter.Modifier) (resp *gomilte
 // Data is called after all recipients, before the headers arrive.
 func (s *session) Data(m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("Data", &resp, &err)
+	if !s.inMessage {
+		return outOfOrder("DATA", "MAIL")
+	}
 	return s.respond(s.evaluate(s.request(policy.StageData, m)), m, false)
 }
 
@@ -253,7 +305,11 @@ func (s *session) Data(m gomilter.Modifier) (resp *gomilter.Response, err error)
 // the only stage that may modify the message.
 func (s *session) EndOfMessage(m gomilter.Modifier) (resp *gomilter.Response, err error) {
 	defer s.guard("EndOfMessage", &resp, &err)
+	if !s.inMessage {
+		return outOfOrder("end of message", "MAIL")
+	}
 	defer s.releaseMessage()
+	defer func() { s.inMessage = false }()
 	req := s.request(policy.StageEOM, m)
 	if s.o.Spool != nil {
 		msg, failed := s.finishMessage()
@@ -277,6 +333,17 @@ func (s *session) Abort(m gomilter.Modifier) (err error) {
 	return nil
 }
 
+// errOutOfOrder is a command the milter protocol does not allow where it
+// came: an end of message with no MAIL before it would otherwise be
+// scanned and accepted.
+var errOutOfOrder = errors.New("milter: protocol error")
+
+// outOfOrder answers a command that came before what must precede it:
+// the MTA is told to tempfail, and the library closes the connection.
+func outOfOrder(cmd, before string) (*gomilter.Response, error) {
+	return gomilter.RespTempFail, fmt.Errorf("%w: %s before %s", errOutOfOrder, cmd, before)
+}
+
 // guard turns a panic in a callback into a temporary failure. go-milter
 // does not recover panics in its session goroutines, so without this one
 // bad message would take the daemon and every session with it.
@@ -288,6 +355,7 @@ func (s *session) guard(callback string, resp **gomilter.Response, err *error) {
 }
 
 func (s *session) resetMessage() {
+	s.inMessage = false
 	s.sender, s.user, s.queueID, s.headerFrom = "", "", "", ""
 	s.rcptSeen = 0
 	s.recipients = nil
@@ -305,19 +373,32 @@ func (s *session) respond(v policy.Verdict, m gomilter.Modifier, eom bool) (*gom
 		if !eom {
 			return gomilter.RespContinue, nil
 		}
-		for _, h := range appendNew(s.headers, v.Headers) {
-			// A sender can forge X-Virus-Status: Clean or X-Greylist;
-			// what mailwarden says replaces what arrived. ChangeHeader
-			// with an empty value deletes the nth field of that name
-			// (milter protocol, SMFIR_CHGHEADER); past the last one it
-			// would add, so only fields actually seen are deleted, the
-			// highest first.
-			for i := s.seen[strings.ToLower(h.Name)]; i >= 1; i-- {
-				if err := m.ChangeHeader(i, h.Name, ""); err != nil {
-					s.o.Log.Error("milter: removing a forged header failed, tempfailing", "header", h.Name, "err", err)
+		add := appendNew(s.headers, v.Headers)
+		// A sender can forge X-Virus-Status: Clean or X-Greylist; every
+		// copy of a field mailwarden owns is deleted, and what
+		// mailwarden says is added. ChangeHeader with an empty value
+		// deletes the nth field of that name (milter protocol,
+		// SMFIR_CHGHEADER); past the last one it would add, so only
+		// fields actually seen are deleted, the highest first.
+		owned := s.o.Pipeline().OwnedHeaders()
+		for _, h := range add {
+			owned = append(owned, h.Name)
+		}
+		deleted := map[string]bool{}
+		for _, name := range owned {
+			key := strings.ToLower(name)
+			if deleted[key] {
+				continue
+			}
+			deleted[key] = true
+			for i := s.seen[key]; i >= 1; i-- {
+				if err := m.ChangeHeader(i, name, ""); err != nil {
+					s.o.Log.Error("milter: removing a forged header failed, tempfailing", "header", name, "err", err)
 					return gomilter.RespTempFail, nil
 				}
 			}
+		}
+		for _, h := range add {
 			if err := m.AddHeader(h.Name, clean(h.Value)); err != nil {
 				s.o.Log.Error("milter: adding header failed, tempfailing", "header", h.Name, "err", err)
 				return gomilter.RespTempFail, nil

@@ -331,7 +331,34 @@ func TestFrameGuardAcceptsSplitFrames(t *testing.T) {
 // X-Virus-Status) in the message must not have it survive next to the
 // one mailwarden adds.
 func TestForgedHeaderReplaced(t *testing.T) {
-	addr, _ := startServer(t, &stubCheck{})
+	deleted, added := forgedHeaderSession(t, &stubCheck{}, "<header@dest.test>")
+	if len(deleted) != 2 || deleted[0] != 2 || deleted[1] != 1 || added != 1 {
+		t.Errorf("X-Greylist deleted %v and %d added: want 2 and 1 deleted, then one added", deleted, added)
+	}
+}
+
+// ownerCheck owns X-Greylist, as the greylist check with add_header
+// does, and adds none: the message passed without a delay.
+type ownerCheck struct{ stubCheck }
+
+func (*ownerCheck) OwnedHeaders() []string { return []string{"X-Greylist"} }
+
+// TestForgedHeaderStrippedWithoutOurs: a sender's X-Greylist is deleted
+// even when mailwarden adds none to the message (issue 19: it passed
+// through unchanged when no delay had happened).
+func TestForgedHeaderStrippedWithoutOurs(t *testing.T) {
+	deleted, added := forgedHeaderSession(t, &ownerCheck{}, "<plain@dest.test>")
+	if len(deleted) != 2 || deleted[0] != 2 || deleted[1] != 1 || added != 0 {
+		t.Errorf("X-Greylist deleted %v and %d added: want 2 and 1 deleted, none added", deleted, added)
+	}
+}
+
+// forgedHeaderSession sends a message with two X-Greylist fields of the
+// sender's to a milter running check, and returns which X-Greylist
+// indexes the milter deleted and how many it added.
+func forgedHeaderSession(t *testing.T, check policy.Check, rcpt string) (deleted []uint32, added int) {
+	t.Helper()
+	addr, _ := startServer(t, check)
 	c := gomilter.NewClient("tcp", addr, gomilter.WithAction(gomilter.AllClientSupportedActionMasks))
 	s, err := c.Session(gomilter.NewMacroBag())
 	if err != nil {
@@ -342,7 +369,7 @@ func TestForgedHeaderReplaced(t *testing.T) {
 		func() (*gomilter.Action, error) { return s.Conn("h", gomilter.FamilyInet, 1, "192.0.2.9") },
 		func() (*gomilter.Action, error) { return s.Helo("h") },
 		func() (*gomilter.Action, error) { return s.Mail("<a@example.net>", "") },
-		func() (*gomilter.Action, error) { return s.Rcpt("<header@dest.test>", "") },
+		func() (*gomilter.Action, error) { return s.Rcpt(rcpt, "") },
 		func() (*gomilter.Action, error) { return s.DataStart() },
 		func() (*gomilter.Action, error) { return s.HeaderField("X-Greylist", "forged by the sender", nil) },
 		func() (*gomilter.Action, error) { return s.HeaderField("x-greylist", "and again", nil) },
@@ -357,8 +384,6 @@ func TestForgedHeaderReplaced(t *testing.T) {
 	if err != nil || act.Type != gomilter.ActionAccept {
 		t.Fatalf("eom: %v %v", act, err)
 	}
-	var deleted []uint32
-	added := 0
 	for _, m := range mods {
 		switch {
 		case m.Type == gomilter.ActionChangeHeader && strings.EqualFold(m.HeaderName, "X-Greylist") && m.HeaderValue == "":
@@ -367,7 +392,54 @@ func TestForgedHeaderReplaced(t *testing.T) {
 			added++
 		}
 	}
-	if len(deleted) != 2 || deleted[0] != 2 || deleted[1] != 1 || added != 1 {
-		t.Errorf("modifications %+v: want X-Greylist 2 and 1 deleted, then one added", mods)
+	return deleted, added
+}
+
+// TestOutOfOrderCommandsRefused: an end of message with no connect or
+// MAIL before it, a RCPT with no MAIL and a MAIL with no connect are
+// protocol errors: the reply is a tempfail, the connection is closed and
+// no check sees a message (issue 19: such an end of message was scanned
+// and accepted).
+func TestOutOfOrderCommandsRefused(t *testing.T) {
+	check := &stubCheck{}
+	addr, logs := startServer(t, check)
+	optneg := frame('O', "\x00\x00\x00\x06\x00\x00\x01\xff\x00\x1f\xff\xff")
+	connect := frame('C', "host\x004\x00\x19127.0.0.9\x00")
+	for _, tc := range []struct {
+		name string
+		cmds []byte
+		want string
+	}{
+		{"end of message alone", append(append([]byte{}, optneg...), frame('E', "")...), "end of message before MAIL"},
+		{"body after connect", append(append(append([]byte{}, optneg...), connect...), frame('B', "hello")...), "body before MAIL"},
+		{"RCPT after connect", append(append(append([]byte{}, optneg...), connect...), frame('R', "<c@d>\x00")...), "RCPT before MAIL"},
+		{"MAIL without connect", append(append([]byte{}, optneg...), frame('M', "<a@b>\x00")...), "MAIL before connect"},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Write(tc.cmds)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(c)
+		c.Close()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("%s: connection not closed within 5s", tc.name)
+		}
+		// The last packet the milter wrote is the tempfail ('t').
+		if len(got) < 5 || got[len(got)-1] != 't' {
+			t.Errorf("%s: the milter answered %q, want a tempfail ('t') last", tc.name, got)
+		}
+		if !strings.Contains(logs.String(), tc.want) {
+			t.Errorf("%s: no log line %q:\n%s", tc.name, tc.want, logs)
+		}
+	}
+	check.mu.Lock()
+	defer check.mu.Unlock()
+	for _, r := range check.seen {
+		if r.Stage == policy.StageEOM || r.Stage == policy.StageRcpt || r.Stage == policy.StageMail {
+			t.Errorf("a check saw an out-of-order %v request: %+v", r.Stage, r)
+		}
 	}
 }

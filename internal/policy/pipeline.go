@@ -43,6 +43,25 @@ func NewPipeline(checks []Check, o PipelineOptions) *Pipeline {
 	return &Pipeline{checks: checks, failOpen: o.FailOpen, log: o.Log, mailLog: o.MailLog, observe: o.Observe, classify: o.Classify}
 }
 
+// HeaderOwner is a check that adds header fields of its own to messages.
+// A sender's copies of those fields are forgeries (X-Virus-Status: Clean,
+// X-Greylist) and the milter deletes them from every message, whether or
+// not the check adds its own to this one.
+type HeaderOwner interface {
+	OwnedHeaders() []string
+}
+
+// OwnedHeaders returns the header field names the pipeline's checks own.
+func (p *Pipeline) OwnedHeaders() []string {
+	var names []string
+	for _, c := range p.checks {
+		if o, ok := c.(HeaderOwner); ok {
+			names = append(names, o.OwnedHeaders()...)
+		}
+	}
+	return names
+}
+
 // TempfailInternal is the verdict for any failure inside mailwarden: the
 // sending MTA keeps the message and retries.
 func TempfailInternal(check, reason string) Verdict {

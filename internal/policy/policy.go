@@ -151,6 +151,11 @@ type Verdict struct {
 	// (store.EventLatch, store.EventRateTrip ...). Rejects and tempfails
 	// are recorded even without it.
 	Event string
+	// Latched, set when the check latched the client or user as well as
+	// deciding (a forgery, a rate trip, a virus), describes that latch.
+	// It is recorded as a latch event of its own beside the verdict's
+	// event, which still says what the message did.
+	Latched string
 }
 
 // Reply renders the SMTP reply line, e.g. "451 4.7.1 Greylisted".

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"mailwarden/internal/accept"
 	"mailwarden/internal/policy"
 )
 
@@ -20,8 +21,8 @@ import (
 // Postfix keeps the connection open between requests (SMTPD_POLICY_README:
 // the server must not close it unless there was an error); Exim's
 // readsocket sends one request and shuts down its side.
-func (s *Server) serveConn(c *conn) {
-	remote := c.nc.RemoteAddr().String()
+func (s *Server) serveConn(c *accept.Conn) {
+	remote := c.RemoteAddr().String()
 	log := s.log.With("remote", remote)
 	// answering is set while a complete request awaits its answer, so a
 	// panic still answers it with a temporary failure.
@@ -30,48 +31,49 @@ func (s *Server) serveConn(c *conn) {
 		if r := recover(); r != nil {
 			log.Error("policy connection panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			if answering {
-				c.nc.SetWriteDeadline(time.Now().Add(s.o.RequestTimeout))
-				writeAction(c.nc, internalError())
+				c.SetWriteDeadline(time.Now().Add(s.o.RequestTimeout))
+				writeAction(c, internalError())
 			}
 		}
-		c.nc.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
+		c.Close()
 		s.wg.Done()
 	}()
 
-	br := bufio.NewReaderSize(c.nc, min(readBufferSize, s.o.MaxRequestBytes))
-	var msg message
+	br := bufio.NewReaderSize(c, min(readBufferSize, s.o.MaxRequestBytes))
 	for {
-		c.state.Store(stateIdle)
+		c.Idle()
 		if s.shutting.Load() {
 			log.Debug("closing idle policy connection for shutdown")
 			return
 		}
-		c.nc.SetReadDeadline(time.Now().Add(s.o.IdleTimeout))
+		c.SetReadDeadline(time.Now().Add(s.o.IdleTimeout))
 		if _, err := br.Peek(1); err != nil {
 			s.logIdleEnd(log, err)
 			return
 		}
-		if !c.state.CompareAndSwap(stateIdle, stateActive) {
+		if !c.Active() {
 			return // Shutdown closed it while the first byte arrived.
 		}
-		c.nc.SetReadDeadline(time.Now().Add(s.o.RequestTimeout))
+		c.SetReadDeadline(time.Now().Add(s.o.RequestTimeout))
 		attrs, err := ReadRequest(br, s.o.MaxRequestBytes)
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			switch {
+			case errors.Is(err, accept.ErrEvicted):
+				// A request trickling in waits on its client like an
+				// idle connection and may be closed to make room.
+				log.Debug("incomplete policy request closed to admit a new connection")
+			case errors.Is(err, os.ErrDeadlineExceeded):
 				log.Warn("policy request not completed in time, closing connection",
 					"timeout", s.o.RequestTimeout, "err", err)
-			} else {
+			default:
 				log.Warn("bad policy request, closing connection", "err", err)
 			}
 			return
 		}
 		answering = true
-		action := s.answer(log, attrs, &msg)
-		c.nc.SetWriteDeadline(time.Now().Add(s.o.RequestTimeout))
-		if err := writeAction(c.nc, action); err != nil {
+		action := s.answer(log, attrs)
+		c.SetWriteDeadline(time.Now().Add(s.o.RequestTimeout))
+		if err := writeAction(c, action); err != nil {
 			log.Warn("writing policy answer failed, closing connection", "err", err)
 			return
 		}
@@ -85,6 +87,9 @@ func (s *Server) logIdleEnd(log *slog.Logger, err error) {
 	switch {
 	case errors.Is(err, io.EOF):
 		log.Debug("policy client closed connection")
+	case errors.Is(err, accept.ErrEvicted):
+		// The tracker logs evictions, rate-limited.
+		log.Debug("idle policy connection closed to admit a new connection")
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		log.Debug("policy connection idle too long, closing", "idle_timeout", s.o.IdleTimeout)
 	case errors.Is(err, net.ErrClosed):
@@ -94,32 +99,14 @@ func (s *Server) logIdleEnd(log *slog.Logger, err error) {
 	}
 }
 
-// message tracks the transaction a connection's requests belong to.
-// Postfix sends one request per recipient, all with the same instance
-// attribute for one message (SMTPD_POLICY_README), so counting requests
-// per instance gives each recipient its index.
-type message struct {
-	instance string
-	rcpts    int
-}
-
-// rcptIndex returns the index of this RCPT request within its message.
-func (m *message) rcptIndex(instance string) int {
-	if instance == "" || instance != m.instance {
-		m.instance, m.rcpts = instance, 0
-	}
-	m.rcpts++
-	return m.rcpts - 1
-}
-
 // answer runs the pipeline for one request and returns the action.
-func (s *Server) answer(log *slog.Logger, a Attrs, msg *message) string {
+func (s *Server) answer(log *slog.Logger, a Attrs) string {
 	req, ok := ToRequest(a, time.Now())
 	if !ok {
 		return "DUNNO"
 	}
 	if req.Stage == policy.StageRcpt {
-		req.RcptIndex = msg.rcptIndex(a["instance"])
+		req.RcptIndex = s.instances.rcptIndex(a["client_address"], a["instance"], time.Now())
 	}
 	p := s.o.Pipeline()
 	if p == nil {

@@ -147,20 +147,3 @@ func TestFormatAction(t *testing.T) {
 		})
 	}
 }
-
-// TestRcptIndexFollowsInstance checks that recipients of one message get
-// increasing indexes and a new message (new instance) starts again at 0;
-// Exim-style requests without an instance are each a message of one.
-func TestRcptIndexFollowsInstance(t *testing.T) {
-	var m message
-	for i, c := range []struct {
-		instance string
-		want     int
-	}{
-		{"a.1", 0}, {"a.1", 1}, {"a.1", 2}, {"b.2", 0}, {"b.2", 1}, {"", 0}, {"", 0}, {"a.1", 0},
-	} {
-		if got := m.rcptIndex(c.instance); got != c.want {
-			t.Errorf("request %d (instance %q): index %d, want %d", i, c.instance, got, c.want)
-		}
-	}
-}

@@ -24,7 +24,14 @@ const (
 	// connection and never writes into one that is being closed.
 	DefaultIdleTimeout    = 330 * time.Second
 	DefaultRequestTimeout = 10 * time.Second
-	DefaultMaxConns       = 1000
+	// DefaultMaxConns and DefaultMaxConnsPerClient leave room for
+	// Postfix's smtpd processes (default_process_limit = 100), each
+	// holding one connection, all from one address (127.0.0.1 when
+	// Postfix runs on the same host, as does any local user). A full
+	// server closes the connection idle longest to admit a new one, so
+	// idle connections cannot lock Postfix out.
+	DefaultMaxConns          = 1000
+	DefaultMaxConnsPerClient = 256
 )
 
 // readBufferSize is the per-connection read buffer and so the longest
@@ -51,9 +58,15 @@ type Options struct {
 	// MaxRequestBytes bounds one request. Zero means
 	// DefaultMaxRequestBytes.
 	MaxRequestBytes int
-	// MaxConns caps concurrent connections; more are closed at once.
-	// Zero means DefaultMaxConns.
+	// MaxConns caps concurrent connections. When it is reached, the
+	// connection that has waited longest for its client is closed to
+	// admit the new one; when every connection is in the middle of a
+	// request the new one is closed. Zero means DefaultMaxConns.
 	MaxConns int
+	// MaxConnsPerClient caps concurrent connections from one client IP
+	// address in the same way, closing that client's connection idle
+	// longest. Zero means DefaultMaxConnsPerClient.
+	MaxConnsPerClient int
 }
 
 // Server answers policy requests on any number of listeners.
@@ -64,25 +77,14 @@ type Server struct {
 	cancel   context.CancelFunc
 	shutting atomic.Bool
 
-	lns accept.Listeners
+	lns   accept.Listeners
+	conns *accept.Tracker
+	// instances numbers each message's recipients across connections.
+	instances instances
 
-	mu    sync.Mutex
-	conns map[*conn]struct{}
-	wg    sync.WaitGroup // connection goroutines
-}
-
-// Connection states. A connection is idle while it waits for the first
-// byte of a request; Shutdown closes idle connections and waits for
-// active ones to send their answer.
-const (
-	stateIdle int32 = iota
-	stateActive
-	stateClosed
-)
-
-type conn struct {
-	nc    net.Conn
-	state atomic.Int32
+	// mu orders admitting a connection against Shutdown.
+	mu sync.Mutex
+	wg sync.WaitGroup // connection goroutines
 }
 
 // NewServer returns a server; call Serve to start it.
@@ -102,13 +104,20 @@ func NewServer(o Options) *Server {
 	if o.MaxConns <= 0 {
 		o.MaxConns = DefaultMaxConns
 	}
+	if o.MaxConnsPerClient <= 0 {
+		o.MaxConnsPerClient = DefaultMaxConnsPerClient
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
 		o: o, log: o.Log, baseCtx: ctx, cancel: cancel,
-		lns:   accept.Listeners{Name: "policy server", Log: o.Log},
-		conns: map[*conn]struct{}{},
+		lns: accept.Listeners{Name: "policy server", Log: o.Log},
+		conns: accept.NewTracker(accept.TrackerOptions{Name: "policy server", Log: o.Log,
+			MaxConns: o.MaxConns, MaxPerClient: o.MaxConnsPerClient, Evict: true}),
 	}
 }
+
+// ConnStats returns the connection counts: open, evicted, refused.
+func (s *Server) ConnStats() accept.TrackerStats { return s.conns.Stats() }
 
 // Serve accepts connections on ln until Shutdown, then returns nil. It
 // returns an error if accepting fails for another reason. Serve closes ln.
@@ -116,7 +125,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.lns.Serve(ln, s.track)
 }
 
-// track starts serving nc, or closes it when shutting down or full.
+// track starts serving nc, or closes it when shutting down or when the
+// tracker finds no room (it logs that).
 func (s *Server) track(nc net.Conn) {
 	s.mu.Lock()
 	if s.shutting.Load() {
@@ -124,15 +134,12 @@ func (s *Server) track(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	if len(s.conns) >= s.o.MaxConns {
+	c, err := s.conns.Admit(nc)
+	if err != nil {
 		s.mu.Unlock()
-		s.log.Warn("too many policy connections, closing new one",
-			"remote", nc.RemoteAddr().String(), "max_conns", s.o.MaxConns)
 		nc.Close()
 		return
 	}
-	c := &conn{nc: nc}
-	s.conns[c] = struct{}{}
 	// Add happens under mu before Shutdown sets shutting, so it always
 	// precedes Shutdown's Wait.
 	s.wg.Add(1)
@@ -148,12 +155,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting.Store(true)
 	s.lns.Close()
-	for c := range s.conns {
-		if c.state.CompareAndSwap(stateIdle, stateClosed) {
-			c.nc.Close()
-		}
-	}
 	s.mu.Unlock()
+	// A connection is idle while it waits for the first byte of a
+	// request; one marked idle after this sees shutting and ends.
+	s.conns.CloseIdle()
 
 	done := make(chan struct{})
 	go func() {
@@ -166,11 +171,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		s.cancel()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.nc.Close()
-		}
-		s.mu.Unlock()
+		s.conns.Each(func(c *accept.Conn) { c.Close() })
 		return ctx.Err()
 	}
 }

@@ -123,7 +123,15 @@ type client struct {
 
 func dial(t testing.TB, addr string) *client {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
+	return dialFrom(t, addr, "127.0.0.1")
+}
+
+// dialFrom connects from the loopback address src, which stands for a
+// distinct client host.
+func dialFrom(t testing.TB, addr, src string) *client {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,19 +362,65 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	slow.expectClosed()
 }
 
-func TestMaxConns(t *testing.T) {
-	h := startServer(t, Options{MaxConns: 1})
-	first := dial(t, h.addr)
-	if got := first.ask(rcptRequest("bob@example.org")); got != "DUNNO" {
-		t.Fatalf("first connection: action=%q", got)
+// TestMaxConnsClosesOldestIdle: a full server admits a new connection
+// by closing the one that has waited longest for a request, so idle
+// connections cannot lock Postfix out.
+func TestMaxConnsClosesOldestIdle(t *testing.T) {
+	h := startServer(t, Options{MaxConns: 2})
+	old := dial(t, h.addr) // idle since it was accepted
+	used := dial(t, h.addr)
+	if got := used.ask(rcptRequest("bob@example.org")); got != "DUNNO" {
+		t.Fatalf("second connection: action=%q", got)
 	}
+	newer := dial(t, h.addr)
+	if got := newer.ask(rcptRequest("reject@example.org")); got != "550 5.7.1 No such user" {
+		t.Fatalf("third connection: action=%q", got)
+	}
+	old.expectClosed()
+	if got := used.ask(rcptRequest("reject@example.org")); got != "550 5.7.1 No such user" {
+		t.Errorf("second connection after: action=%q", got)
+	}
+	if !strings.Contains(h.logs.String(), "policy server: connection limit reached") {
+		t.Errorf("no log line for the eviction:\n%s", h.logs.String())
+	}
+	if st := h.srv.ConnStats(); st.Open != 2 || st.Evicted != 1 || st.Refused != 0 {
+		t.Errorf("ConnStats = %+v, want 2 open, 1 evicted", st)
+	}
+}
+
+// TestMaxConnsPerClient: the per-client cap closes that client's own
+// idle connection, not another client's older one.
+func TestMaxConnsPerClient(t *testing.T) {
+	h := startServer(t, Options{MaxConnsPerClient: 1})
+	other := dialFrom(t, h.addr, "127.0.3.2")
+	first := dialFrom(t, h.addr, "127.0.3.1")
+	second := dialFrom(t, h.addr, "127.0.3.1")
+	if got := second.ask(rcptRequest("bob@example.org")); got != "DUNNO" {
+		t.Fatalf("second connection: action=%q", got)
+	}
+	first.expectClosed()
+	if got := other.ask(rcptRequest("bob@example.org")); got != "DUNNO" {
+		t.Errorf("other client's connection: action=%q", got)
+	}
+}
+
+// TestMaxConnsRefusesWhenAllBusy: a connection whose request is being
+// answered is never closed to make room; the new one is.
+func TestMaxConnsRefusesWhenAllBusy(t *testing.T) {
+	h := startServer(t, Options{MaxConns: 1})
+	slow := dial(t, h.addr)
+	if _, err := io.WriteString(slow.nc, rcptRequest("slow@example.org")); err != nil {
+		t.Fatal(err)
+	}
+	<-h.check.started
 	second := dial(t, h.addr)
 	second.expectClosed()
-	if !strings.Contains(h.logs.String(), "too many policy connections") {
-		t.Errorf("no log line for the refused connection:\n%s", h.logs.String())
+	close(h.check.release)
+	if got := slow.readAnswer(); got != "550 5.7.1 Slow but sure" {
+		t.Errorf("busy connection: action=%q", got)
 	}
-	if got := first.ask(rcptRequest("reject@example.org")); got != "550 5.7.1 No such user" {
-		t.Errorf("first connection after: action=%q", got)
+	if !strings.Contains(h.logs.String(), "refused=1") {
+		t.Errorf("no log line for the refused connection:\n%s", h.logs.String())
 	}
 }
 

@@ -22,7 +22,8 @@ type Latch struct {
 	Reason    string // human explanation, e.g. "envelope sender domain evil.example not allowed for site lincoln"
 	Site      string // site name of the client, if known
 	Evidence  string // what was tried, e.g. the sender address or virus name
-	Count     int    // violations recorded against this latch
+	Count     int    // violations and refused messages recorded against this latch
+	Refused   int    // of Count, the messages refused while it held; Count - Refused are violations
 	FirstSeen time.Time
 	LastSeen  time.Time
 	Expires   time.Time // zero: never
@@ -52,6 +53,12 @@ type Latches interface {
 	// is created from l with a fresh ID, Count 1 and FirstSeen = LastSeen
 	// = now. It returns the active latch as stored.
 	AddLatch(ctx context.Context, l Latch, now time.Time) (Latch, error)
+	// AddLatchRefusal records that the active latch id refused a message
+	// at now: its Count and Refused go up by one and LastSeen becomes
+	// now; nothing else changes. It returns the latch as stored. A latch
+	// no longer active gives an error wrapping ErrNotActive; an unknown
+	// id, ErrNotFound.
+	AddLatchRefusal(ctx context.Context, id string, now time.Time) (Latch, error)
 	// ActiveLatch returns the latch active at now for kind/key, or
 	// ErrNotFound. It is called for every message and must be fast.
 	ActiveLatch(ctx context.Context, kind, key string, now time.Time) (Latch, error)
@@ -105,7 +112,11 @@ type Rates interface {
 const (
 	EventReject   = "reject"
 	EventTempfail = "tempfail"
-	EventLatch    = "latch"     // a latch was created or a latched host tried again
+	// EventLatch: from the check that latched (sender, ratelimit,
+	// antivirus), a latch was set or a violation added to one, beside
+	// that check's own event for the message; from the latch check, a
+	// message refused because its client or user is latched.
+	EventLatch    = "latch"
 	EventRateTrip = "rate_trip" // a rate limit refused a message
 	EventFreeze   = "freeze"    // a freeze held a message
 	EventAdmin    = "admin"     // an administrator changed something
@@ -118,6 +129,12 @@ const (
 	// (internal/mailbox).
 	EventMailbox = "mailbox"
 )
+
+// EventKinds lists every event kind, in the order filters offer them.
+// Whatever lists or validates kinds (the CLI, the admin API, the
+// dashboard's events filter) should read it rather than keep a copy.
+var EventKinds = []string{EventReject, EventTempfail, EventLatch, EventRateTrip, EventFreeze,
+	EventAdmin, EventGreylist, EventVirus, EventSignatures, EventMailbox}
 
 // Event is one non-trivial decision or admin action.
 type Event struct {

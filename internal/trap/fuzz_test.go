@@ -50,12 +50,11 @@ func FuzzSession(f *testing.F) {
 		var hits []Hit
 		s := NewServer(Options{Hostname: "trap.test", OnHit: func(h Hit) { hits = append(hits, h) }})
 		c := &scriptConn{in: bytes.NewReader(script)}
+		tc, err := s.conns.Admit(c)
+		if err != nil {
+			t.Fatal(err)
+		}
 		s.wg.Add(1)
-		s.mu.Lock()
-		tc := &conn{nc: c}
-		s.conns[tc] = struct{}{}
-		s.perIP[tc.client]++
-		s.mu.Unlock()
 		s.serveConn(tc)
 
 		out := c.out.Bytes()

@@ -69,20 +69,14 @@ type Server struct {
 	shutting atomic.Bool
 
 	lns accept.Listeners
+	// conns caps conversations without eviction: in a worm flood the
+	// newest connections are refused (and recorded), never the
+	// conversations already under way.
+	conns *accept.Tracker
 
-	mu    sync.Mutex
-	conns map[*conn]struct{}
-	perIP map[netip.Addr]int
-	wg    sync.WaitGroup // connection goroutines
-}
-
-// conn is one conversation being served.
-type conn struct {
-	nc     net.Conn
-	client netip.Addr
-	// mu orders the session's arming of its read deadline against
-	// Shutdown's expiring it, so Shutdown never loses the race.
+	// mu orders admitting a conversation against Shutdown.
 	mu sync.Mutex
+	wg sync.WaitGroup // connection goroutines
 }
 
 // NewServer returns a trap server; call Serve to start it.
@@ -115,11 +109,15 @@ func NewServer(o Options) *Server {
 	}
 	return &Server{
 		o: o, log: o.Log,
-		lns:   accept.Listeners{Name: "trap", Log: o.Log},
-		conns: map[*conn]struct{}{},
-		perIP: map[netip.Addr]int{},
+		lns: accept.Listeners{Name: "trap", Log: o.Log},
+		conns: accept.NewTracker(accept.TrackerOptions{Name: "trap", Log: o.Log,
+			MaxConns: o.MaxConns, MaxPerClient: o.MaxPerIP}),
 	}
 }
+
+// ConnStats returns the connection counts: open, refused (none are
+// evicted).
+func (s *Server) ConnStats() accept.TrackerStats { return s.conns.Stats() }
 
 // Serve accepts connections on ln until Shutdown, then returns nil. It
 // returns an error if accepting fails for another reason. Serve closes ln.
@@ -131,21 +129,18 @@ func (s *Server) Serve(ln net.Listener) error {
 // over a cap. The count of tracked connections is the semaphore that
 // bounds goroutines: a refused connection is answered here, inline.
 func (s *Server) admit(nc net.Conn) {
-	client := remoteAddr(nc)
 	s.mu.Lock()
 	if s.shutting.Load() {
 		s.mu.Unlock()
 		nc.Close()
 		return
 	}
-	if len(s.conns) >= s.o.MaxConns || s.perIP[client] >= s.o.MaxPerIP {
+	c, err := s.conns.Admit(nc)
+	if err != nil {
 		s.mu.Unlock()
-		s.refuse(nc, client)
+		s.refuse(nc, remoteAddr(nc))
 		return
 	}
-	c := &conn{nc: nc, client: client}
-	s.conns[c] = struct{}{}
-	s.perIP[client]++
 	// Add happens under mu before Shutdown sets shutting, so it always
 	// precedes Shutdown's Wait.
 	s.wg.Add(1)
@@ -165,20 +160,14 @@ func (s *Server) refuse(nc net.Conn, client netip.Addr) {
 }
 
 // serveConn runs one conversation and records its hit, whatever happens.
-func (s *Server) serveConn(c *conn) {
-	h := Hit{Client: c.client, Time: time.Now(), OrigDst: redirectedDst(c.nc)}
+func (s *Server) serveConn(c *accept.Conn) {
+	h := Hit{Client: c.Client(), Time: time.Now(), OrigDst: redirectedDst(c.NetConn())}
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("trap connection panicked", "client", c.client,
+			s.log.Error("trap connection panicked", "client", h.Client,
 				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 		}
-		c.nc.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		if s.perIP[c.client]--; s.perIP[c.client] <= 0 {
-			delete(s.perIP, c.client)
-		}
-		s.mu.Unlock()
+		c.Close()
 		s.record(h)
 		s.wg.Done()
 	}()
@@ -210,12 +199,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting.Store(true)
 	s.lns.Close()
-	for c := range s.conns {
-		c.mu.Lock()
-		c.nc.SetReadDeadline(time.Unix(1, 0))
-		c.mu.Unlock()
-	}
 	s.mu.Unlock()
+	// A session arming its next read after this finds shutting set or
+	// its read deadline pinned in the past.
+	s.conns.Each((*accept.Conn).Interrupt)
 
 	done := make(chan struct{})
 	go func() {
@@ -226,11 +213,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		s.mu.Lock()
-		for c := range s.conns {
-			c.nc.Close()
-		}
-		s.mu.Unlock()
+		s.conns.Each(func(c *accept.Conn) { c.Close() })
 		return ctx.Err()
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"mailwarden/internal/accept"
 )
 
 // maxCommands bounds the commands in one conversation; a real client
@@ -38,9 +40,9 @@ const (
 // converse runs the SMTP conversation on c, filling h with what the
 // client offers. It returns when the conversation is over; the caller
 // closes the connection.
-func (s *Server) converse(c *conn, h *Hit) {
+func (s *Server) converse(c *accept.Conn, h *Hit) {
 	end := time.Now().Add(s.o.SessionTimeout)
-	br := bufio.NewReaderSize(c.nc, s.o.MaxLine)
+	br := bufio.NewReaderSize(c, s.o.MaxLine)
 	if !s.reply(c, end, "220 "+s.o.Hostname+" ESMTP") {
 		return
 	}
@@ -109,32 +111,33 @@ func (s *Server) converse(c *conn, h *Hit) {
 
 // armRead sets the deadline for the next line, the earlier of the
 // per-line and the session deadline. It reports false when shutting
-// down; Shutdown expires the deadline of a read already armed.
-func (s *Server) armRead(c *conn, end time.Time) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// down; Shutdown interrupts a read armed meanwhile, and the connection
+// then ignores a new deadline.
+func (s *Server) armRead(c *accept.Conn, end time.Time) bool {
 	if s.shutting.Load() {
 		return false
 	}
-	c.nc.SetReadDeadline(earlier(time.Now().Add(s.o.ReadTimeout), end))
+	c.SetReadDeadline(earlier(time.Now().Add(s.o.ReadTimeout), end))
 	return true
 }
 
 // reply writes one reply line and reports whether it was sent.
-func (s *Server) reply(c *conn, end time.Time, line string) bool {
-	c.nc.SetWriteDeadline(earlier(time.Now().Add(s.o.ReadTimeout), end))
-	_, err := c.nc.Write([]byte(line + "\r\n"))
+func (s *Server) reply(c *accept.Conn, end time.Time, line string) bool {
+	c.SetWriteDeadline(earlier(time.Now().Add(s.o.ReadTimeout), end))
+	_, err := c.Write([]byte(line + "\r\n"))
 	return err == nil
 }
 
 // finish sends the last reply, then half-closes and drains a bounded
 // amount of input so that closing with unread data does not send a
 // reset that would destroy the reply in flight (RFC 1122 §4.2.2.13).
-func (s *Server) finish(c *conn, end time.Time, line string) {
+func (s *Server) finish(c *accept.Conn, end time.Time, line string) {
 	if !s.reply(c, end, line) {
 		return
 	}
-	tc, ok := c.nc.(*net.TCPConn)
+	// The linger sets its read deadline on the TCP connection itself:
+	// after the last reply, Shutdown's interruption no longer matters.
+	tc, ok := c.NetConn().(*net.TCPConn)
 	if !ok {
 		return
 	}

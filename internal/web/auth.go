@@ -183,6 +183,7 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		s.errorPage(w, r, nil, http.StatusBadRequest, "Bad request", "The login form could not be read.")
@@ -195,43 +196,64 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	lim := limits{max: wc.LoginMaxFailures, lockout: wc.LoginLockout.D()}
 	key := strings.ToLower(name)
 
-	// A locked name or address is refused before the password is looked
-	// at, so a guesser learns nothing even from a right guess.
-	if s.throttle.locked(key, ip, now, lim) {
+	// The attempt is counted as a failure before its password is looked
+	// at, and a locked name or address is refused without looking, so a
+	// guesser learns nothing even from a right guess and attempts sent
+	// together cannot outrun the count.
+	ok, last := s.throttle.reserve(key, ip, now, lim)
+	if !ok {
 		v.Error = "Too many failed logins. Try again later."
-		s.renderLogin(w, r, http.StatusTooManyRequests, v)
+		s.refuseLogin(w, r, arrived, http.StatusTooManyRequests, v)
+		return
+	}
+	if !s.checks.admit() {
+		s.throttle.refund(key, ip)
+		w.Header().Set("Retry-After", "5")
+		v.Error = "Too many logins at once. Try again in a moment."
+		s.refuseLogin(w, r, arrived, http.StatusTooManyRequests, v)
 		return
 	}
 	var u store.User
-	err := store.ErrNotFound
-	if account.ValidName(name) == nil {
-		u, err = s.users.GetUser(r.Context(), name)
-	}
+	var storeErr error
+	err := s.checks.run(r.Context(), func() error {
+		err := store.ErrNotFound
+		if account.ValidName(name) == nil {
+			u, err = s.users.GetUser(r.Context(), name)
+		}
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			// Unknown name: spend a password check's time anyway, so
+			// timing does not tell which names exist.
+			return account.CheckMissing(pw)
+		case err != nil:
+			storeErr = err
+			return err
+		}
+		return account.Check(u.Hash, pw)
+	})
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		// Unknown name: spend a password check's time anyway, so timing
-		// does not tell which names exist.
-		err = account.CheckMissing(pw)
-	case err != nil:
-		s.serverError(w, r, nil, "reading the user store", err)
+	case r.Context().Err() != nil:
+		// The client went away while waiting; nothing was compared.
+		s.throttle.refund(key, ip)
 		return
-	default:
-		err = account.Check(u.Hash, pw)
-	}
-	if err != nil {
-		if s.throttle.fail(key, ip, now, lim) {
+	case storeErr != nil:
+		s.throttle.refund(key, ip)
+		s.serverError(w, r, nil, "reading the user store", storeErr)
+		return
+	case err != nil:
+		if last {
 			s.audit(r.Context(), store.Event{Check: "web login locked", User: "web:" + auditName(name), Client: ip,
 				Reason: fmt.Sprintf("%d failed logins; logins for this name or from this address refused for %s",
 					lim.max, lim.lockout)})
 			v.Error = "Too many failed logins. Try again later."
-			s.renderLogin(w, r, http.StatusTooManyRequests, v)
+			s.refuseLogin(w, r, arrived, http.StatusTooManyRequests, v)
 			return
 		}
 		v.Error = "Wrong user name or password."
-		s.renderLogin(w, r, http.StatusUnauthorized, v)
+		s.refuseLogin(w, r, arrived, http.StatusUnauthorized, v)
 		return
 	}
-	s.throttle.succeed(key)
+	s.throttle.succeed(key, ip)
 	// A new token at every login: a token planted before the login
 	// (session fixation) never becomes a logged-in one.
 	if old := s.sessionToken(r); old != "" {
@@ -243,6 +265,14 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	s.audit(r.Context(), store.Event{Check: "web login", User: "web:" + u.Name, Client: ip,
 		Reason: "logged in to the dashboard as " + u.Role})
 	redirect(w, v.Next)
+}
+
+// refuseLogin answers a refused login once the fail delay has passed
+// since it arrived. The page does not look up whether any user exists:
+// a refusal is the cheapest answer a flood can get.
+func (s *Server) refuseLogin(w http.ResponseWriter, r *http.Request, arrived time.Time, status int, v loginView) {
+	s.delay.wait(r.Context(), arrived)
+	s.render(w, r, status, "login.html", "Log in", "", nil, v)
 }
 
 // auditName is a login name fit for the audit log: the name if it is a

@@ -100,6 +100,9 @@ func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	if f.srv, err = New(o); err != nil {
 		t.Fatal(err)
 	}
+	// Refused logins answer at once here; TestLoginRefusalIsDelayed
+	// covers the delay.
+	f.srv.delay = &delayer{}
 	f.addUser(adminName, store.RoleAdmin)
 	f.addUser(viewerName, store.RoleViewer)
 	return f

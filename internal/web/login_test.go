@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -303,10 +304,10 @@ func TestThrottleIsBounded(t *testing.T) {
 	lim := limits{max: 3, lockout: time.Minute}
 	now := time.Unix(1700000000, 0)
 	for range 3 {
-		th.fail("victim", "192.0.2.1", now, lim)
+		th.reserve("victim", "192.0.2.1", now, lim)
 	}
 	for i := range 5000 {
-		th.fail(fmt.Sprintf("flood%d", i), fmt.Sprintf("10.0.%d.%d", i/250, i%250), now, lim)
+		th.reserve(fmt.Sprintf("flood%d", i), fmt.Sprintf("10.0.%d.%d", i/250, i%250), now, lim)
 	}
 	if n, a := th.size(); n > 100 || a > 100 {
 		t.Errorf("throttle holds %d names and %d addresses, want at most 100 each", n, a)
@@ -315,6 +316,132 @@ func TestThrottleIsBounded(t *testing.T) {
 	// guesses does not free a locked name.
 	if !th.locked("victim", "", now, lim) {
 		t.Error("the flood evicted a locked name")
+	}
+}
+
+// TestLoginConcurrentGuessesAreCounted sends guesses at one name all at
+// once, as the outside probe of issue 19 did: every guess that arrives
+// while another's password is being compared must still be counted, so
+// no more than the allowed number are ever compared and the right
+// password afterwards meets the lock.
+func TestLoginConcurrentGuessesAreCounted(t *testing.T) {
+	f := newFixture(t)
+	// A real cost, so comparisons overlap as they do in production, and
+	// a pool wide enough that only the throttle limits them.
+	h, err := bcrypt.GenerateFromPassword([]byte(password), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.AddUser(context.Background(), store.User{Name: "victim", Role: store.RoleAdmin, Hash: h, Created: f.now}); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.checks = newPassChecks(32, 32)
+	max := f.cfg.Web.LoginMaxFailures
+	const guesses = 19
+	codes := make([]int, guesses)
+	var start, done sync.WaitGroup
+	start.Add(1)
+	for i := range guesses {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			c := f.anon()
+			c.ip = fmt.Sprintf("192.0.2.%d", 10+i) // the name's count must lock, not an address's
+			start.Wait()
+			codes[i] = c.post("/login", loginForm("victim", fmt.Sprintf("wrong guess %d", i))).Code
+		}()
+	}
+	start.Done()
+	done.Wait()
+	compared := f.srv.checks.compared.Load()
+	t.Logf("%d concurrent wrong guesses: %d passwords compared (limit %d), replies %v", guesses, compared, max, codes)
+	if compared > int64(max) {
+		t.Errorf("%d passwords compared, want at most %d", compared, max)
+	}
+	refused := 0
+	for _, c := range codes {
+		if c == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	if refused < guesses-max+1 {
+		t.Errorf("%d guesses refused with 429, want at least %d", refused, guesses-max+1)
+	}
+	c := f.anon()
+	c.ip = "192.0.2.200"
+	if r := c.post("/login", loginForm("victim", password)); r.Code != http.StatusTooManyRequests {
+		t.Errorf("right password after the burst: %d, want 429", r.Code)
+	}
+	if after := f.srv.checks.compared.Load(); after != compared {
+		t.Errorf("the locked login compared a password (%d comparisons, was %d)", after, compared)
+	}
+}
+
+// TestLoginFloodIsRefusedBeyondQueue: when every password check and the
+// queue behind them are taken, a login is refused at once with 429, and
+// it does not count against the name.
+func TestLoginFloodIsRefusedBeyondQueue(t *testing.T) {
+	f := newFixture(t)
+	f.srv.checks = newPassChecks(1, 1)
+	release := make(chan struct{})
+	running := make(chan struct{})
+	for range 2 {
+		if !f.srv.checks.admit() {
+			t.Fatal("an empty pool refused")
+		}
+	}
+	go f.srv.checks.run(context.Background(), func() error { close(running); <-release; return nil })
+	<-running
+	c := f.anon()
+	r := c.post("/login", loginForm(adminName, password))
+	if r.Code != http.StatusTooManyRequests || !strings.Contains(loginError(r.Body), "Too many logins at once") ||
+		r.Header.Get("Retry-After") == "" {
+		t.Errorf("login with the pool full: %d %q Retry-After %q", r.Code, loginError(r.Body), r.Header.Get("Retry-After"))
+	}
+	close(release)
+	// The queued place the test holds is given back; the refused attempt
+	// was not counted, so a login now works.
+	go f.srv.checks.run(context.Background(), func() error { return nil })
+	deadline := time.Now().Add(5 * time.Second)
+	for f.srv.checks.waiting.Load() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	for i := range f.cfg.Web.LoginMaxFailures + 2 {
+		f.srv.checks = newPassChecks(1, 0)
+		f.srv.checks.admit() // full again
+		c.ip = fmt.Sprintf("192.0.2.%d", 50+i)
+		c.post("/login", loginForm(adminName, password))
+	}
+	f.srv.checks = newPassChecks(1, 1)
+	if r := c.post("/login", loginForm(adminName, password)); r.Code != http.StatusSeeOther {
+		t.Errorf("after logins refused as busy: %d, want 303 (refusals must not count as failures)", r.Code)
+	}
+}
+
+// TestLoginRefusalIsDelayed: a wrong password and a locked login are
+// answered no sooner than the fail delay, so a client that waits for
+// its answers cannot flood; a right one is not held back.
+func TestLoginRefusalIsDelayed(t *testing.T) {
+	f := newFixture(t)
+	const delay = 200 * time.Millisecond
+	f.srv.delay = &delayer{delay: delay}
+	c := f.anon()
+	for i := range f.cfg.Web.LoginMaxFailures + 1 {
+		start := time.Now()
+		r := c.post("/login", loginForm(adminName, "wrong password!"))
+		if took := time.Since(start); took < delay {
+			t.Errorf("refusal %d (%d) answered after %v, want at least %v", i+1, r.Code, took, delay)
+		}
+	}
+	other := f.anon()
+	other.ip = "192.0.2.99"
+	f.now = f.now.Add(f.cfg.Web.LoginLockout.D())
+	start := time.Now()
+	if r := other.post("/login", loginForm(adminName, password)); r.Code != http.StatusSeeOther {
+		t.Fatalf("right password: %d", r.Code)
+	}
+	if took := time.Since(start); took >= delay {
+		t.Errorf("a right password waited %v, the fail delay is for refusals only", took)
 	}
 }
 

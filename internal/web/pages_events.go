@@ -21,11 +21,8 @@ const (
 	maxEventRows     = adminapi.MaxEventLimit
 )
 
-// eventKinds are the kinds the events page filters by.
-func eventKinds() []string {
-	return []string{store.EventReject, store.EventTempfail, store.EventLatch, store.EventRateTrip,
-		store.EventFreeze, store.EventAdmin, store.EventGreylist, store.EventVirus, store.EventSignatures}
-}
+// eventKinds are the kinds the events page filters by: all of them.
+func eventKinds() []string { return slices.Clone(store.EventKinds) }
 
 // eventForm is the events filter as the form shows it.
 type eventForm struct {

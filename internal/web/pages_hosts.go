@@ -16,9 +16,10 @@ import (
 	"mailwarden/internal/hosts"
 )
 
-// hostSortKeys are the columns the hosts table sorts by, in column order.
-var hostSortKeys = []string{"ip", "site", "status", "trap", "forgery", "virus", "rate_trip",
-	"latch", "backdoor", "first_seen", "last_seen", "user"}
+// hostSortKeys are the columns the hosts table sorts by, in column order:
+// an evidence column for each of hosts.Kinds, as the rows have.
+var hostSortKeys = slices.Concat([]string{"ip", "site", "status"}, hosts.Kinds,
+	[]string{"first_seen", "last_seen", "user"})
 
 // hostStatuses are the statuses the hosts table filters by.
 var hostStatuses = []string{hosts.StatusSuspect, hosts.StatusLatched, hosts.StatusDisinfected}
@@ -95,10 +96,11 @@ type column struct {
 func (q hostQuery) columns() []column {
 	labels := map[string]string{"ip": "IP", "site": "Site", "status": "Status", "trap": "Trap",
 		"forgery": "Forgery", "virus": "Virus", "rate_trip": "Rate", "latch": "Latch",
-		"backdoor": "Backdoor", "first_seen": "First seen", "last_seen": "Last seen", "user": "Last mail user"}
+		"refused_while_latched": "Refused while latched", "backdoor": "Backdoor",
+		"first_seen": "First seen", "last_seen": "Last seen", "user": "Last mail user"}
 	out := make([]column, 0, len(hostSortKeys))
 	for _, k := range hostSortKeys {
-		c := column{Key: k, Label: labels[k]}
+		c := column{Key: k, Label: cmp.Or(labels[k], k)}
 		dir := defaultDir(k)
 		if k == q.Sort {
 			c.Sorted = q.Dir

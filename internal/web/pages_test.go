@@ -121,6 +121,7 @@ func TestHostRowsFragment(t *testing.T) {
 		`<td class="ev" data-kind="virus">0</td>`,
 		`<td class="ev" data-kind="rate_trip">0</td>`,
 		`<td class="ev" data-kind="latch">0</td>`,
+		`<td class="ev" data-kind="refused_while_latched">0</td>`,
 		`<td class="ev" data-kind="backdoor">0</td>`,
 		`<td class="last-user">zed</td>`,
 		`<td class="first-seen"><time datetime=`,
@@ -387,6 +388,8 @@ func TestEventsFilter(t *testing.T) {
 		{"since=" + local, []string{"admin", "virus", "latch"}},
 		{"until=" + url.QueryEscape(f.now.Add(-30*time.Minute).Format(time.RFC3339)), []string{"latch"}},
 		{"limit=2", []string{"admin", "virus"}},
+		// Every kind the event log has can be filtered on.
+		{"kind=mailbox", nil},
 	} {
 		r := c.get("/events?" + tc.query)
 		if r.Code != http.StatusOK || !slices.Equal(kinds(r.Body), tc.want) {

@@ -268,3 +268,48 @@ func TestFormLimits(t *testing.T) {
 		t.Errorf("bad forms changed the state:\nbefore %s\nafter  %s", before, after)
 	}
 }
+
+// TestWrongMethodIs405: a path the dashboard serves, asked with another
+// method, answers 405 with Allow (issue 19: it answered 404); a path it
+// does not serve stays 404.
+func TestWrongMethodIs405(t *testing.T) {
+	f := newFixture(t)
+	c := f.login(adminName)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		allow        string
+	}{
+		{"POST", "/hosts", 405, "GET, HEAD"},
+		{"DELETE", "/login", 405, "GET, HEAD, POST"},
+		{"GET", "/logout", 405, "POST"},
+		{"PUT", "/freeze", 405, "GET, HEAD, POST"},
+		{"GET", "/no-such-page", 404, ""},
+		{"POST", "/no-such-page", 404, ""},
+	} {
+		r := c.do(tc.method, tc.path, nil, "")
+		if r.Code != tc.status || r.Header.Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %d Allow %q, want %d Allow %q", tc.method, tc.path, r.Code, r.Header.Get("Allow"), tc.status, tc.allow)
+		}
+	}
+}
+
+// TestHSTSOverTLS: over TLS every response tells the browser to keep to
+// HTTPS; over plain HTTP the header would be ignored and is not sent.
+func TestHSTSOverTLS(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts []fixtureOpt
+		want string
+	}{
+		{"TLS", []fixtureOpt{secure}, "max-age=31536000"},
+		{"plain HTTP", nil, ""},
+	} {
+		f := newFixture(t, tc.opts...)
+		for _, path := range []string{"/login", "/static/style.css", "/no-such-page"} {
+			if got := f.anon().get(path).Header.Get("Strict-Transport-Security"); got != tc.want {
+				t.Errorf("%s %s: Strict-Transport-Security %q, want %q", tc.name, path, got, tc.want)
+			}
+		}
+	}
+}

@@ -80,6 +80,8 @@ type Server struct {
 
 	sessions *sessions
 	throttle *throttle
+	checks   *passChecks
+	delay    *delayer
 	pages    *pages
 	static   *staticFiles
 
@@ -110,7 +112,8 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{log: o.Log, now: o.Now, config: o.Config, store: o.Store, users: o.Users,
 		passes: o.Passes, hosts: o.Hosts, admin: o.Admin, series: o.Series, secure: o.Secure,
-		version: o.Version, sessions: newSessions(maxSessions), throttle: newThrottle(maxThrottleEntries)}
+		version: o.Version, sessions: newSessions(maxSessions), throttle: newThrottle(maxThrottleEntries),
+		checks: defaultPassChecks(), delay: &delayer{delay: failDelay}}
 	var err error
 	if s.pages, err = loadPages(); err != nil {
 		return nil, err
@@ -179,6 +182,12 @@ func (s *Server) register(mux *http.ServeMux, ops http.Handler) {
 
 	// Everything else.
 	handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if allow := adminapi.AllowedMethods(mux, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			s.errorPage(w, r, s.optionalUser(w, r), http.StatusMethodNotAllowed, "Method not allowed",
+				fmt.Sprintf("This address takes %s, not %s.", strings.Join(allow, " or "), r.Method))
+			return
+		}
 		s.notFound(w, r, s.optionalUser(w, r))
 	}))
 }
@@ -195,6 +204,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
+	if s.secure {
+		// Served over TLS: browsers keep to HTTPS for a year, so a
+		// network attacker cannot downgrade a later visit to take the
+		// session cookie (RFC 6797).
+		h.Set("Strict-Transport-Security", "max-age=31536000")
+	}
 	if !strings.HasPrefix(r.URL.Path, "/static/") {
 		// Pages show who is latched and who logged in: no cache, shared
 		// or private, may keep them.

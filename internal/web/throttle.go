@@ -49,22 +49,50 @@ func (t *throttle) locked(name, addr string, now time.Time, lim limits) bool {
 	return t.names[name].locked(now, lim) || t.addrs[addr].locked(now, lim)
 }
 
-// fail counts a failed login and reports whether the name or the address
-// is now locked out.
-func (t *throttle) fail(name, addr string, now time.Time, lim limits) bool {
+// reserve counts a login attempt as failed before its password is
+// compared, or refuses it when the name or the address is locked. The
+// check and the count are one step under the lock, so attempts arriving
+// together cannot all pass the check while the first one's comparison
+// runs: at most lim.max passwords are ever compared per name and per
+// address within a lockout. last reports that this attempt took the
+// final one, so its failure is what locks.
+func (t *throttle) reserve(name, addr string, now time.Time, lim limits) (ok, last bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.names[name].locked(now, lim) || t.addrs[addr].locked(now, lim) {
+		return false, false
+	}
 	a := t.add(t.names, name, now, lim)
 	b := t.add(t.addrs, addr, now, lim)
-	return a || b
+	return true, a || b
 }
 
-// succeed forgets the name's failures. The address's stay: one account
-// the attacker owns must not reset the count of their guesses at others.
-func (t *throttle) succeed(name string) {
+// refund takes back a reservation whose password was never compared
+// (the password checks were all busy).
+func (t *throttle) refund(name, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	uncount(t.names, name)
+	uncount(t.addrs, addr)
+}
+
+// succeed forgets the name's failures and takes back the address's
+// reservation for this attempt. The address's earlier failures stay: one
+// account the attacker owns must not reset the count of their guesses at
+// others.
+func (t *throttle) succeed(name, addr string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.names, name)
+	uncount(t.addrs, addr)
+}
+
+// uncount takes one attempt off key's count.
+func uncount(m map[string]strike, key string) {
+	if st, ok := m[key]; ok && st.count > 0 {
+		st.count--
+		m[key] = st
+	}
 }
 
 func (t *throttle) add(m map[string]strike, key string, now time.Time, lim limits) bool {

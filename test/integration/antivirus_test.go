@@ -89,6 +89,11 @@ func TestAntivirusReject(t *testing.T) {
 		if b, _ := json.Marshal(ev); !strings.Contains(string(b), harness.EICARSignature) || !strings.Contains(string(b), "ref "+ref) {
 			t.Errorf("virus event %s does not name the virus and the latch ref %s", b, ref)
 		}
+		// The latch is an event of its own beside it, as for a forgery
+		// or a rate trip.
+		waitEvent(t, s.mw, func(e map[string]any) bool {
+			return field(e, "check") == "antivirus" && strings.Contains(field(e, "reason"), "ref "+ref)
+		}, "--kind", "latch", "--host", client)
 
 		// Its next message, clean, is refused with the latch reply.
 		id = harness.UniqueID(t)

@@ -3,6 +3,7 @@ package integration_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,5 +112,59 @@ func TestHostAllEvidence(t *testing.T) {
 	}
 	if tl := cliOK(t, s.mw, "hosts", "timeline").Stdout; !strings.Contains(tl, client) {
 		t.Errorf("hosts timeline does not show %s:\n%s", client, tl)
+	}
+}
+
+// TestHostRefusedWhileLatched counts evidence by what happened: a
+// machine that sent one forgery, was latched, and then had three
+// legitimate messages refused because of the latch did one forgery and
+// was latched once; the three refusals are counted apart, as
+// docs/hosts.md says. Through the policy server, which asks at RCPT.
+func TestHostRefusedWhileLatched(t *testing.T) {
+	t.Parallel()
+	const client = "127.0.76.5"
+	s := startStack(t, viaPolicy, siteYAML("127.0.76.0/24"))
+
+	requireRefused(t, s.send(t, client, "worm@evil.test", rcptTo, harness.UniqueID(t)), "550 5.7.1 ",
+		"Sender domain evil.test is not allowed from "+client)
+	ref := field(waitLatch(t, s.mw, client), "id")
+	for range 3 {
+		requireRefused(t, s.send(t, client, "teacher@school.test", rcptTo, harness.UniqueID(t)), "550 5.7.1 ",
+			"Mail from "+client+" is blocked: ", "ref "+ref)
+	}
+
+	want := map[string]int{"forgery": 1, "latch": 1, "refused_while_latched": 3}
+	same := func(h map[string]any) bool {
+		ev, _ := lookup(h, "evidence").(map[string]any)
+		if len(ev) != len(want) {
+			return false
+		}
+		for k, n := range want {
+			if evidence(h, k) != n {
+				return false
+			}
+		}
+		return true
+	}
+	host := waitHost(t, s.mw, client, "three refusals while latched", 10*time.Second, func(h map[string]any) bool {
+		return evidence(h, "refused_while_latched") >= 3
+	})
+	if !same(host) {
+		t.Errorf("hosts show %s --json: evidence %v, want %v", client, lookup(host, "evidence"), want)
+	}
+	var listed map[string]any
+	for _, h := range jsonList(t, "hosts list", cliOK(t, s.mw, "hosts", "list", "--json").Stdout) {
+		if text(lookup(h, "ip")) == client {
+			listed = h
+		}
+	}
+	if listed == nil || !same(listed) {
+		t.Errorf("hosts list --json shows %s with evidence %v, want %v", client, lookup(listed, "evidence"), want)
+	}
+	if out := cliOK(t, s.mw, "hosts", "show", client).Stdout; !strings.Contains(out, "forgery 1, latch 1, refused_while_latched 3") {
+		t.Errorf("hosts show %s does not count one forgery, one latch and three refusals:\n%s", client, out)
+	}
+	if out := cliOK(t, s.mw, "hosts", "list").Stdout; !regexp.MustCompile(regexp.QuoteMeta(client) + `\s+\S+\s+latched\s+-\s+1\s`).MatchString(out) {
+		t.Errorf("hosts list does not show %s latched with one forgery:\n%s", client, out)
 	}
 }

@@ -142,6 +142,15 @@ func New(o Options) (*Check, error) {
 // Name returns "antivirus".
 func (c *Check) Name() string { return "antivirus" }
 
+// OwnedHeaders are the X-Virus fields when the check adds them: a
+// sender's "X-Virus-Status: Clean" must never reach a mailbox.
+func (c *Check) OwnedHeaders() []string {
+	if c.o.AddHeaders {
+		return []string{HeaderScanned, HeaderStatus}
+	}
+	return nil
+}
+
 // Check scans the message at end of message. Other stages, and requests
 // without a message (the policy server, a milter with no spool), pass.
 func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict, error) {
@@ -248,7 +257,8 @@ func (c *Check) infected(ctx context.Context, req *policy.Request, res clamd.Res
 		case latched:
 			// Still a virus event, so `events --kind virus` finds every
 			// infected message, outbound ones first among them; the
-			// latch itself is in the latch list, with this ref.
+			// latch is a latch event of its own and in the latch list.
+			v.Latched = latch.Description(l)
 			reason += fmt.Sprintf("; latched %s %s (ref %s)", l.Kind, l.Key, l.ID)
 		}
 	}

@@ -318,6 +318,9 @@ func TestOutboundVirusLatchesClient(t *testing.T) {
 	if !strings.Contains(v.Reason, "outbound") || !strings.Contains(v.Reason, "ref "+l.ID) {
 		t.Errorf("reason %q does not say outbound and the latch ref %s", v.Reason, l.ID)
 	}
+	if !strings.HasPrefix(v.Latched, "latched client 10.1.2.3 (ref "+l.ID+", rule virus)") {
+		t.Errorf("Latched = %q, want the latch described for its own event", v.Latched)
+	}
 }
 
 func TestOutboundVirusLatchesUser(t *testing.T) {

@@ -68,6 +68,12 @@ type Options struct {
 	// postgrey's formats; the *Files options name postgrey whitelist files.
 	WhitelistClients, WhitelistRecipients         []string
 	WhitelistClientFiles, WhitelistRecipientFiles []string
+	// SkipBadFileLines logs a whitelist file line that does not parse
+	// (a Perl-only regexp in a file shared with postgrey) as a warning
+	// and skips it, as postgrey does, instead of failing. Inline entries
+	// in the configuration are always errors; `config check` leaves this
+	// off so that it names every such line.
+	SkipBadFileLines bool
 	// ReplyText follows "451 4.7.1"; "{delay}" is replaced by the
 	// remaining wait in words, e.g. "4 minutes 52 seconds".
 	ReplyText string
@@ -296,6 +302,15 @@ func (c *Check) tempfail(wait time.Duration, reason string) policy.Verdict {
 		Check:  c.Name(),
 		Event:  store.EventGreylist,
 	}
+}
+
+// OwnedHeaders is X-Greylist when the check adds it: a sender's own copy
+// would claim a delay that never happened here.
+func (c *Check) OwnedHeaders() []string {
+	if c.o.AddHeader {
+		return []string{"X-Greylist"}
+	}
+	return nil
 }
 
 // passFirst lets a pending triplet through: its retry came after the delay.

@@ -174,6 +174,8 @@ type loader struct {
 	parse func(string) (entry, error)
 	add   func(entry)
 	errs  []error
+	// skip, if set, receives a file line's error instead of errs.
+	skip func(error)
 }
 
 // inline adds entries given in the configuration under key.
@@ -217,7 +219,14 @@ func (ld *loader) reader(name string, r io.Reader) {
 		if s == "" {
 			continue
 		}
-		ld.one(fmt.Sprintf("%s:%d", name, line), s)
+		pos := fmt.Sprintf("%s:%d", name, line)
+		if e, err := ld.parse(s); err != nil && ld.skip != nil {
+			ld.skip(&EntryError{Pos: pos, List: ld.list, Entry: s, Err: err})
+		} else if err != nil {
+			ld.errs = append(ld.errs, &EntryError{Pos: pos, List: ld.list, Entry: s, Err: err})
+		} else {
+			ld.add(e)
+		}
 	}
 	if err := sc.Err(); err != nil {
 		ld.errs = append(ld.errs, fmt.Errorf("%s:%d: greylist: reading %s whitelist: %w", name, line+1, ld.list, err))
@@ -237,12 +246,18 @@ func (ld *loader) one(pos, s string) {
 // joins every bad entry and unreadable file.
 func loadWhitelists(o Options) (*clientList, *recipientList, error) {
 	clients, rcpts := newClientList(), newRecipientList()
-	cl := &loader{list: "client", parse: parseClientEntry, add: clients.add}
+	var skip func(error)
+	if o.SkipBadFileLines && o.Log != nil {
+		skip = func(err error) {
+			o.Log.Warn("greylist: whitelist line skipped, as postgrey does; `mailwarden config check` names every such line", "err", err)
+		}
+	}
+	cl := &loader{list: "client", parse: parseClientEntry, add: clients.add, skip: skip}
 	cl.inline("whitelist_clients", o.WhitelistClients)
 	for _, f := range o.WhitelistClientFiles {
 		cl.file(f)
 	}
-	rl := &loader{list: "recipient", parse: parseRecipientEntry, add: rcpts.add}
+	rl := &loader{list: "recipient", parse: parseRecipientEntry, add: rcpts.add, skip: skip}
 	rl.inline("whitelist_recipients", o.WhitelistRecipients)
 	for _, f := range o.WhitelistRecipientFiles {
 		rl.file(f)

@@ -3,6 +3,7 @@ package greylist
 import (
 	"errors"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -213,5 +214,37 @@ func TestRecipientEntryKinds(t *testing.T) {
 		if _, err := parseRecipientEntry(bad); err == nil {
 			t.Errorf("parseRecipientEntry(%q) accepted", bad)
 		}
+	}
+}
+
+// TestServeSkipsBadFileLines: serve skips a whitelist file line that
+// does not parse with a warning naming FILE:LINE and why, as postgrey
+// does with a Perl-only regexp, and keeps the file's other entries; bad
+// inline entries still fail.
+func TestServeSkipsBadFileLines(t *testing.T) {
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	c, err := New(Options{
+		Store:                newFakeStore(),
+		WhitelistClientFiles: []string{"testdata/bad_whitelist_clients"},
+		SkipBadFileLines:     true,
+		Log:                  log,
+	})
+	if err != nil {
+		t.Fatalf("New with SkipBadFileLines: %v", err)
+	}
+	if _, ok := c.clients.match(netip.MustParseAddr("198.51.100.1"), "good.example.com"); !ok {
+		t.Error("a good line of the file was lost with the bad ones")
+	}
+	for _, want := range []string{
+		`testdata/bad_whitelist_clients:6: greylist: invalid client whitelist entry \"/(?!spam)mail\\.example\\.com/\": not a Go RE2 regexp (Perl look-around`,
+		"testdata/bad_whitelist_clients:9:",
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no warning containing %q:\n%s", want, logs.String())
+		}
+	}
+	if _, err := New(Options{Store: newFakeStore(), WhitelistClients: []string{"/(?!x)y/"}, SkipBadFileLines: true, Log: log}); err == nil {
+		t.Error("a bad inline entry was skipped; only file lines are")
 	}
 }

@@ -125,6 +125,11 @@ func (c *Check) Name() string { return "latch" }
 // Check refuses outbound mail from a latched client address or SASL user
 // at MAIL and at every RCPT; other stages and inbound mail continue. The
 // client's latch is looked at first: it is the machine that is infected.
+//
+// Each refused message is counted once on the latch (store.Latch.Refused)
+// and recorded as one latch event: at MAIL, or at the first RCPT where
+// MAIL is not seen. Its later recipients are refused as plain rejects,
+// so a message to ten people is one refusal, not ten.
 func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict, error) {
 	if req.Stage != policy.StageMail && req.Stage != policy.StageRcpt || !req.Outbound() {
 		return policy.Verdict{}, nil
@@ -138,16 +143,19 @@ func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict,
 		if err != nil {
 			return policy.Verdict{}, fmt.Errorf("latch: looking up %s %s: %w", k.kind, k.key, err)
 		}
-		// Trying again while latched is evidence too, counted once per
-		// message: at MAIL, or at the first RCPT where MAIL is not seen.
-		if req.Stage == policy.StageMail || req.RcptIndex == 0 {
-			bumped, err := c.o.Store.AddLatch(ctx, l, now)
-			if err != nil {
-				return policy.Verdict{}, fmt.Errorf("latch: recording retry by %s %s: %w", k.kind, k.key, err)
-			}
-			l = bumped
+		if req.Stage == policy.StageRcpt && req.RcptIndex > 0 {
+			v := c.Refusal(req, l)
+			v.Event = ""
+			return v, nil
 		}
-		return c.Refusal(req, l), nil
+		counted, err := c.o.Store.AddLatchRefusal(ctx, l.ID, now)
+		if errors.Is(err, store.ErrNotActive) || errors.Is(err, store.ErrNotFound) {
+			continue // cleared meanwhile
+		}
+		if err != nil {
+			return policy.Verdict{}, fmt.Errorf("latch: counting a refusal by %s %s: %w", k.kind, k.key, err)
+		}
+		return c.Refusal(req, counted), nil
 	}
 	return policy.Verdict{}, nil
 }
@@ -183,21 +191,23 @@ func (c *Check) Refusal(req *policy.Request, l store.Latch) policy.Verdict {
 		Action: policy.Reject,
 		Code:   550,
 		Status: "5.7.1",
-		Text:   c.reply(req, l),
-		Reason: fmt.Sprintf("latch: %s %s is latched (ref %s, rule %s, %d violations, since %s): %s",
-			l.Kind, l.Key, l.ID, l.Rule, l.Count, l.FirstSeen.UTC().Format(time.RFC3339), l.Reason),
+		Text:   c.Reply(req, l),
+		Reason: fmt.Sprintf("latch: %s %s is latched (ref %s, rule %s, %d violations, %d messages refused, since %s): %s",
+			l.Kind, l.Key, l.ID, l.Rule, l.Count-l.Refused, l.Refused, l.FirstSeen.UTC().Format(time.RFC3339), l.Reason),
 		Check: c.Name(),
 		Event: store.EventLatch,
 	}
 }
 
-// reply renders the reply text for l. Every value put in may come from
-// an attacker (a forged domain in the reason), so each is made safe for
-// one SMTP reply line.
-func (c *Check) reply(req *policy.Request, l store.Latch) string {
+// Reply renders the reply text for mail from the holder of l: who is
+// blocked, why, whom to call and the ref to quote. It invites no retry,
+// since none succeeds until someone clears the latch. Every value put in
+// may come from an attacker (a forged domain in the reason), so each is
+// made safe for one SMTP reply line.
+func (c *Check) Reply(req *policy.Request, l store.Latch) string {
 	r := strings.NewReplacer(
 		"{client}", safe(l.Key),
-		"{reason}", safe(l.Reason),
+		"{reason}", safe(replyReason(l)),
 		"{contact}", safe(c.contact(req, l)),
 		"{id}", safe(l.ID),
 	)
@@ -206,6 +216,33 @@ func (c *Check) reply(req *policy.Request, l store.Latch) string {
 		text = text[:maxReply]
 	}
 	return text
+}
+
+// retryAfter is how rate-limit latches set before the reason stopped
+// carrying the trip's retry time ended their reason.
+const retryAfter = "; retry after "
+
+// replyReason is l's reason as its holder reads it. Rate-limit latches
+// stored by earlier versions end in the retry time at the trip, which a
+// latch that holds until cleared must not promise.
+func replyReason(l store.Latch) string {
+	if strings.HasPrefix(l.Rule, "rate_") {
+		if r, _, ok := strings.Cut(l.Reason, retryAfter); ok {
+			return r
+		}
+	}
+	return l.Reason
+}
+
+// Description is the reason of the latch event recorded when a check
+// latches: what was latched, its ref and rule, and why; for a latch that
+// was already active, which violation this was.
+func Description(l store.Latch) string {
+	what := "latched"
+	if n := l.Count - l.Refused; n > 1 {
+		what = fmt.Sprintf("violation %d on the latch of", n)
+	}
+	return fmt.Sprintf("%s %s %s (ref %s, rule %s): %s", what, l.Kind, l.Key, l.ID, l.Rule, l.Reason)
 }
 
 // contact is whom the holder of l should call: the contact of the site the

@@ -98,16 +98,23 @@ func TestLatchedClientRefused(t *testing.T) {
 			t.Errorf("reply %q does not contain %q", reply, want)
 		}
 	}
-	// Refused at MAIL and at RCPT; the retry counts once per message.
-	if v := e.check(e.req(policy.StageRcpt, "10.1.2.3", "")); v.Action != policy.Reject {
-		t.Errorf("latched client at RCPT: %v", v.Action)
+	// Refused at MAIL and at RCPT; a refused message counts once, as a
+	// refusal and not as another violation, and is one latch event: its
+	// later recipients are plain rejects.
+	if v := e.check(e.req(policy.StageRcpt, "10.1.2.3", "")); v.Action != policy.Reject || v.Event != store.EventLatch {
+		t.Errorf("latched client at RCPT: %+v", v)
 	}
 	r := e.req(policy.StageRcpt, "10.1.2.3", "")
 	r.RcptIndex = 1
-	e.check(r)
+	if v := e.check(r); v.Action != policy.Reject || v.Event != "" || v.Text == "" {
+		t.Errorf("latched client at its second RCPT: %+v, want a reject that is no latch event", v)
+	}
 	got, _ := e.st.GetLatch(context.Background(), l.ID)
-	if got.Count != 3 || !got.LastSeen.Equal(e.now) {
-		t.Errorf("after MAIL, RCPT 0 and RCPT 1: Count=%d LastSeen=%v; want 3 and %v", got.Count, got.LastSeen, e.now)
+	if got.Count != 3 || got.Refused != 2 || !got.LastSeen.Equal(e.now) {
+		t.Errorf("after MAIL, RCPT 0 and RCPT 1: Count=%d Refused=%d LastSeen=%v; want 3, 2 and %v", got.Count, got.Refused, got.LastSeen, e.now)
+	}
+	if v := e.check(e.req(policy.StageMail, "10.1.2.3", "")); !strings.Contains(v.Reason, "1 violations, 3 messages refused") {
+		t.Errorf("reason %q does not count the violation and the refusals apart", v.Reason)
 	}
 	if got.Evidence != "sender x@evil.example" || got.Rule != "sender_domain" {
 		t.Errorf("a retry replaced the evidence: %+v", got)
@@ -252,5 +259,35 @@ func TestNewErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("New error %v does not say %q", err, want)
 		}
+	}
+}
+
+// TestLatchReplyInvitesNoRetry: a rate-limit latch stored by an earlier
+// version carries the retry time at its trip in its reason; the reply of
+// a latch that holds until cleared leaves it out.
+func TestLatchReplyInvitesNoRetry(t *testing.T) {
+	e := newEnv(t, nil)
+	r := e.req(policy.StageRcpt, "10.1.2.3", "")
+	if _, _, err := e.c.Latch(context.Background(), r, "rate_client", "client 10.1.2.3 over 50 messages per 1h0m0s; retry after 1m10s", "sender pat@district.example"); err != nil {
+		t.Fatal(err)
+	}
+	v := e.check(e.req(policy.StageMail, "10.1.2.3", ""))
+	if v.Action != policy.Reject || strings.Contains(v.Text, "retry") || !strings.Contains(v.Text, "blocked: client 10.1.2.3 over 50 messages per 1h0m0s. Contact") {
+		t.Errorf("reply %q: want the trip without its retry time", v.Reply())
+	}
+	// Other rules' reasons are the user's own words and stay whole.
+	if got := replyReason(store.Latch{Rule: "sender_domain", Reason: "domain x; retry after y"}); got != "domain x; retry after y" {
+		t.Errorf("replyReason of a forgery latch = %q", got)
+	}
+}
+
+func TestDescription(t *testing.T) {
+	l := store.Latch{ID: "L2", Kind: store.LatchClient, Key: "10.1.2.3", Rule: "sender_domain", Reason: "forged", Count: 1}
+	if got, want := Description(l), "latched client 10.1.2.3 (ref L2, rule sender_domain): forged"; got != want {
+		t.Errorf("Description = %q, want %q", got, want)
+	}
+	l.Count, l.Refused = 5, 3
+	if got, want := Description(l), "violation 2 on the latch of client 10.1.2.3 (ref L2, rule sender_domain): forged"; got != want {
+		t.Errorf("Description of a second violation = %q, want %q", got, want)
 	}
 }

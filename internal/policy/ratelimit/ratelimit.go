@@ -182,27 +182,41 @@ func (c *Check) buckets(req *policy.Request) []bucket {
 }
 
 // trip builds the tempfail for a refused bucket, latches if configured,
-// and remembers a refused message for its later recipients.
+// and remembers a refused message for its later recipients. The trip is
+// a rate_trip event either way; a latch it sets is a latch event beside
+// it.
+//
+// A trip that latches still tempfails, so the message stays with the
+// sender rather than bouncing, but its reply is the latch's: the sender
+// is blocked until someone clears the latch, so the reply gives the ref
+// and whom to call instead of inviting a retry that cannot succeed.
 func (c *Check) trip(ctx context.Context, req *policy.Request, b bucket, retry time.Duration, mk string, now time.Time) (policy.Verdict, error) {
-	reason := fmt.Sprintf("%s over %d %s per %s; retry after %s",
-		b.what, b.limit, b.unit, b.per, retry.Round(time.Second))
-	if b.unit == "messages" {
-		c.refused.put(mk, trip{at: now, what: b.what, reason: reason})
+	over := fmt.Sprintf("%s over %d %s per %s", b.what, b.limit, b.unit, b.per)
+	reason := fmt.Sprintf("%s; retry after %s", over, retry.Round(time.Second))
+	remember := func(reason string) {
+		if b.unit == "messages" {
+			c.refused.put(mk, trip{at: now, what: b.what, reason: reason})
+		}
 	}
+	remember(reason)
 	v := c.tempfail(b.what, "ratelimit: "+reason)
 	v.Event = store.EventRateTrip
 	c.o.Log.Warn("rate limit tripped", "key", b.key, "limit", b.limit, "per", b.per,
 		"client", req.ClientIP, "user", req.SASLUser, "sender", req.Sender)
-	if c.o.Latch == nil {
-		return v, nil
-	}
-	l, latched, err := c.o.Latch.Latch(ctx, req, b.rule, reason, "sender "+req.Sender)
-	if err != nil {
-		return policy.Verdict{}, fmt.Errorf("ratelimit: %w", err)
-	}
-	if latched {
-		v.Event = store.EventLatch
-		v.Reason += fmt.Sprintf("; latched %s %s (ref %s)", l.Kind, l.Key, l.ID)
+	if c.o.Latch != nil {
+		// The latch holds until cleared and its reason is in every later
+		// reply, so the reason says what tripped, not when to retry.
+		l, latched, err := c.o.Latch.Latch(ctx, req, b.rule, over, "sender "+req.Sender)
+		if err != nil {
+			return policy.Verdict{}, fmt.Errorf("ratelimit: %w", err)
+		}
+		if latched {
+			reason = fmt.Sprintf("%s; latched %s %s (ref %s)", over, l.Kind, l.Key, l.ID)
+			v.Reason = "ratelimit: " + reason
+			v.Text = c.o.Latch.Reply(req, l)
+			v.Latched = latch.Description(l)
+			remember(reason)
+		}
 	}
 	return v, nil
 }

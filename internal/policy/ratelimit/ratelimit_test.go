@@ -182,6 +182,10 @@ func TestClientAndDomainLimits(t *testing.T) {
 	}
 }
 
+// TestLatchOnTrip is rate_limits.latch_on_trip: the trip is still a
+// rate_trip event, the latch it sets is its own event, and neither the
+// latch nor any reply drawn from it promises a retry, since the latch
+// holds until someone clears it.
 func TestLatchOnTrip(t *testing.T) {
 	e := newEnv(t, latchOnTrip)
 	for i := range 10 {
@@ -194,12 +198,63 @@ func TestLatchOnTrip(t *testing.T) {
 		t.Fatalf("latched under the limit: %+v", ls)
 	}
 	vs := e.send("10.1.2.3", "", "x@school.example", 1)
-	if vs[0].Action != policy.Tempfail || vs[0].Event != store.EventLatch || vs[0].Code != 451 {
-		t.Fatalf("11th message: %+v", vs[0])
+	v := vs[0]
+	if v.Action != policy.Tempfail || v.Event != store.EventRateTrip || v.Code != 451 || v.Status != "4.7.1" {
+		t.Fatalf("11th message: %+v, want a 451 4.7.1 recorded as a rate_trip", v)
 	}
 	ls, _ = e.ls.ListLatches(context.Background(), store.LatchFilter{Active: true}, e.now)
 	if len(ls) != 1 || ls[0].Kind != store.LatchClient || ls[0].Key != "10.1.2.3" || ls[0].Rule != "rate_client" {
-		t.Errorf("latches: %+v", ls)
+		t.Fatalf("latches: %+v", ls)
+	}
+	l := ls[0]
+	if want := "client 10.1.2.3 over 10 messages per 1h0m0s"; l.Reason != want {
+		t.Errorf("latch reason %q, want %q: it is read in every later refusal", l.Reason, want)
+	}
+	if want := "latched client 10.1.2.3 (ref " + l.ID + ", rule rate_client): " + l.Reason; v.Latched != want {
+		t.Errorf("latch event reason %q, want %q", v.Latched, want)
+	}
+	// The tripping message is told it is blocked and whom to call, not
+	// to try again: a retry meets the latch.
+	for _, want := range []string{"Mail from 10.1.2.3 is blocked: client 10.1.2.3 over 10 messages per 1h0m0s", "ref " + l.ID} {
+		if !strings.Contains(v.Reply(), want) {
+			t.Errorf("reply %q lacks %q", v.Reply(), want)
+		}
+	}
+	for _, text := range []string{v.Reply(), v.Reason, v.Latched, l.Reason} {
+		if strings.Contains(strings.ToLower(text), "retry") || strings.Contains(text, "try again") {
+			t.Errorf("%q invites a retry while the latch holds", text)
+		}
+	}
+
+	// Every later message is refused by the latch, with a reply that
+	// does not invite a retry either.
+	lc, err := latch.New(latch.Options{Store: e.ls, Now: func() time.Time { return e.now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.now = e.now.Add(2 * time.Hour)
+	r := &policy.Request{Stage: policy.StageMail, ClientIP: netip.MustParseAddr("10.1.2.3"), Internal: true, Sender: "x@school.example"}
+	later, err := lc.Check(context.Background(), r)
+	if err != nil || later.Action != policy.Reject || later.Check != "latch" {
+		t.Fatalf("later message: %+v, %v; want refused by the latch", later, err)
+	}
+	if reply := later.Reply(); strings.Contains(strings.ToLower(reply), "retry") || strings.Contains(reply, "try again") ||
+		!strings.Contains(reply, "over 10 messages per 1h0m0s") {
+		t.Errorf("later reply %q: want the trip without a retry", reply)
+	}
+}
+
+// TestTripNotLatchingSaysRetry: without latch_on_trip the trip is the
+// ordinary tempfail, whose reason may say when the bucket refills.
+func TestTripNotLatchingSaysRetry(t *testing.T) {
+	e := newEnv(t, nil)
+	for range 10 {
+		e.send("10.1.2.3", "", "x@school.example", 1)
+	}
+	v := e.send("10.1.2.3", "", "x@school.example", 1)[0]
+	if v.Event != store.EventRateTrip || v.Latched != "" || !strings.Contains(v.Reason, "retry after 6m") ||
+		v.Reply() != "451 4.7.1 Too much mail from client 10.1.2.3, please try again later" {
+		t.Errorf("trip without latching: %+v", v)
 	}
 }
 

@@ -59,7 +59,7 @@ func TestWormDay(t *testing.T) {
 	}
 
 	v := send("10.1.2.3", "security@bank.example", policy.StageRcpt)
-	if v.Action != policy.Reject || v.Check != "sender" || v.Event != store.EventLatch {
+	if v.Action != policy.Reject || v.Check != "sender" || v.Event != store.EventReject || v.Latched == "" {
 		t.Fatalf("forgery: %+v", v)
 	}
 	ls, _ := latches.ListLatches(context.Background(), store.LatchFilter{Active: true}, now)

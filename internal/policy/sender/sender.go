@@ -181,9 +181,10 @@ func allowedDomain(domain string, allowed []string) bool {
 	return false
 }
 
-// violation refuses req and, once per message, latches its sender. why
-// becomes the latch's reason, which the user sees in later replies; the
-// log also gets the allowed domains and the evidence.
+// violation refuses req and, once per message, latches its sender. The
+// refusal is a reject event, and a latch set is a latch event beside it.
+// why becomes the latch's reason, which the user sees in later replies;
+// the log also gets the allowed domains and the evidence.
 func (c *Check) violation(ctx context.Context, req *policy.Request, rule, domain, why string, allowed []string, evidence string) (policy.Verdict, error) {
 	reason := fmt.Sprintf("sender: rule %s: %s", rule, why)
 	if len(allowed) > 0 {
@@ -207,7 +208,8 @@ func (c *Check) violation(ctx context.Context, req *policy.Request, rule, domain
 		return policy.Verdict{}, fmt.Errorf("sender: %w", err)
 	}
 	if latched {
-		v.Event = store.EventLatch
+		// Still a reject, the forgery it was; the latch is its own event.
+		v.Latched = latch.Description(l)
 		v.Reason += fmt.Sprintf("; latched %s %s (ref %s)", l.Kind, l.Key, l.ID)
 	}
 	return v, nil

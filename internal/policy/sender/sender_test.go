@@ -118,7 +118,9 @@ func TestEnvelopeSender(t *testing.T) {
 func TestForgeryRejectedAndLatched(t *testing.T) {
 	e := newEnv(t, nil)
 	v := e.check(e.req(policy.StageRcpt, "10.1.2.3", "ceo@bank.example"))
-	if v.Action != policy.Reject || v.Event != store.EventLatch {
+	// The forgery is a reject event; the latch it set is an event of
+	// its own beside it.
+	if v.Action != policy.Reject || v.Event != store.EventReject || !strings.HasPrefix(v.Latched, "latched client 10.1.2.3 (ref ") {
 		t.Fatalf("forgery: %+v", v)
 	}
 	if got, want := v.Reply(), "550 5.7.1 Sender domain bank.example is not allowed from 10.1.2.3"; got != want {
@@ -137,7 +139,7 @@ func TestForgeryRejectedAndLatched(t *testing.T) {
 	for i := 1; i < 4; i++ {
 		r := e.req(policy.StageRcpt, "10.1.2.3", "ceo@bank.example")
 		r.RcptIndex = i
-		if v := e.check(r); v.Action != policy.Reject || v.Event != store.EventReject {
+		if v := e.check(r); v.Action != policy.Reject || v.Event != store.EventReject || v.Latched != "" {
 			t.Errorf("recipient %d: %+v", i, v)
 		}
 	}
@@ -149,7 +151,7 @@ func TestForgeryRejectedAndLatched(t *testing.T) {
 func TestExemptClientRejectedNotLatched(t *testing.T) {
 	e := newEnv(t, nil)
 	v := e.check(e.req(policy.StageRcpt, "10.0.0.25", "ceo@bank.example"))
-	if v.Action != policy.Reject || v.Event != store.EventReject {
+	if v.Action != policy.Reject || v.Event != store.EventReject || v.Latched != "" {
 		t.Errorf("forgery from exempt relay: %+v", v)
 	}
 	if ls := e.latches(); len(ls) != 0 {
@@ -231,7 +233,7 @@ func TestHeaderFromLatches(t *testing.T) {
 	e := newEnv(t, nil)
 	r := e.req(policy.StageEOM, "10.9.1.1", "pat@district.example.edu")
 	r.HeaderFrom = "Bank <ceo@bank.example>"
-	if v := e.check(r); v.Action != policy.Reject || v.Event != store.EventLatch || !strings.Contains(v.Text, "bank.example") {
+	if v := e.check(r); v.Action != policy.Reject || v.Event != store.EventReject || v.Latched == "" || !strings.Contains(v.Text, "bank.example") {
 		t.Errorf("forged From: %+v", v)
 	}
 	if ls := e.latches(); len(ls) != 1 || ls[0].Rule != RuleHeaderFrom || !strings.Contains(ls[0].Evidence, "ceo@bank.example") {

@@ -115,6 +115,54 @@ func (s *Store) addLatchTx(w *writer, l store.Latch, now time.Time) (store.Latch
 	return store.Latch{}, fmt.Errorf("no unused latch id after %d random draws", latchIDTries)
 }
 
+// AddLatchRefusal counts a message refused at now because of the active
+// latch id. The look-up and the write share one write transaction, so a
+// latch cleared meanwhile is not counted.
+func (s *Store) AddLatchRefusal(ctx context.Context, id string, now time.Time) (store.Latch, error) {
+	if s.closed.Load() {
+		return store.Latch{}, ErrClosed
+	}
+	// As in ClearLatch, a refusal is a result, not a failed write.
+	var out store.Latch
+	var refused error
+	err := s.w.doCommitted(ctx, func(w *writer) error {
+		bg := context.Background()
+		at := msTime(now)
+		refused = nil
+		cur, err := scanLatch(w.out.latchByID.QueryRowContext(bg, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			refused = store.ErrNotFound
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !cur.Active(now) {
+			refused = store.ErrNotActive
+			return nil
+		}
+		if _, err := w.out.refuseLatch.ExecContext(bg, id, at.UnixMilli()); err != nil {
+			return err
+		}
+		cur.Count++
+		cur.Refused++
+		cur.LastSeen = at
+		out = cur
+		return nil
+	}, func() {
+		if refused == nil && s.out != nil {
+			s.out.putLatch(out)
+		}
+	})
+	if err != nil {
+		return store.Latch{}, fmt.Errorf("sqlite: count a refusal by latch %s: %w", id, err)
+	}
+	if refused != nil {
+		return store.Latch{}, fmt.Errorf("sqlite: count a refusal by latch %s: %w", id, refused)
+	}
+	return out, nil
+}
+
 // ActiveLatch returns the latch active at now for kind/key. The daemon
 // answers from memory; without a mirror it reads the database, since
 // another process may have changed it.

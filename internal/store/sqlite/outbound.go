@@ -14,7 +14,7 @@ import (
 
 // latchCols lists a latch row's columns in the order scanLatch reads them.
 const latchCols = `id, kind, key, rule, reason, site, evidence, count, first_seen, last_seen,
-	expires, cleared_at, cleared_by, clear_note`
+	expires, cleared_at, cleared_by, clear_note, refused`
 
 // activeLatchSQL finds the latch active at ?3 for kind ?1 and key ?2. At
 // most one is active; the newest wins should an old one have been left
@@ -32,6 +32,7 @@ type outWrites struct {
 	latchByID    *sql.Stmt
 	insertLatch  *sql.Stmt
 	bumpLatch    *sql.Stmt
+	refuseLatch  *sql.Stmt
 	clearLatch   *sql.Stmt
 	loadLatches  *sql.Stmt
 	putFreeze    *sql.Stmt
@@ -44,7 +45,7 @@ type outWrites struct {
 }
 
 func (o *outWrites) stmts() []**sql.Stmt {
-	return []**sql.Stmt{&o.activeLatch, &o.latchByID, &o.insertLatch, &o.bumpLatch, &o.clearLatch,
+	return []**sql.Stmt{&o.activeLatch, &o.latchByID, &o.insertLatch, &o.bumpLatch, &o.refuseLatch, &o.clearLatch,
 		&o.loadLatches, &o.putFreeze, &o.deleteFreeze, &o.loadFreezes, &o.putRate, &o.insertEvent,
 		&o.expireEvents, &o.expireRates}
 }
@@ -56,10 +57,11 @@ func (o *outWrites) prepare(ctx context.Context, conn *sql.Conn) error {
 		// A clash with an existing id inserts nothing; the caller draws
 		// another id.
 		`INSERT INTO latch (` + latchCols + `)
-			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8, ?9, NULL, '', '')
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8, ?9, NULL, '', '', 0)
 			ON CONFLICT (id) DO NOTHING`,
 		`UPDATE latch SET count = count + 1, last_seen = ?2, evidence = ?3, reason = ?4, rule = ?5
 			WHERE id = ?1`,
+		`UPDATE latch SET count = count + 1, refused = refused + 1, last_seen = ?2 WHERE id = ?1`,
 		`UPDATE latch SET cleared_at = ?2, cleared_by = ?3, clear_note = ?4 WHERE id = ?1`,
 		// Loaded oldest first, so a newer latch of the same key replaces
 		// an older one in the map.
@@ -141,7 +143,7 @@ func scanLatch(r rowScanner) (store.Latch, error) {
 	var first, last int64
 	var expires, cleared sql.NullInt64
 	err := r.Scan(&l.ID, &l.Kind, &l.Key, &l.Rule, &l.Reason, &l.Site, &l.Evidence, &l.Count,
-		&first, &last, &expires, &cleared, &l.ClearedBy, &l.ClearNote)
+		&first, &last, &expires, &cleared, &l.ClearedBy, &l.ClearNote, &l.Refused)
 	if err != nil {
 		return store.Latch{}, err
 	}

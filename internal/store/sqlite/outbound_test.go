@@ -255,3 +255,40 @@ func TestMigrateFromFirstSchema(t *testing.T) {
 		t.Fatalf("user_version = %d, %v; want %d", v, err, len(migrations))
 	}
 }
+
+// TestMigrateLatchRefused opens a database whose latches predate the
+// refused count: they keep their count, start with no refusals, and count
+// the next refusal apart.
+func TestMigrateLatchRefused(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.UnixMilli(time.Now().UnixMilli())
+	const before = 4 // the schema version before latch.refused
+	qs := append([]string{}, migrations[:before]...)
+	qs = append(qs,
+		fmt.Sprintf(`INSERT INTO latch (id, kind, key, rule, reason, site, evidence, count, first_seen, last_seen,
+			expires, cleared_at, cleared_by, clear_note)
+			VALUES ('L2345678', 'client', '10.1.2.3', 'sender_domain', 'forged', 'lincoln', 'x@evil.example', 4, %d, %d,
+			NULL, NULL, '', '')`, now.UnixMilli(), now.UnixMilli()),
+		fmt.Sprintf("PRAGMA user_version = %d", before))
+	for _, q := range qs {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = db.Close()
+
+	s := openTest(t, dir)
+	ctx := context.Background()
+	l, err := s.GetLatch(ctx, "L2345678")
+	if err != nil || l.Count != 4 || l.Refused != 0 {
+		t.Fatalf("latch from the old schema = count %d refused %d (%v); want 4 and 0", l.Count, l.Refused, err)
+	}
+	l, err = s.AddLatchRefusal(ctx, "L2345678", now.Add(time.Minute))
+	if err != nil || l.Count != 5 || l.Refused != 1 {
+		t.Fatalf("AddLatchRefusal after migrating = count %d refused %d (%v); want 5 and 1", l.Count, l.Refused, err)
+	}
+}

@@ -147,6 +147,12 @@ var migrations = []string{
 		created INTEGER NOT NULL,
 		changed INTEGER NOT NULL
 	) WITHOUT ROWID;`,
+
+	// Messages refused because of a latch are counted apart from the
+	// violations that set it (store.Latch.Refused). Earlier databases
+	// counted both in count alone; their refusals cannot be told apart
+	// and stay counted as violations.
+	`ALTER TABLE latch ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema up to date inside one immediate transaction,

@@ -72,8 +72,8 @@ func assertLatch(t *testing.T, got, want store.Latch) {
 	if g != w {
 		t.Errorf("latch = %+v, want %+v", g, w)
 	}
-	if got.Count != want.Count {
-		t.Errorf("latch %s Count = %d, want %d", got.ID, got.Count, want.Count)
+	if got.Count != want.Count || got.Refused != want.Refused {
+		t.Errorf("latch %s Count = %d, Refused = %d; want %d and %d", got.ID, got.Count, got.Refused, want.Count, want.Refused)
 	}
 	for _, tm := range []struct {
 		name      string
@@ -143,6 +143,58 @@ func testAddLatchRepeats(t *testing.T, s store.Store) {
 	got = addLatch(t, s, again, later.Add(time.Minute))
 	if got.ID != first.ID || got.Count != 3 || !got.FirstSeen.Equal(base) {
 		t.Fatalf("third AddLatch = %s count %d first seen %v; want %s, 3, %v", got.ID, got.Count, got.FirstSeen, first.ID, base)
+	}
+}
+
+// testAddLatchRefusal counts messages refused while a latch holds apart
+// from the violations that set it: a host that forged once and was then
+// refused three times did one forgery, not four.
+func testAddLatchRefusal(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	base := baseTime()
+	first := addLatch(t, s, sampleLatch(store.LatchClient, "10.1.2.3"), base)
+	want := first
+	for i := 1; i <= 3; i++ {
+		at := base.Add(time.Duration(i) * time.Minute)
+		got, err := s.AddLatchRefusal(ctx, first.ID, at)
+		if err != nil {
+			t.Fatalf("AddLatchRefusal #%d: %v", i, err)
+		}
+		want.Count, want.Refused, want.LastSeen = 1+i, i, at
+		assertLatch(t, got, want)
+	}
+	at := base.Add(3 * time.Minute)
+	assertLatch(t, getLatch(t, s, first.ID), want)
+	assertLatch(t, activeLatch(t, s, store.LatchClient, "10.1.2.3", at), want)
+	list, err := s.ListLatches(ctx, store.LatchFilter{Key: "10.1.2.3"}, at)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("ListLatches = %v, %v; want the one latch", list, err)
+	}
+	assertLatch(t, list[0], want)
+
+	// Another violation counts as one, and keeps the refusals.
+	again := addLatch(t, s, sampleLatch(store.LatchClient, "10.1.2.3"), base.Add(4*time.Minute))
+	if again.ID != first.ID || again.Count != 5 || again.Refused != 3 {
+		t.Errorf("AddLatch after three refusals = %s count %d refused %d; want %s, 5, 3", again.ID, again.Count, again.Refused, first.ID)
+	}
+
+	cleared := base.Add(5 * time.Minute)
+	if _, err := s.ClearLatch(ctx, first.ID, "admin", "reimaged", cleared); err != nil {
+		t.Fatalf("ClearLatch: %v", err)
+	}
+	if _, err := s.AddLatchRefusal(ctx, first.ID, cleared.Add(time.Minute)); !errors.Is(err, store.ErrNotActive) {
+		t.Errorf("AddLatchRefusal of a cleared latch: err = %v, want store.ErrNotActive", err)
+	}
+	if l := getLatch(t, s, first.ID); l.Count != 5 || l.Refused != 3 {
+		t.Errorf("a refusal by a cleared latch was counted: count %d refused %d, want 5 and 3", l.Count, l.Refused)
+	}
+	_, err = s.AddLatchRefusal(ctx, "ZZZZZZZZ", at)
+	assertNotFound(t, err, "AddLatchRefusal of an unknown id")
+
+	// A fresh latch starts with no refusals.
+	next := addLatch(t, s, sampleLatch(store.LatchClient, "10.1.2.3"), cleared.Add(2*time.Minute))
+	if next.ID == first.ID || next.Count != 1 || next.Refused != 0 {
+		t.Errorf("latch after clearing = %s count %d refused %d; want a fresh one with 1 and 0", next.ID, next.Count, next.Refused)
 	}
 }
 

@@ -87,10 +87,14 @@ func outboundBeforeClose(t *testing.T, s store.Store, base time.Time) func(t *te
 	ctx := context.Background()
 	addLatch(t, s, sampleLatch(store.LatchClient, "10.1.2.3"), base)
 	active := addLatch(t, s, sampleLatch(store.LatchClient, "10.1.2.3"), base.Add(time.Minute))
+	active, err := s.AddLatchRefusal(ctx, active.ID, base.Add(2*time.Minute))
+	if err != nil {
+		t.Fatalf("AddLatchRefusal: %v", err)
+	}
 	user := sampleLatch(store.LatchUser, "alice")
 	user.Expires = base.Add(24 * time.Hour)
 	cleared := addLatch(t, s, user, base)
-	cleared, err := s.ClearLatch(ctx, cleared.ID, "admin", "password changed", base.Add(time.Hour))
+	cleared, err = s.ClearLatch(ctx, cleared.ID, "admin", "password changed", base.Add(time.Hour))
 	if err != nil {
 		t.Fatalf("ClearLatch: %v", err)
 	}

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AddLatchCreates", testAddLatchCreates},
 		{"AddLatchRepeats", testAddLatchRepeats},
 		{"AddLatchParallel", testAddLatchParallel},
+		{"AddLatchRefusal", testAddLatchRefusal},
 		{"ClearLatch", testClearLatch},
 		{"LatchExpires", testLatchExpires},
 		{"ListLatches", testListLatches},

@@ -38,11 +38,34 @@ func (s *Store) AddLatch(_ context.Context, l store.Latch, now time.Time) (store
 		}
 	}
 	l.ID = fmt.Sprintf("L%07d", len(s.latches)+1)
-	l.Count = 1
+	l.Count, l.Refused = 1, 0
 	l.FirstSeen, l.LastSeen = now, now
 	l.ClearedAt, l.ClearedBy, l.ClearNote = time.Time{}, "", ""
 	s.latches = append(s.latches, l)
 	return l, nil
+}
+
+// AddLatchRefusal implements store.Latches.
+func (s *Store) AddLatchRefusal(_ context.Context, id string, now time.Time) (store.Latch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.Err != nil {
+		return store.Latch{}, s.Err
+	}
+	for i, l := range s.latches {
+		if l.ID != id {
+			continue
+		}
+		if !l.Active(now) {
+			return store.Latch{}, fmt.Errorf("latchtest: refusal by %s: %w", id, store.ErrNotActive)
+		}
+		l.Count++
+		l.Refused++
+		l.LastSeen = now
+		s.latches[i] = l
+		return l, nil
+	}
+	return store.Latch{}, fmt.Errorf("latchtest: refusal by %s: %w", id, store.ErrNotFound)
 }
 
 // ActiveLatch implements store.Latches.
