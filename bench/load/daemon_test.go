@@ -36,7 +36,9 @@ func freeAddrs(tb testing.TB, n int) []string {
 func startDaemon(tb testing.TB, greylist bool) (policyAddr, milterAddr string) {
 	tb.Helper()
 	dir := tb.TempDir()
-	cfg, err := daemon.LoadConfig("", dir)
+	// A data directory that does not exist yet: the first start makes
+	// the store.
+	cfg, err := daemon.LoadConfig("", filepath.Join(dir, "data"))
 	if err != nil {
 		tb.Fatal(err)
 	}

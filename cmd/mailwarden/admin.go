@@ -1,90 +1,14 @@
 package main
 
 import (
-	"context"
-	"flag"
-	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
-
-	"mailwarden/internal/adminapi"
-	"mailwarden/internal/daemon"
 )
 
 // adminTimeout bounds one admin command's conversation with the daemon.
 const adminTimeout = 30 * time.Second
-
-// adminCmd is what the commands that talk to the running daemon share:
-// how to find its socket, --json, and how to report failures.
-type adminCmd struct {
-	name       string // "latch clear", for messages
-	configPath *string
-	dataDir    *string
-	asJSON     *bool
-	stdout     io.Writer
-	stderr     io.Writer
-}
-
-// newAdminCmd registers the flags every admin command takes.
-func newAdminCmd(name string, fs *flag.FlagSet, stdout, stderr io.Writer) *adminCmd {
-	return &adminCmd{
-		name:       name,
-		configPath: fs.String("config", "", "config `file` of the running daemon (to find admin.socket)"),
-		dataDir:    fs.String("data", "", "data `directory` of the running daemon (admin.sock is in it)"),
-		asJSON:     fs.Bool("json", false, "print JSON instead of a table"),
-		stdout:     stdout,
-		stderr:     stderr,
-	}
-}
-
-// client loads the daemon's config to find the admin socket, as serve
-// would, and returns a client for it. A config error is exit status 2.
-func (a *adminCmd) client() (*adminapi.Client, int) {
-	cfg, err := daemon.LoadConfig(*a.configPath, *a.dataDir)
-	if err != nil {
-		fmt.Fprintf(a.stderr, "mailwarden %s: %v\n", a.name, err)
-		return nil, 2
-	}
-	return adminapi.Dial(adminapi.SocketPath(cfg)), 0
-}
-
-// usage reports a command-line mistake: exit status 2.
-// connect returns the daemon's client and a context bounding one
-// command; done releases both. A nil client means the command is over
-// with the exit status code (the error is already printed).
-func (a *adminCmd) connect() (c *adminapi.Client, ctx context.Context, done func(), code int) {
-	c, code = a.client()
-	if c == nil {
-		return nil, nil, nil, code
-	}
-	ctx, cancel := adminContext()
-	return c, ctx, func() { cancel(); c.Close() }, 0
-}
-
-func (a *adminCmd) usage(format string, args ...any) int {
-	fmt.Fprintf(a.stderr, "mailwarden %s: %s\n", a.name, fmt.Sprintf(format, args...))
-	return 2
-}
-
-// fail reports an error from the daemon: input it refused is a usage
-// error (2), anything else a failure (1).
-func (a *adminCmd) fail(err error) int {
-	fmt.Fprintf(a.stderr, "mailwarden %s: %v\n", a.name, err)
-	if adminapi.BadInput(err) {
-		return 2
-	}
-	return 1
-}
-
-// json prints v as JSON.
-func (a *adminCmd) json(v any) int { return writeJSON(a.stdout, a.stderr, v) }
-
-func adminContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), adminTimeout)
-}
 
 // localTime prints t in local time, or "-" when it is not set.
 func localTime(t time.Time) string {

@@ -10,51 +10,47 @@ import (
 	"time"
 
 	"mailwarden/internal/adminapi"
+	"mailwarden/internal/events"
 	"mailwarden/internal/store"
 )
 
-// cmdEvents lists recorded decisions and admin actions, newest first.
-func cmdEvents(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("events", flag.ContinueOnError)
-	a := newAdminCmd("events", fs, stdout, stderr)
+// eventsCmd lists recorded decisions and admin actions, newest first.
+func eventsCmd(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
 	since := fs.String("since", "", "events from this `time` on: a duration back from now (90m, 2h, 3d) or RFC 3339")
 	until := fs.String("until", "", "events before this `time`: a duration back from now or RFC 3339")
-	kind := fs.String("kind", "", "only this `kind`: reject, tempfail, latch, rate_trip, freeze, admin, greylist, virus, signatures or mailbox")
+	kind := fs.String("kind", "", "only this `kind`: "+strings.Join(events.Kinds(), ", "))
 	host := fs.String("host", "", "only events for this client `IP`")
 	user := fs.String("user", "", "only events for this SASL `user` (or administrator, for admin events)")
 	limit := fs.Int("limit", adminapi.DefaultEventLimit, "show at most `N` events, newest first")
-	pos, err := parseFlags(fs, args, stderr)
-	if err != nil {
-		return 2
+	return func(c *call) int {
+		now := time.Now()
+		f := store.EventFilter{Kind: *kind, Client: *host, User: *user, Limit: *limit}
+		var err error
+		if f.Since, err = parseWhen(*since, now); err != nil {
+			return c.usage("--since: %v", err)
+		}
+		if f.Until, err = parseWhen(*until, now); err != nil {
+			return c.usage("--until: %v", err)
+		}
+		if *limit < 1 || *limit > adminapi.MaxEventLimit {
+			return c.usage("--limit %d: want 1 to %d", *limit, adminapi.MaxEventLimit)
+		}
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		evs, err := cl.Events(ctx, f)
+		if err != nil {
+			return c.fail(err)
+		}
+		if *asJSON {
+			return c.json(evs)
+		}
+		printEvents(c.stdout, evs)
+		return 0
 	}
-	if len(pos) != 0 {
-		return a.usage("unexpected argument %q", pos[0])
-	}
-	now := time.Now()
-	f := store.EventFilter{Kind: *kind, Client: *host, User: *user, Limit: *limit}
-	if f.Since, err = parseWhen(*since, now); err != nil {
-		return a.usage("--since: %v", err)
-	}
-	if f.Until, err = parseWhen(*until, now); err != nil {
-		return a.usage("--until: %v", err)
-	}
-	if *limit < 1 || *limit > adminapi.MaxEventLimit {
-		return a.usage("--limit %d: want 1 to %d", *limit, adminapi.MaxEventLimit)
-	}
-	c, ctx, done, code := a.connect()
-	if c == nil {
-		return code
-	}
-	defer done()
-	evs, err := c.Events(ctx, f)
-	if err != nil {
-		return a.fail(err)
-	}
-	if *a.asJSON {
-		return a.json(evs)
-	}
-	printEvents(stdout, evs)
-	return 0
 }
 
 // parseWhen reads a point in time: "" (none), a duration back from now

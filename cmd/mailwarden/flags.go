@@ -2,15 +2,12 @@ package main
 
 import (
 	"flag"
-	"fmt"
-	"io"
 )
 
 // parseFlags parses fs over args, allowing flags after positional
 // arguments ("greylist allow IP S R --config F"), and returns the
 // positional arguments.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, error) {
-	fs.SetOutput(stderr)
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -28,10 +25,14 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) ([]string, er
 	}
 }
 
-// wantArgs checks the number of positional arguments.
-func wantArgs(pos []string, n int, what string) error {
-	if len(pos) != n {
-		return fmt.Errorf("want %s, got %d argument(s)", what, len(pos))
-	}
-	return nil
+// configFlags defines --config and --data for a command that reads the
+// config or the store itself, without the daemon.
+func configFlags(fs *flag.FlagSet) (configPath, dataDir *string) {
+	return fs.String("config", "", "config `file` (default: built-in defaults)"),
+		fs.String("data", "", "data `directory` (overrides data_dir)")
+}
+
+// jsonFlag defines --json, which the commands that print a table take.
+func jsonFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("json", false, "print JSON instead of a table")
 }

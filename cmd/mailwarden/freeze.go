@@ -12,42 +12,27 @@ import (
 	"mailwarden/internal/store"
 )
 
-const freezeUsage = `usage: mailwarden freeze on|off --all|--domain DOMAIN|--user USER|--network CIDR [--note TEXT]
-       mailwarden freeze status [--json]
-`
+// freezeScope defines the flags that say what a freeze covers, for
+// freeze on and freeze off.
+type freezeScope struct {
+	fs   *flag.FlagSet
+	note *string
+}
 
-// cmdFreeze switches outbound freezes (PRODUCT.md §1 Day B): matching
-// outbound mail is tempfailed inside mailwarden, so nothing is lost and
-// restarting the MTA cannot undo it.
-func cmdFreeze(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, freezeUsage)
-		return 2
-	}
-	verb := args[0]
-	fs := flag.NewFlagSet("freeze "+verb, flag.ContinueOnError)
-	a := newAdminCmd("freeze "+verb, fs, stdout, stderr)
+func newFreezeScope(fs *flag.FlagSet) *freezeScope {
 	fs.Bool("all", false, "every outbound message")
 	fs.String("domain", "", "outbound mail from sender `domain`")
 	fs.String("user", "", "outbound mail from SASL `user`")
 	fs.String("network", "", "outbound mail from clients in `CIDR`")
-	note := fs.String("note", "", "why, for the audit log")
-	pos, err := parseFlags(fs, args[1:], stderr)
-	if err != nil {
-		return 2
-	}
-	if verb != "on" && verb != "off" && verb != "status" {
-		fmt.Fprintf(stderr, "mailwarden freeze: unknown command %q (want on, off or status)\n%s", verb, freezeUsage)
-		return 2
-	}
-	if len(pos) != 0 {
-		return a.usage("unexpected argument %q (a scope is a flag: --all, --domain, --user or --network)", pos[0])
-	}
-	// The scope is whichever scope flag was given, even as "" (which
-	// the daemon then refuses with its reason).
+	return &freezeScope{fs: fs, note: fs.String("note", "", "`text` saying why, for the audit log")}
+}
+
+// scope returns the one scope flag given and its value, or an exit
+// status. The scope is whichever scope flag was given, even as ""
+// (which the daemon then refuses with its reason).
+func (s *freezeScope) scope(c *call) (scope, value string, code int) {
 	var scopes []string
-	var scope, value string
-	fs.Visit(func(f *flag.Flag) {
+	s.fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "all", "domain", "user", "network":
 			if f.Name == "all" && f.Value.String() != "true" {
@@ -61,50 +46,77 @@ func cmdFreeze(args []string, stdout, stderr io.Writer) int {
 		}
 	})
 	switch {
-	case verb == "status" && len(scopes) > 0:
-		return a.usage("takes no scope; it lists every freeze in force")
-	case verb != "status" && len(scopes) == 0:
-		return a.usage("say what to freeze: --all, --domain DOMAIN, --user USER or --network CIDR")
+	case len(scopes) == 0:
+		return "", "", c.usage("say what to freeze: --all, --domain DOMAIN, --user USER or --network CIDR")
 	case len(scopes) > 1:
-		return a.usage("give one scope at a time, got %s", strings.Join(scopes, " and "))
+		return "", "", c.usage("give one scope at a time, got %s", strings.Join(scopes, " and "))
 	}
-	c, ctx, done, code := a.connect()
-	if c == nil {
-		return code
+	return scope, value, 0
+}
+
+// freezeOn switches an outbound freeze on (PRODUCT.md §1 Day B):
+// matching outbound mail is tempfailed inside mailwarden, so nothing is
+// lost and restarting the MTA cannot undo it.
+func freezeOn(fs *flag.FlagSet) runFunc { return freezeSwitch(fs, true) }
+
+// freezeOff lifts an outbound freeze.
+func freezeOff(fs *flag.FlagSet) runFunc { return freezeSwitch(fs, false) }
+
+func freezeSwitch(fs *flag.FlagSet, on bool) runFunc {
+	asJSON := jsonFlag(fs)
+	s := newFreezeScope(fs)
+	return func(c *call) int {
+		scope, value, code := s.scope(c)
+		if code != 0 {
+			return code
+		}
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		var f adminapi.Freeze
+		var err error
+		if on {
+			f, err = cl.Freeze(ctx, scope, value, *s.note)
+		} else {
+			f, err = cl.Unfreeze(ctx, scope, value, *s.note)
+		}
+		if err != nil {
+			return c.fail(err)
+		}
+		if *asJSON {
+			return c.json(f)
+		}
+		what := printableText(adminapi.DescribeScope(f.Scope, f.Value))
+		if on {
+			fmt.Fprintf(c.stdout, "frozen: %s. Matching outbound mail is tempfailed (kept by the sending MTA) until\n  mailwarden freeze off %s\n",
+				what, scopeFlag(f))
+		} else {
+			fmt.Fprintf(c.stdout, "lifted the freeze on %s (in force since %s, set by %s)\n", what, when(f.Since, time.Now()), printable(f.By))
+		}
+		return 0
 	}
-	defer done()
-	switch verb {
-	case "on":
-		f, err := c.Freeze(ctx, scope, value, *note)
+}
+
+func freezeStatus(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
+	return func(c *call) int {
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		fz, err := cl.Freezes(ctx)
 		if err != nil {
-			return a.fail(err)
+			return c.fail(err)
 		}
-		if *a.asJSON {
-			return a.json(f)
+		if *asJSON {
+			return c.json(fz)
 		}
-		fmt.Fprintf(stdout, "frozen: %s. Matching outbound mail is tempfailed (kept by the sending MTA) until\n  mailwarden freeze off %s\n",
-			printableText(adminapi.DescribeScope(f.Scope, f.Value)), scopeFlag(f))
-	case "off":
-		f, err := c.Unfreeze(ctx, scope, value, *note)
-		if err != nil {
-			return a.fail(err)
-		}
-		if *a.asJSON {
-			return a.json(f)
-		}
-		fmt.Fprintf(stdout, "lifted the freeze on %s (in force since %s, set by %s)\n",
-			printableText(adminapi.DescribeScope(f.Scope, f.Value)), when(f.Since, time.Now()), printable(f.By))
-	case "status":
-		fz, err := c.Freezes(ctx)
-		if err != nil {
-			return a.fail(err)
-		}
-		if *a.asJSON {
-			return a.json(fz)
-		}
-		printFreezes(stdout, fz, time.Now())
+		printFreezes(c.stdout, fz, time.Now())
+		return 0
 	}
-	return 0
 }
 
 // scopeFlag is the command-line flag that names f's scope.

@@ -6,125 +6,105 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/netip"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
+	"mailwarden/internal/adminapi"
 	"mailwarden/internal/config"
 	"mailwarden/internal/daemon"
-	"mailwarden/internal/policy/greylist"
 	"mailwarden/internal/store"
-	"mailwarden/internal/store/sqlite"
+	"mailwarden/internal/store/backend"
 )
 
-func cmdGreylist(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, "usage: mailwarden greylist list|allow|stats [--config FILE] [--data DIR]\n")
-		return 2
-	}
-	verb := args[0]
-	fs := flag.NewFlagSet("greylist "+verb, flag.ContinueOnError)
-	configPath := fs.String("config", "", "config `file` (default: built-in defaults)")
-	dataDir := fs.String("data", "", "data `directory` (overrides data_dir)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+func greylistList(fs *flag.FlagSet) runFunc {
+	configPath, dataDir := configFlags(fs)
+	asJSON := jsonFlag(fs)
 	pending := fs.Bool("pending", false, "list only triplets still waiting")
 	passed := fs.Bool("passed", false, "list only triplets that passed")
 	limit := fs.Int("limit", 0, "list at most `N` triplets, newest first (0: all)")
-	pos, err := parseFlags(fs, args[1:], stderr)
-	if err != nil {
-		return 2
-	}
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "mailwarden greylist %s: %v\n", verb, err)
-		return 1
-	}
-	cfg, err := daemon.LoadConfig(*configPath, *dataDir)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailwarden greylist %s: %v\n", verb, err)
-		return 2
-	}
-	want := map[string]int{"list": 0, "allow": 3, "stats": 0}
-	n, known := want[verb]
-	if !known {
-		fmt.Fprintf(stderr, "mailwarden greylist: unknown command %q (want list, allow or stats)\n", verb)
-		return 2
-	}
-	if len(pos) != n {
-		if verb == "allow" {
-			return usageErr(stderr, verb, "CLIENT SENDER RECIPIENT (CLIENT is an IP address or a netblock as listed; SENDER \"<>\" or \"\" for the null sender)")
+	return func(c *call) int {
+		st, _, code := openGreylist(c, *configPath, *dataDir)
+		if st == nil {
+			return code
 		}
-		return usageErr(stderr, verb, "no arguments")
-	}
-	var client string
-	if verb == "allow" {
-		if client, err = clientKey(cfg, pos[0]); err != nil {
-			return usageErr(stderr, verb, err.Error())
-		}
-	}
-	st, err := sqlite.Open(cfg.DataDir, slog.New(slog.DiscardHandler))
-	if err != nil {
-		return fail(err)
-	}
-	defer st.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	now := time.Now()
-	switch verb {
-	case "list":
-		ts, err := st.ListTriplets(ctx, store.TripletFilter{Pending: *pending, Passed: *passed, Limit: *limit}, now)
+		defer st.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ts, err := st.ListTriplets(ctx, store.TripletFilter{Pending: *pending, Passed: *passed, Limit: *limit}, time.Now())
 		if err != nil {
-			return fail(err)
+			return c.fail(err)
 		}
 		if *asJSON {
-			return writeJSON(stdout, stderr, tripletsJSON(ts))
+			return c.json(tripletsJSON(ts))
 		}
-		printTriplets(stdout, ts)
-	case "allow":
-		sender := pos[1]
-		if sender == "<>" {
-			sender = ""
+		printTriplets(c.stdout, ts)
+		return 0
+	}
+}
+
+func greylistStats(fs *flag.FlagSet) runFunc {
+	configPath, dataDir := configFlags(fs)
+	asJSON := jsonFlag(fs)
+	return func(c *call) int {
+		st, cfg, code := openGreylist(c, *configPath, *dataDir)
+		if st == nil {
+			return code
 		}
-		if err := greylist.Allow(ctx, st, client, strings.ToLower(sender), strings.ToLower(pos[2]), now, cfg.Greylist.PassedLifetime.D()); err != nil {
-			return fail(err)
-		}
-		fmt.Fprintf(stdout, "allowed: %s %s -> %s (passes from now on)\n", client, displayAddr(sender), pos[2])
-	case "stats":
-		s, err := st.GreylistStats(ctx, now, cfg.Greylist.AutoWhitelistAfter)
+		defer st.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s, err := st.GreylistStats(ctx, time.Now(), cfg.Greylist.AutoWhitelistAfter)
 		if err != nil {
-			return fail(err)
+			return c.fail(err)
 		}
 		if *asJSON {
-			return writeJSON(stdout, stderr, map[string]int{
+			return c.json(map[string]int{
 				"pending": s.Pending, "passed": s.Passed, "autowhitelisted_clients": s.WhitelistedClients,
 			})
 		}
-		fmt.Fprintf(stdout, "pending triplets:         %d\npassed triplets:          %d\nauto-whitelisted clients: %d\n",
+		fmt.Fprintf(c.stdout, "pending triplets:         %d\npassed triplets:          %d\nauto-whitelisted clients: %d\n",
 			s.Pending, s.Passed, s.WhitelistedClients)
+		return 0
 	}
-	return 0
 }
 
-func usageErr(stderr io.Writer, verb, want string) int {
-	fmt.Fprintf(stderr, "mailwarden greylist %s: want %s\n", verb, want)
-	return 2
+// openGreylist opens the store that serve would, given the same config
+// and data directory, for the commands that read it without the daemon.
+func openGreylist(c *call, configPath, dataDir string) (store.Store, config.Config, int) {
+	cfg, err := daemon.LoadConfig(configPath, dataDir)
+	if err != nil {
+		return nil, cfg, c.usage("%v", err)
+	}
+	st, err := backend.Open(cfg, backend.Options{})
+	if err != nil {
+		return nil, cfg, c.fail(err)
+	}
+	return st, cfg, 0
 }
 
-// clientKey turns an IP address into its greylist netblock; a netblock
-// as printed by `greylist list` is taken as it is.
-func clientKey(cfg config.Config, s string) (string, error) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return greylist.Netblock(a, cfg.Greylist.IPv4Prefix, cfg.Greylist.IPv6Prefix), nil
+// greylistAllow lets a waiting triplet through at once. It goes through
+// the daemon, which checks the input, turns an address into the netblock
+// of its live config and records who did it.
+func greylistAllow(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
+	return func(c *call) int {
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		t, err := cl.AllowTriplet(ctx, adminapi.AllowRequest{Client: c.pos[0], Sender: c.pos[1], Recipient: c.pos[2]})
+		if err != nil {
+			return c.fail(err)
+		}
+		if *asJSON {
+			return c.json(t)
+		}
+		fmt.Fprintf(c.stdout, "allowed: %s %s -> %s (passes from now on)\n", printable(t.Client),
+			printable(displayAddr(t.Sender)), printable(t.Recipient))
+		return 0
 	}
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked().String(), nil
-	}
-	if s == "unknown" {
-		return s, nil
-	}
-	return "", fmt.Errorf("CLIENT %q is neither an IP address nor a netblock", s)
 }
 
 type tripletJSON struct {

@@ -15,109 +15,160 @@ import (
 	"mailwarden/internal/hosts"
 )
 
-const hostsUsage = `usage: mailwarden hosts list [--site S] [--status suspect|latched|disinfected] [--since 7d] [--limit N] [--json]
-       mailwarden hosts show IP [--json]
-       mailwarden hosts note IP TEXT
-       mailwarden hosts disinfect IP --note TEXT
-       mailwarden hosts timeline [--since 30d] [--limit N] [--json]
-`
+// The hosts commands show and annotate the suspect hosts the daemon has
+// evidence about: trap hits, forged senders, viruses, rate trips, open
+// backdoors.
 
-// cmdHosts shows and annotates the suspect hosts the daemon has evidence
-// about: trap hits, forged senders, viruses, rate trips, open backdoors.
-func cmdHosts(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, hostsUsage)
-		return 2
-	}
-	verb := args[0]
-	fs := flag.NewFlagSet("hosts "+verb, flag.ContinueOnError)
-	a := newAdminCmd("hosts "+verb, fs, stdout, stderr)
+func hostsList(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
 	site := fs.String("site", "", "list only hosts in this `site`")
 	status := fs.String("status", "", "list only hosts with this `status`: suspect, latched or disinfected")
 	since := fs.String("since", "", "only evidence from this `time` on: a duration back from now (7d, 12h) or RFC 3339")
-	limit := fs.Int("limit", 0, "show at most `N` hosts or timeline entries (0: all)")
-	note := fs.String("note", "", "what was done to the machine, for the audit log (required by disinfect)")
-	pos, err := parseFlags(fs, args[1:], stderr)
+	limit := fs.Int("limit", 0, "show at most `N` hosts (0: all)")
+	return func(c *call) int {
+		if *status != "" && !slices.Contains([]string{hosts.StatusSuspect, hosts.StatusLatched, hosts.StatusDisinfected}, *status) {
+			return c.usage("--status %q: want suspect, latched or disinfected", *status)
+		}
+		now := time.Now()
+		from, code := sinceFlag(c, *since, *limit, now)
+		if code != 0 {
+			return code
+		}
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		hs, err := cl.Hosts(ctx, hosts.HostFilter{Site: *site, Status: *status, Since: from, Limit: *limit})
+		if err != nil {
+			return c.fail(err)
+		}
+		if *asJSON {
+			return c.json(hs)
+		}
+		printHosts(c.stdout, hs, now)
+		return 0
+	}
+}
+
+func hostsTimeline(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
+	since := fs.String("since", "", "only evidence from this `time` on: a duration back from now (30d, 12h) or RFC 3339")
+	limit := fs.Int("limit", 0, "show at most `N` entries (0: all)")
+	return func(c *call) int {
+		from, code := sinceFlag(c, *since, *limit, time.Now())
+		if code != 0 {
+			return code
+		}
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		es, err := cl.Timeline(ctx, from, *limit)
+		if err != nil {
+			return c.fail(err)
+		}
+		if *asJSON {
+			return c.json(es)
+		}
+		printTimeline(c.stdout, es)
+		return 0
+	}
+}
+
+// sinceFlag checks --since and --limit of hosts list and timeline.
+func sinceFlag(c *call, since string, limit int, now time.Time) (time.Time, int) {
+	if limit < 0 {
+		return time.Time{}, c.usage("--limit %d: want 0 (all) or more", limit)
+	}
+	from, err := parseWhen(since, now)
 	if err != nil {
-		return 2
+		return time.Time{}, c.usage("--since: %v", err)
 	}
-	switch verb {
-	case "list", "timeline":
-		if len(pos) != 0 {
-			return a.usage("takes no arguments, got %q", pos[0])
-		}
-	case "show", "disinfect":
-		if len(pos) != 1 {
-			return a.usage("want one IP address, got %d arguments", len(pos))
-		}
-	case "note":
-		if len(pos) < 2 {
-			return a.usage(`want an IP address and the note's text, e.g. hosts note 10.1.2.3 "owner is in room 12"`)
-		}
-	default:
-		fmt.Fprintf(stderr, "mailwarden hosts: unknown command %q (want list, show, note, disinfect or timeline)\n%s", verb, hostsUsage)
-		return 2
-	}
-	var ip netip.Addr
-	if len(pos) > 0 && verb != "list" && verb != "timeline" {
-		if ip, err = netip.ParseAddr(pos[0]); err != nil {
-			return a.usage("%q is not an IP address", pos[0])
-		}
-	}
-	if *status != "" && !slices.Contains([]string{hosts.StatusSuspect, hosts.StatusLatched, hosts.StatusDisinfected}, *status) {
-		return a.usage("--status %q: want suspect, latched or disinfected", *status)
-	}
-	if *limit < 0 {
-		return a.usage("--limit %d: want 0 (all) or more", *limit)
-	}
-	if verb == "disinfect" && strings.TrimSpace(*note) == "" {
-		return a.usage(`--note is required: say what was done, e.g. --note "reimaged, ticket 4411"; it goes into the audit log`)
-	}
-	now := time.Now()
-	from, err := parseWhen(*since, now)
+	return from, 0
+}
+
+// hostIP reads the host address every hosts command but list and
+// timeline starts with.
+func hostIP(c *call) (netip.Addr, int) {
+	ip, err := netip.ParseAddr(c.pos[0])
 	if err != nil {
-		return a.usage("--since: %v", err)
+		return netip.Addr{}, c.usage("%q is not an IP address", c.pos[0])
 	}
-	c, ctx, done, code := a.connect()
-	if c == nil {
-		return code
+	return ip, 0
+}
+
+func hostsShow(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
+	return func(c *call) int {
+		ip, code := hostIP(c)
+		if code != 0 {
+			return code
+		}
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		h, err := cl.Host(ctx, ip)
+		if err != nil {
+			return c.fail(err)
+		}
+		if *asJSON {
+			return c.json(h)
+		}
+		printHost(c.stdout, h, time.Now())
+		return 0
 	}
-	defer done()
-	switch verb {
-	case "list":
-		hs, err := c.Hosts(ctx, hosts.HostFilter{Site: *site, Status: *status, Since: from, Limit: *limit})
+}
+
+func hostsNote(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
+	return func(c *call) int {
+		ip, code := hostIP(c)
+		if code != 0 {
+			return code
+		}
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		n, err := cl.NoteHost(ctx, ip, strings.Join(c.pos[1:], " "))
 		if err != nil {
-			return a.fail(err)
+			return c.fail(err)
 		}
-		if *a.asJSON {
-			return a.json(hs)
+		if *asJSON {
+			return c.json(n)
 		}
-		printHosts(stdout, hs, now)
-	case "show":
-		h, err := c.Host(ctx, ip)
+		fmt.Fprintf(c.stdout, "noted on %s (by %s): %s\n", ip, printable(n.By), printableText(n.Text))
+		return 0
+	}
+}
+
+func hostsDisinfect(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
+	note := fs.String("note", "", "`text` saying what was done to the machine, for the audit log (required)")
+	return func(c *call) int {
+		ip, code := hostIP(c)
+		if code != 0 {
+			return code
+		}
+		if strings.TrimSpace(*note) == "" {
+			return c.usage(`--note is required: say what was done, e.g. --note "reimaged, ticket 4411"; it goes into the audit log`)
+		}
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		d, err := cl.DisinfectHost(ctx, ip, *note)
 		if err != nil {
-			return a.fail(err)
+			return c.fail(err)
 		}
-		if *a.asJSON {
-			return a.json(h)
-		}
-		printHost(stdout, h, now)
-	case "note":
-		n, err := c.NoteHost(ctx, ip, strings.Join(pos[1:], " "))
-		if err != nil {
-			return a.fail(err)
-		}
-		if *a.asJSON {
-			return a.json(n)
-		}
-		fmt.Fprintf(stdout, "noted on %s (by %s): %s\n", ip, printable(n.By), printableText(n.Text))
-	case "disinfect":
-		d, err := c.DisinfectHost(ctx, ip, *note)
-		if err != nil {
-			return a.fail(err)
-		}
-		if *a.asJSON {
-			return a.json(d)
+		if *asJSON {
+			return c.json(d)
 		}
 		ids := make([]string, 0, len(d.Cleared))
 		for _, l := range d.Cleared {
@@ -127,18 +178,9 @@ func cmdHosts(args []string, stdout, stderr io.Writer) int {
 		if len(ids) > 0 {
 			cleared = "cleared latches " + strings.Join(ids, ", ")
 		}
-		fmt.Fprintf(stdout, "%s declared disinfected; %s\n", d.IP, cleared)
-	case "timeline":
-		es, err := c.Timeline(ctx, from, *limit)
-		if err != nil {
-			return a.fail(err)
-		}
-		if *a.asJSON {
-			return a.json(es)
-		}
-		printTimeline(stdout, es)
+		fmt.Fprintf(c.stdout, "%s declared disinfected; %s\n", d.IP, cleared)
+		return 0
 	}
-	return 0
 }
 
 // count shows an evidence count, "-" for none, so the eye finds the

@@ -37,7 +37,7 @@ func startHostsAdmin(t *testing.T, scanFn adminapi.ScanFunc) (string, *sqlite.St
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := hosts.New(hosts.Options{Store: st, Sites: sr, Retention: time.Hour, Log: log})
+	reg, err := hosts.New(hosts.Options{Store: st, Sites: func() *sites.Registry { return sr }, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,83 +11,76 @@ import (
 	"mailwarden/internal/store"
 )
 
-const latchUsage = `usage: mailwarden latch list [--all] [--kind client|user] [--key KEY] [--limit N] [--json]
-       mailwarden latch show ID [--json]
-       mailwarden latch clear ID --note TEXT [--json]
-`
-
-func cmdLatch(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, latchUsage)
-		return 2
-	}
-	verb := args[0]
-	fs := flag.NewFlagSet("latch "+verb, flag.ContinueOnError)
-	a := newAdminCmd("latch "+verb, fs, stdout, stderr)
+func latchList(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
 	all := fs.Bool("all", false, "list cleared and expired latches too")
 	kind := fs.String("kind", "", "list only latches of this `kind`: client or user")
 	key := fs.String("key", "", "list only latches on this `key` (an IP address or user name)")
 	limit := fs.Int("limit", 0, "list at most `N` latches, most recently seen first (0: all)")
-	note := fs.String("note", "", "why the latch is cleared, for the audit log (required)")
-	pos, err := parseFlags(fs, args[1:], stderr)
-	if err != nil {
-		return 2
-	}
-	want := map[string]int{"list": 0, "show": 1, "clear": 1}
-	n, known := want[verb]
-	if !known {
-		fmt.Fprintf(stderr, "mailwarden latch: unknown command %q (want list, show or clear)\n%s", verb, latchUsage)
-		return 2
-	}
-	if len(pos) != n {
-		if n == 0 {
-			return a.usage("takes no arguments, got %q", pos[0])
+	return func(c *call) int {
+		if *kind != "" && *kind != store.LatchClient && *kind != store.LatchUser {
+			return c.usage("--kind %q: want client or user", *kind)
 		}
-		return a.usage("want one latch ID (latch list shows them), got %d arguments", len(pos))
-	}
-	if verb == "clear" && *note == "" {
-		return a.usage(`--note is required: say why, e.g. --note "reimaged, ticket 4411"; it goes into the audit log`)
-	}
-	if *kind != "" && *kind != store.LatchClient && *kind != store.LatchUser {
-		return a.usage("--kind %q: want client or user", *kind)
-	}
-	c, ctx, done, code := a.connect()
-	if c == nil {
-		return code
-	}
-	defer done()
-	now := time.Now()
-	switch verb {
-	case "list":
-		ls, err := c.Latches(ctx, store.LatchFilter{Active: !*all, Kind: *kind, Key: *key, Limit: *limit})
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		ls, err := cl.Latches(ctx, store.LatchFilter{Active: !*all, Kind: *kind, Key: *key, Limit: *limit})
 		if err != nil {
-			return a.fail(err)
+			return c.fail(err)
 		}
-		if *a.asJSON {
-			return a.json(ls)
+		if *asJSON {
+			return c.json(ls)
 		}
-		printLatches(stdout, ls, *all, now)
-	case "show":
-		l, err := c.Latch(ctx, pos[0])
+		printLatches(c.stdout, ls, *all, time.Now())
+		return 0
+	}
+}
+
+func latchShow(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
+	return func(c *call) int {
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		l, err := cl.Latch(ctx, c.pos[0])
 		if err != nil {
-			return a.fail(err)
+			return c.fail(err)
 		}
-		if *a.asJSON {
-			return a.json(l)
+		if *asJSON {
+			return c.json(l)
 		}
-		printLatch(stdout, l, now)
-	case "clear":
-		l, err := c.ClearLatch(ctx, pos[0], *note)
+		printLatch(c.stdout, l, time.Now())
+		return 0
+	}
+}
+
+func latchClear(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
+	note := fs.String("note", "", "`text` saying why the latch is cleared, for the audit log (required)")
+	return func(c *call) int {
+		if *note == "" {
+			return c.usage(`--note is required: say why, e.g. --note "reimaged, ticket 4411"; it goes into the audit log`)
+		}
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		l, err := cl.ClearLatch(ctx, c.pos[0], *note)
 		if err != nil {
-			return a.fail(err)
+			return c.fail(err)
 		}
-		if *a.asJSON {
-			return a.json(l)
+		if *asJSON {
+			return c.json(l)
 		}
-		fmt.Fprintf(stdout, "cleared latch %s on %s %s (by %s: %s)\n", l.ID, l.Kind, printable(l.Key),
+		fmt.Fprintf(c.stdout, "cleared latch %s on %s %s (by %s: %s)\n", l.ID, l.Kind, printable(l.Key),
 			printable(l.ClearedBy), printableText(l.ClearNote))
+		return 0
 	}
-	return 0
 }
 
 func printLatches(w io.Writer, ls []adminapi.Latch, all bool, now time.Time) {

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -24,13 +23,10 @@ import (
 	"mailwarden/internal/mailbox"
 )
 
-const mailboxUsage = "usage: mailwarden mailbox audit|snapshot|remove|restore|backups|watch [--config FILE] [--data DIR] [--layout L] [--root DIR] [--home DIR] [--passwd-file FILE]\n"
-
-// mailboxCmd is one run of a "mailwarden mailbox" command.
+// mailboxCmd is one run of a "mailwarden mailbox" command. The mailbox
+// tools work offline, on the passwd files; none needs the daemon.
 type mailboxCmd struct {
-	verb           string
-	fs             *flag.FlagSet
-	stdout, stderr io.Writer
+	*call
 	// The flags every verb takes.
 	configPath, dataDir, layout, root, home *string
 	passwd                                  listFlag
@@ -44,57 +40,31 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-// cmdMailbox runs the offline mailbox tools; none needs the daemon.
-func cmdMailbox(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, mailboxUsage)
-		return 2
-	}
-	m := &mailboxCmd{verb: args[0], stdout: stdout, stderr: stderr,
-		fs: flag.NewFlagSet("mailbox "+args[0], flag.ContinueOnError)}
-	m.configPath = m.fs.String("config", "", "config `file` (default: built-in defaults)")
-	m.dataDir = m.fs.String("data", "", "data `directory` (overrides data_dir)")
-	m.layout = m.fs.String("layout", "", "mail server `layout`: directadmin or dovecot (overrides mailbox.layout)")
-	m.root = m.fs.String("root", "", "DirectAdmin's /etc/virtual `directory` (overrides mailbox.root)")
-	m.home = m.fs.String("home", "", "the mail directories' root `directory` (overrides mailbox.home)")
-	m.fs.Var(&m.passwd, "passwd-file", "a Dovecot passwd-`file` (dovecot layout; repeat for several)")
-	args = args[1:]
-	switch m.verb {
-	case "audit":
-		return m.audit(args)
-	case "snapshot":
-		return m.snapshot(args)
-	case "remove":
-		return m.remove(args)
-	case "restore":
-		return m.restore(args)
-	case "backups":
-		return m.backups(args)
-	case "watch":
-		return m.watch(args)
-	}
-	fmt.Fprintf(stderr, "mailwarden mailbox: unknown command %q (want audit, snapshot, remove, restore, backups or watch)\n", m.verb)
-	return 2
+// newMailboxCmd defines the flags every mailbox command takes.
+func newMailboxCmd(fs *flag.FlagSet) *mailboxCmd {
+	m := &mailboxCmd{}
+	m.configPath, m.dataDir = configFlags(fs)
+	m.layout = fs.String("layout", "", "mail server `layout`: directadmin or dovecot (overrides mailbox.layout)")
+	m.root = fs.String("root", "", "DirectAdmin's /etc/virtual `directory` (overrides mailbox.root)")
+	m.home = fs.String("home", "", "the mail directories' root `directory` (overrides mailbox.home)")
+	fs.Var(&m.passwd, "passwd-file", "a Dovecot passwd-`file` (dovecot layout; repeat for several)")
+	return m
 }
 
-// parse parses the verb's flags (defined on m.fs by the caller) and
-// loads the configuration. It returns the positional arguments, or an
-// exit status when that failed.
-func (m *mailboxCmd) parse(args []string) ([]string, int) {
-	pos, err := parseFlags(m.fs, args, m.stderr)
-	if err != nil {
-		return nil, 2
-	}
+// load loads the configuration with the command line's overrides. It
+// returns an exit status when that failed, else -1.
+func (m *mailboxCmd) load(c *call) int {
+	m.call = c
+	var err error
 	if m.cfg, err = daemon.LoadConfig(*m.configPath, *m.dataDir); err != nil {
-		fmt.Fprintf(m.stderr, "mailwarden mailbox %s: %v\n", m.verb, err)
-		return nil, 2
+		return m.usage("%v", err)
 	}
 	mb := &m.cfg.Mailbox
 	if *m.layout != "" {
 		mb.Layout = *m.layout
 	}
 	if mb.Layout != mailbox.LayoutDirectAdmin && mb.Layout != mailbox.LayoutDovecot {
-		return nil, m.usage("--layout %q: want directadmin or dovecot", mb.Layout)
+		return m.usage("--layout %q: want directadmin or dovecot", mb.Layout)
 	}
 	for _, p := range []struct {
 		flag string
@@ -105,7 +75,7 @@ func (m *mailboxCmd) parse(args []string) ([]string, int) {
 			continue
 		}
 		if *p.dst, err = filepath.Abs(*p.val); err != nil {
-			return nil, m.usage("--%s: %v", p.flag, err)
+			return m.usage("--%s: %v", p.flag, err)
 		}
 	}
 	if len(m.passwd) > 0 {
@@ -113,25 +83,15 @@ func (m *mailboxCmd) parse(args []string) ([]string, int) {
 		for _, f := range m.passwd {
 			abs, err := filepath.Abs(f)
 			if err != nil {
-				return nil, m.usage("--passwd-file: %v", err)
+				return m.usage("--passwd-file: %v", err)
 			}
 			mb.PasswdFiles = append(mb.PasswdFiles, abs)
 		}
 	}
 	if mb.Layout == mailbox.LayoutDovecot && len(mb.PasswdFiles) == 0 {
-		return nil, m.usage("the dovecot layout needs --passwd-file or mailbox.passwd_files")
+		return m.usage("the dovecot layout needs --passwd-file or mailbox.passwd_files")
 	}
-	return pos, -1
-}
-
-func (m *mailboxCmd) usage(format string, args ...any) int {
-	fmt.Fprintf(m.stderr, "mailwarden mailbox %s: %s\n", m.verb, fmt.Sprintf(format, args...))
-	return 2
-}
-
-func (m *mailboxCmd) fail(err error) int {
-	fmt.Fprintf(m.stderr, "mailwarden mailbox %s: %v\n", m.verb, err)
-	return 1
+	return -1
 }
 
 func (m *mailboxCmd) source() mailbox.Source {
@@ -176,68 +136,67 @@ func (m *mailboxCmd) read() (*mailbox.Inventory, int) {
 		return nil, m.fail(err)
 	}
 	for _, p := range append(inv.Notes, inv.Problems...) {
-		fmt.Fprintf(m.stderr, "mailwarden mailbox %s: warning: %s\n", m.verb, printableText(p.Error()))
+		fmt.Fprintf(m.stderr, "mailwarden %s: warning: %s\n", m.cmd.name, printableText(p.Error()))
 	}
 	return inv, -1
 }
 
-func (m *mailboxCmd) audit(args []string) int {
-	asJSON := m.fs.Bool("json", false, "print the whole audit as JSON (feed it to remove --from-audit)")
-	asCSV := m.fs.Bool("csv", false, "print one CSV row per mailbox")
-	all := m.fs.Bool("all", false, "list every mailbox, not only the suspect ones")
-	snapPath := m.fs.String("snapshot", "", "compare with this snapshot `file` (default: mailbox.snapshot, if it exists)")
-	noSnap := m.fs.Bool("no-snapshot", false, "do not compare with any snapshot")
-	pos, code := m.parse(args)
-	if code >= 0 {
-		return code
-	}
-	if len(pos) != 0 {
-		return m.usage("unexpected argument %q", pos[0])
-	}
-	if *asJSON && *asCSV {
-		return m.usage("--json and --csv: choose one")
-	}
-	mb := m.cfg.Mailbox
-	o := mailbox.AuditOptions{ManyDomains: mb.ManyDomains, RoleNames: mb.RoleNames, MaxDistance: mb.MaxDistance,
-		BurstCount: mb.BurstCount, BurstWindow: mb.BurstWindow.D()}
-	snapFile := ""
-	if !*noSnap {
-		snapFile = *snapPath
-		if snapFile == "" {
-			snapFile = m.snapshotFile()
+func mailboxAudit(fs *flag.FlagSet) runFunc {
+	m := newMailboxCmd(fs)
+	asJSON := fs.Bool("json", false, "print the whole audit as JSON (feed it to remove --from-audit)")
+	asCSV := fs.Bool("csv", false, "print one CSV row per mailbox")
+	all := fs.Bool("all", false, "list every mailbox, not only the suspect ones")
+	snapPath := fs.String("snapshot", "", "compare with this snapshot `file` (default: mailbox.snapshot, if it exists)")
+	noSnap := fs.Bool("no-snapshot", false, "do not compare with any snapshot")
+	return func(c *call) int {
+		if code := m.load(c); code >= 0 {
+			return code
 		}
-		snap, err := mailbox.ReadSnapshot(snapFile)
+		if *asJSON && *asCSV {
+			return m.usage("--json and --csv: choose one")
+		}
+		mb := m.cfg.Mailbox
+		o := mailbox.AuditOptions{ManyDomains: mb.ManyDomains, RoleNames: mb.RoleNames, MaxDistance: mb.MaxDistance,
+			BurstCount: mb.BurstCount, BurstWindow: mb.BurstWindow.D()}
+		snapFile := ""
+		if !*noSnap {
+			snapFile = *snapPath
+			if snapFile == "" {
+				snapFile = m.snapshotFile()
+			}
+			snap, err := mailbox.ReadSnapshot(snapFile)
+			switch {
+			case err == nil:
+				o.Snapshot = snap
+			case errors.Is(err, os.ErrNotExist) && *snapPath == "":
+				snapFile = "" // none taken yet: audit without
+			default:
+				return m.fail(err)
+			}
+		}
+		inv, code := m.read()
+		if code >= 0 {
+			return code
+		}
+		r := mailbox.Audit(inv, o)
+		var err error
 		switch {
-		case err == nil:
-			o.Snapshot = snap
-		case errors.Is(err, fs.ErrNotExist) && *snapPath == "":
-			snapFile = "" // none taken yet: audit without
+		case *asJSON:
+			err = mailbox.WriteJSON(m.stdout, r, snapFile, time.Now())
+		case *asCSV:
+			err = mailbox.WriteCSV(m.stdout, r)
 		default:
+			printAudit(m.stdout, r, snapFile, *all)
+		}
+		if err != nil {
 			return m.fail(err)
 		}
+		if len(inv.Problems) > 0 {
+			fmt.Fprintf(m.stderr, "mailwarden mailbox audit: %d file(s) could not be read; the audit leaves them out\n", len(inv.Problems))
+			return 1
+		}
+		return 0
 	}
-	inv, code := m.read()
-	if code >= 0 {
-		return code
-	}
-	r := mailbox.Audit(inv, o)
-	var err error
-	switch {
-	case *asJSON:
-		err = mailbox.WriteJSON(m.stdout, r, snapFile, time.Now())
-	case *asCSV:
-		err = mailbox.WriteCSV(m.stdout, r)
-	default:
-		printAudit(m.stdout, r, snapFile, *all)
-	}
-	if err != nil {
-		return m.fail(err)
-	}
-	if len(inv.Problems) > 0 {
-		fmt.Fprintf(m.stderr, "mailwarden mailbox audit: %d file(s) could not be read; the audit leaves them out\n", len(inv.Problems))
-		return 1
-	}
-	return 0
 }
 
 func printAudit(w io.Writer, r *mailbox.Report, snapFile string, all bool) {
@@ -299,69 +258,67 @@ func yesNo(b bool) string {
 	return "no"
 }
 
-func (m *mailboxCmd) snapshot(args []string) int {
-	out := m.fs.String("out", "", "write the snapshot to this `file` (default: mailbox.snapshot)")
-	pos, code := m.parse(args)
-	if code >= 0 {
-		return code
+func mailboxSnapshot(fs *flag.FlagSet) runFunc {
+	m := newMailboxCmd(fs)
+	out := fs.String("out", "", "write the snapshot to this `file` (default: mailbox.snapshot)")
+	return func(c *call) int {
+		if code := m.load(c); code >= 0 {
+			return code
+		}
+		path := *out
+		if path == "" {
+			path = m.snapshotFile()
+		}
+		prev, err := mailbox.ReadSnapshot(path)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return m.fail(fmt.Errorf("%w (move it away to start afresh)", err))
+		}
+		inv, code := m.read()
+		if code >= 0 {
+			return code
+		}
+		if len(inv.Problems) > 0 {
+			// A snapshot missing a domain would make all its boxes "new" in
+			// the next audit.
+			return m.fail(errors.New("not writing a snapshot with files left out; fix them first"))
+		}
+		s := mailbox.NewSnapshot(inv, prev, time.Now())
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return m.fail(err)
+		}
+		if err := mailbox.WriteSnapshot(path, s); err != nil {
+			return m.fail(err)
+		}
+		fmt.Fprintf(m.stdout, "snapshot of %d mailboxes on %d domains written to %s", len(s.FirstSeen), inv.Domains, path)
+		if prev != nil {
+			fmt.Fprintf(m.stdout, " (%d new since the snapshot of %s)", s.New(prev), localTime(prev.Taken))
+		}
+		fmt.Fprintln(m.stdout)
+		return 0
 	}
-	if len(pos) != 0 {
-		return m.usage("unexpected argument %q", pos[0])
-	}
-	path := *out
-	if path == "" {
-		path = m.snapshotFile()
-	}
-	prev, err := mailbox.ReadSnapshot(path)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return m.fail(fmt.Errorf("%w (move it away to start afresh)", err))
-	}
-	inv, code := m.read()
-	if code >= 0 {
-		return code
-	}
-	if len(inv.Problems) > 0 {
-		// A snapshot missing a domain would make all its boxes "new" in
-		// the next audit.
-		return m.fail(errors.New("not writing a snapshot with files left out; fix them first"))
-	}
-	s := mailbox.NewSnapshot(inv, prev, time.Now())
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return m.fail(err)
-	}
-	if err := mailbox.WriteSnapshot(path, s); err != nil {
-		return m.fail(err)
-	}
-	fmt.Fprintf(m.stdout, "snapshot of %d mailboxes on %d domains written to %s", len(s.FirstSeen), inv.Domains, path)
-	if prev != nil {
-		fmt.Fprintf(m.stdout, " (%d new since the snapshot of %s)", s.New(prev), localTime(prev.Taken))
-	}
-	fmt.Fprintln(m.stdout)
-	return 0
 }
 
-func (m *mailboxCmd) watch(args []string) int {
-	pos, code := m.parse(args)
-	if code >= 0 {
-		return code
+func mailboxWatch(fs *flag.FlagSet) runFunc {
+	m := newMailboxCmd(fs)
+	return func(c *call) int {
+		if code := m.load(c); code >= 0 {
+			return code
+		}
+		mb := m.cfg.Mailbox
+		w, err := mailbox.NewWatcher(mailbox.WatchOptions{Source: m.source(), BurstCount: mb.BurstCount,
+			BurstWindow: mb.BurstWindow.D(), Log: slog.New(slog.NewTextHandler(m.stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+			OnBurst: func(b mailbox.WatchBurst) {
+				fmt.Fprintf(m.stdout, "%s %s\n", localTime(b.Time), printableText(b.Summary()))
+			}})
+		if err != nil {
+			return m.fail(err)
+		}
+		defer w.Close()
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		fmt.Fprintf(m.stdout, "watching %d passwd files for %d or more new mailboxes within %s; Ctrl-C stops\n",
+			w.Files(), mb.BurstCount, mb.BurstWindow)
+		w.Run(ctx)
+		return 0
 	}
-	if len(pos) != 0 {
-		return m.usage("unexpected argument %q", pos[0])
-	}
-	mb := m.cfg.Mailbox
-	w, err := mailbox.NewWatcher(mailbox.WatchOptions{Source: m.source(), BurstCount: mb.BurstCount,
-		BurstWindow: mb.BurstWindow.D(), Log: slog.New(slog.NewTextHandler(m.stderr, &slog.HandlerOptions{Level: slog.LevelError})),
-		OnBurst: func(b mailbox.WatchBurst) {
-			fmt.Fprintf(m.stdout, "%s %s\n", localTime(b.Time), printableText(b.Summary()))
-		}})
-	if err != nil {
-		return m.fail(err)
-	}
-	defer w.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	fmt.Fprintf(m.stdout, "watching %d passwd files for %d or more new mailboxes within %s; Ctrl-C stops\n",
-		w.Files(), mb.BurstCount, mb.BurstWindow)
-	w.Run(ctx)
-	return 0
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -11,74 +12,76 @@ import (
 	"mailwarden/internal/mailbox"
 )
 
-func (m *mailboxCmd) remove(args []string) int {
-	listFile := m.fs.String("list", "", "remove the mailboxes listed in this `file`, one local@domain a line")
-	auditFile := m.fs.String("from-audit", "", "remove the mailboxes marked suspect in this JSON audit `file`")
-	apply := m.fs.Bool("apply", false, "remove for real (without it, a dry run shows what would go)")
-	force := m.fs.Bool("force", false, "allow emptying a passwd file or taking more than mailbox.max_remove_share of it")
-	pos, code := m.parse(args)
-	if code >= 0 {
-		return code
-	}
-	var targets []mailbox.Target
-	for _, a := range pos {
-		t, err := mailbox.ParseTarget(a)
-		if err != nil {
-			return m.usage("%v", err)
+func mailboxRemove(fs *flag.FlagSet) runFunc {
+	m := newMailboxCmd(fs)
+	listFile := fs.String("list", "", "remove the mailboxes listed in this `file`, one local@domain a line")
+	auditFile := fs.String("from-audit", "", "remove the mailboxes marked suspect in this JSON audit `file`")
+	apply := fs.Bool("apply", false, "remove for real (without it, a dry run shows what would go)")
+	force := fs.Bool("force", false, "allow emptying a passwd file or taking more than mailbox.max_remove_share of it")
+	return func(c *call) int {
+		if code := m.load(c); code >= 0 {
+			return code
 		}
-		targets = append(targets, t)
-	}
-	if *listFile != "" {
-		ts, err := mailbox.ReadTargetList(*listFile)
-		if err != nil {
-			return m.usage("--list: %v", err)
+		var targets []mailbox.Target
+		for _, a := range m.pos {
+			t, err := mailbox.ParseTarget(a)
+			if err != nil {
+				return m.usage("%v", err)
+			}
+			targets = append(targets, t)
 		}
-		targets = append(targets, ts...)
-	}
-	if *auditFile != "" {
-		af, err := mailbox.ReadAudit(*auditFile)
-		if err != nil {
-			return m.usage("--from-audit: %v", err)
+		if *listFile != "" {
+			ts, err := mailbox.ReadTargetList(*listFile)
+			if err != nil {
+				return m.usage("--list: %v", err)
+			}
+			targets = append(targets, ts...)
 		}
-		if err := m.sameSource(af); err != nil {
-			return m.usage("--from-audit: %v", err)
+		if *auditFile != "" {
+			af, err := mailbox.ReadAudit(*auditFile)
+			if err != nil {
+				return m.usage("--from-audit: %v", err)
+			}
+			if err := m.sameSource(af); err != nil {
+				return m.usage("--from-audit: %v", err)
+			}
+			if len(af.Suspect) == 0 {
+				fmt.Fprintf(m.stdout, "%s marks no mailbox suspect; nothing to remove\n", *auditFile)
+				return 0
+			}
+			targets = append(targets, af.Suspect...)
 		}
-		if len(af.Suspect) == 0 {
-			fmt.Fprintf(m.stdout, "%s marks no mailbox suspect; nothing to remove\n", *auditFile)
+		if len(targets) == 0 {
+			return m.usage("name the mailboxes to remove: local@domain arguments, --list FILE or --from-audit FILE")
+		}
+		mb := m.cfg.Mailbox
+		if !*apply {
+			p, err := mailbox.BuildPlan(m.source(), targets, m.quarantineDir())
+			if err != nil {
+				return m.fail(err)
+			}
+			fmt.Fprintln(m.stdout, "Dry run: nothing has been changed. Add --apply to remove.")
+			refusals := p.Refusals(mb.MaxRemoveShare)
+			m.printPlan(p, refusals, *force)
+			if len(p.Errors) > 0 || len(p.NotFound) > 0 || len(refusals) > 0 && !*force {
+				return 1
+			}
 			return 0
 		}
-		targets = append(targets, af.Suspect...)
-	}
-	if len(targets) == 0 {
-		return m.usage("name the mailboxes to remove: local@domain arguments, --list FILE or --from-audit FILE")
-	}
-	mb := m.cfg.Mailbox
-	if !*apply {
-		p, err := mailbox.BuildPlan(m.source(), targets, m.quarantineDir())
+		p, res, err := mailbox.Remove(m.source(), targets, mailbox.ApplyOptions{BackupDir: m.backupDir(),
+			QuarantineDir: m.quarantineDir(), MaxShare: mb.MaxRemoveShare, Force: *force})
 		if err != nil {
+			if p != nil {
+				m.printPlan(p, p.Refusals(mb.MaxRemoveShare), *force)
+			}
 			return m.fail(err)
 		}
-		fmt.Fprintln(m.stdout, "Dry run: nothing has been changed. Add --apply to remove.")
-		refusals := p.Refusals(mb.MaxRemoveShare)
-		m.printPlan(p, refusals, *force)
-		if len(p.Errors) > 0 || len(p.NotFound) > 0 || len(refusals) > 0 && !*force {
+		m.printResult(p, res)
+		if len(res.Failed) > 0 || len(p.NotFound) > 0 {
 			return 1
 		}
 		return 0
 	}
-	p, res, err := mailbox.Remove(m.source(), targets, mailbox.ApplyOptions{BackupDir: m.backupDir(),
-		QuarantineDir: m.quarantineDir(), MaxShare: mb.MaxRemoveShare, Force: *force})
-	if err != nil {
-		if p != nil {
-			m.printPlan(p, p.Refusals(mb.MaxRemoveShare), *force)
-		}
-		return m.fail(err)
-	}
-	m.printResult(p, res)
-	if len(res.Failed) > 0 || len(p.NotFound) > 0 {
-		return 1
-	}
-	return 0
 }
 
 // sameSource refuses an audit of another tree than the one configured.
@@ -195,68 +198,66 @@ func (m *mailboxCmd) printResult(p *mailbox.Plan, res *mailbox.Result) {
 	fmt.Fprintf(w, "Removed %s. To undo: mailwarden mailbox restore %s\n", plural(boxes, "mailbox"), res.ID)
 }
 
-func (m *mailboxCmd) restore(args []string) int {
-	force := m.fs.Bool("force", false, "restore files that changed since the removal too (their current content is saved in the backup)")
-	pos, code := m.parse(args)
-	if code >= 0 {
-		return code
-	}
-	if len(pos) != 1 {
-		return m.usage("want BACKUP: an ID from \"mailwarden mailbox backups\", latest, or a backup directory")
-	}
-	dir, err := mailbox.FindBackup(m.backupDir(), pos[0])
-	if err != nil {
-		return m.fail(err)
-	}
-	res, err := mailbox.Restore(dir, mailbox.RestoreOptions{Force: *force})
-	w := m.stdout
-	if res != nil {
-		for _, p := range res.Restored {
-			fmt.Fprintf(w, "restored: %s\n", printable(p))
+func mailboxRestore(fs *flag.FlagSet) runFunc {
+	m := newMailboxCmd(fs)
+	force := fs.Bool("force", false, "restore files that changed since the removal too (their current content is saved in the backup)")
+	return func(c *call) int {
+		if code := m.load(c); code >= 0 {
+			return code
 		}
-		for _, p := range res.MovedBack {
-			fmt.Fprintf(w, "moved back: %s\n", printable(p))
+		dir, err := mailbox.FindBackup(m.backupDir(), m.pos[0])
+		if err != nil {
+			return m.fail(err)
 		}
-		for _, p := range res.Saved {
-			fmt.Fprintf(w, "saved the overwritten content: %s\n", printable(p))
+		res, err := mailbox.Restore(dir, mailbox.RestoreOptions{Force: *force})
+		w := m.stdout
+		if res != nil {
+			for _, p := range res.Restored {
+				fmt.Fprintf(w, "restored: %s\n", printable(p))
+			}
+			for _, p := range res.MovedBack {
+				fmt.Fprintf(w, "moved back: %s\n", printable(p))
+			}
+			for _, p := range res.Saved {
+				fmt.Fprintf(w, "saved the overwritten content: %s\n", printable(p))
+			}
+			for _, p := range res.Untouched {
+				fmt.Fprintf(w, "left alone (the removal never edited it): %s\n", printable(p))
+			}
+			if len(res.Unchanged) > 0 {
+				fmt.Fprintf(w, "%d files already had their old content\n", len(res.Unchanged))
+			}
 		}
-		for _, p := range res.Untouched {
-			fmt.Fprintf(w, "left alone (the removal never edited it): %s\n", printable(p))
+		if err != nil {
+			return m.fail(err)
 		}
-		if len(res.Unchanged) > 0 {
-			fmt.Fprintf(w, "%d files already had their old content\n", len(res.Unchanged))
-		}
+		fmt.Fprintf(w, "Restored %s.\n", dir)
+		return 0
 	}
-	if err != nil {
-		return m.fail(err)
-	}
-	fmt.Fprintf(w, "Restored %s.\n", dir)
-	return 0
 }
 
-func (m *mailboxCmd) backups(args []string) int {
-	asJSON := m.fs.Bool("json", false, "print JSON instead of a table")
-	pos, code := m.parse(args)
-	if code >= 0 {
-		return code
-	}
-	if len(pos) != 0 {
-		return m.usage("unexpected argument %q", pos[0])
-	}
-	list, err := mailbox.ListBackups(m.backupDir())
-	if err != nil {
-		return m.fail(err)
-	}
-	if *asJSON {
-		out := make([]map[string]any, 0, len(list))
-		for _, b := range list {
-			out = append(out, map[string]any{"id": b.ID, "dir": b.Dir, "created": b.Created, "state": b.State,
-				"mailboxes": b.Mailboxes, "lines": b.Lines, "files": b.Files, "moves": b.Moves})
+func mailboxBackups(fs *flag.FlagSet) runFunc {
+	m := newMailboxCmd(fs)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	return func(c *call) int {
+		if code := m.load(c); code >= 0 {
+			return code
 		}
-		return writeJSON(m.stdout, m.stderr, out)
+		list, err := mailbox.ListBackups(m.backupDir())
+		if err != nil {
+			return m.fail(err)
+		}
+		if *asJSON {
+			out := make([]map[string]any, 0, len(list))
+			for _, b := range list {
+				out = append(out, map[string]any{"id": b.ID, "dir": b.Dir, "created": b.Created, "state": b.State,
+					"mailboxes": b.Mailboxes, "lines": b.Lines, "files": b.Files, "moves": b.Moves})
+			}
+			return writeJSON(m.stdout, m.stderr, out)
+		}
+		printBackups(m.stdout, list, m.backupDir())
+		return 0
 	}
-	printBackups(m.stdout, list, m.backupDir())
-	return 0
 }
 
 func printBackups(w io.Writer, list []mailbox.BackupInfo, dir string) {

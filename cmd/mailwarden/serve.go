@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -13,38 +11,40 @@ import (
 	"mailwarden/internal/daemon"
 )
 
-// shutdownGrace is how long sessions in flight get to finish on SIGTERM.
+// shutdownGrace is how long, on SIGTERM or SIGINT, transactions in
+// flight (a message between MAIL and end of message, a policy request
+// being answered) get to finish. Idle sessions are closed at once.
 const shutdownGrace = 30 * time.Second
 
-func cmdServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+// forcedStopWait bounds the wait, after a second SIGTERM or SIGINT, for
+// the cut-short shutdown to close the store before the process exits.
+const forcedStopWait = 2 * time.Second
+
+func serveCmd(fs *flag.FlagSet) runFunc {
 	configPath := fs.String("config", "", "config `file` (default: built-in defaults; no file is needed)")
 	dataDir := fs.String("data", "", "data `directory` for the embedded store (overrides data_dir)")
-	pos, err := parseFlags(fs, args, stderr)
+	return func(c *call) int { return serve(c, *configPath, *dataDir) }
+}
+
+// serve runs the daemon until SIGTERM or SIGINT, reloading its config on
+// SIGHUP.
+func serve(c *call, configPath, dataDir string) int {
+	cfg, err := daemon.LoadConfig(configPath, dataDir)
 	if err != nil {
-		return 2
-	}
-	if len(pos) != 0 {
-		fmt.Fprintf(stderr, "mailwarden serve: unexpected argument %q\n", pos[0])
-		return 2
-	}
-	cfg, err := daemon.LoadConfig(*configPath, *dataDir)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailwarden serve: %v\n", err)
-		return 2
+		return c.usage("%v", err)
 	}
 	d, err := daemon.Start(cfg, daemon.Options{
-		ConfigPath: *configPath, DataDir: *dataDir, Version: versionString(),
-		Stderr: stderr, Stdout: stdout,
+		ConfigPath: configPath, DataDir: dataDir, Version: versionString(),
+		Stderr: c.stderr, Stdout: c.stdout,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "mailwarden serve: %v\n", err)
-		return 1
+		return c.fail(err)
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	status := 0
+wait:
 	for {
 		select {
 		case sig := <-sigs:
@@ -53,16 +53,47 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 				continue
 			}
 			d.Log().Info("signal received", "signal", sig.String())
+			break wait
 		case err := <-d.Errors():
 			d.Log().Error("listener failed", "err", err)
 			status = 1
+			break wait
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-		if err := d.Shutdown(ctx); err != nil {
-			d.Log().Error("shutdown incomplete", "err", err)
-			status = 1
+	}
+	return stopDaemon(d, sigs, status)
+}
+
+// stopDaemon shuts d down and returns the exit status: status when every
+// transaction in flight finished within shutdownGrace, 1 when the grace
+// ran out or a second SIGTERM or SIGINT cut the wait short.
+func stopDaemon(d *daemon.Daemon, sigs <-chan os.Signal, status int) int {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Shutdown(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				d.Log().Error("shutdown incomplete", "err", err)
+				return 1
+			}
+			return status
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				d.Log().Info("reload ignored: shutting down")
+				continue
+			}
+			// An administrator who asks twice wants the process gone;
+			// what is still in flight is tempfailed by the MTA.
+			d.Log().Warn("second signal: stopping now, closing transactions in flight", "signal", sig.String())
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(forcedStopWait):
+				d.Log().Error("shutdown did not finish, exiting without it", "waited", forcedStopWait)
+			}
+			return 1
 		}
-		cancel()
-		return status
 	}
 }

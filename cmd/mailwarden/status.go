@@ -12,34 +12,29 @@ import (
 	"mailwarden/internal/avstatus"
 )
 
-// cmdStatus prints a one-look report on the running daemon: version,
-// uptime, freezes, latches and each clamd's health and signature age.
+// statusCmd prints a one-look report on the running daemon: version,
+// uptime, freezes, latches, whether the store can write and each
+// clamd's health and signature age.
 // Stale signatures are reported, not failed on: exit status 0 unless
 // the daemon cannot be asked.
-func cmdStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	a := newAdminCmd("status", fs, stdout, stderr)
-	pos, err := parseFlags(fs, args, stderr)
-	if err != nil {
-		return 2
+func statusCmd(fs *flag.FlagSet) runFunc {
+	asJSON := jsonFlag(fs)
+	return func(c *call) int {
+		cl, ctx, done, code := c.connect()
+		if cl == nil {
+			return code
+		}
+		defer done()
+		st, err := cl.Status(ctx)
+		if err != nil {
+			return c.fail(err)
+		}
+		if *asJSON {
+			return c.json(st)
+		}
+		printStatus(c.stdout, st, time.Now())
+		return 0
 	}
-	if len(pos) != 0 {
-		return a.usage("takes no arguments, got %q", pos[0])
-	}
-	c, ctx, done, code := a.connect()
-	if c == nil {
-		return code
-	}
-	defer done()
-	st, err := c.Status(ctx)
-	if err != nil {
-		return a.fail(err)
-	}
-	if *a.asJSON {
-		return a.json(st)
-	}
-	printStatus(stdout, st, time.Now())
-	return 0
 }
 
 func printStatus(w io.Writer, st adminapi.Status, now time.Time) {
@@ -66,6 +61,7 @@ func printStatus(w io.Writer, st adminapi.Status, now time.Time) {
 		line(k, v)
 	}
 	line("Active latches:", strconv.Itoa(st.ActiveLatches))
+	storeLines(line, st.Store, now)
 	av := st.Antivirus
 	switch {
 	case !av.Enabled:
@@ -76,6 +72,7 @@ func printStatus(w io.Writer, st adminapi.Status, now time.Time) {
 		line("Antivirus:", "enabled, no signature age limit")
 	}
 	tw.Flush()
+	defer storeWarning(w, st.Store)
 	if len(av.Servers) == 0 {
 		return
 	}

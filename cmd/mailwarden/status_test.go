@@ -34,7 +34,7 @@ func startStatusAdmin(t *testing.T, o adminapi.Options) string {
 }
 
 func TestStatusCommand(t *testing.T) {
-	mem := &adminapitest.Memory{}
+	mem := adminapitest.New()
 	ctx := context.Background()
 	now := time.Now()
 	// 3d4h and a half old, so the age prints as 3d4h whatever the
@@ -97,7 +97,7 @@ func TestStatusCommand(t *testing.T) {
 }
 
 func TestStatusCommandQuietDay(t *testing.T) {
-	mem := &adminapitest.Memory{}
+	mem := adminapitest.New()
 	data := startStatusAdmin(t, adminapi.Options{Backend: mem, Version: "1.4.2", Started: time.Now().Add(-time.Hour)})
 	code, stdout, stderr := runCmd("status", "--data", data)
 	for _, want := range []string{"Freezes:         none\n", "Active latches:  0\n", "Antivirus:       disabled\n"} {

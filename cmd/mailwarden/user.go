@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/user"
 	"strconv"
@@ -18,8 +17,9 @@ import (
 	"mailwarden/internal/account"
 	"mailwarden/internal/config"
 	"mailwarden/internal/daemon"
+	"mailwarden/internal/events"
 	"mailwarden/internal/store"
-	"mailwarden/internal/store/sqlite"
+	"mailwarden/internal/store/backend"
 )
 
 // userTimeout bounds the store work of one user command; the password
@@ -30,99 +30,90 @@ const userTimeout = 30 * time.Second
 // piped in by mistake is refused instead of read whole.
 const maxPasswordLine = 4096
 
-// userCmd runs one `mailwarden user` command. in is the standard input;
-// when it is a terminal, passwords are prompted for without echo.
+// userCmd runs one `mailwarden user` command. They manage the
+// dashboard's users straight in the store: they work whether the daemon
+// runs or not, and the daemon sees each change on its next request.
+// When standard input is a terminal, passwords are prompted for without
+// echo.
 type userCmd struct {
-	verb   string
-	in     io.Reader
-	stdout io.Writer
-	stderr io.Writer
-	// who names the administrator for the admin event.
-	who func() string
+	*call
+	configPath, dataDir *string
 }
 
-// cmdUser manages the dashboard's users, straight in the store: it
-// works whether the daemon runs or not, and the daemon sees each change
-// on its next request.
-func cmdUser(args []string, stdout, stderr io.Writer) int {
-	return runUser(args, os.Stdin, stdout, stderr, osUser)
+func newUserCmd(fs *flag.FlagSet) *userCmd {
+	u := &userCmd{}
+	u.configPath, u.dataDir = configFlags(fs)
+	return u
 }
 
-func runUser(args []string, in io.Reader, stdout, stderr io.Writer, who func() string) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, "usage: mailwarden user add|passwd|role|del|list [--config FILE] [--data DIR] ...\n")
-		return 2
-	}
-	u := &userCmd{verb: args[0], in: in, stdout: stdout, stderr: stderr, who: who}
-	fs := flag.NewFlagSet("user "+u.verb, flag.ContinueOnError)
-	configPath := fs.String("config", "", "config `file` (default: built-in defaults)")
-	dataDir := fs.String("data", "", "data `directory` (overrides data_dir)")
-	var role *string
-	var fromStdin, asJSON *bool
-	var want int
-	var wantText string
-	switch u.verb {
-	case "add":
-		role = fs.String("role", store.RoleViewer, "the user's `role`: viewer (reads everything) or admin (also changes things)")
-		fromStdin = fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-		want, wantText = 1, "NAME"
-	case "passwd":
-		fromStdin = fs.Bool("password-stdin", false, "read the password from the first line of standard input")
-		want, wantText = 1, "NAME"
-	case "role":
-		want, wantText = 2, "NAME viewer|admin"
-	case "del":
-		want, wantText = 1, "NAME"
-	case "list":
-		asJSON = fs.Bool("json", false, "print JSON instead of a table")
-		want, wantText = 0, "no arguments"
-	default:
-		fmt.Fprintf(stderr, "mailwarden user: unknown command %q (want add, passwd, role, del or list)\n", u.verb)
-		return 2
-	}
-	pos, err := parseFlags(fs, args[1:], stderr)
-	if err != nil {
-		return 2
-	}
-	if err := wantArgs(pos, want, wantText); err != nil {
-		return u.usage("%v", err)
-	}
-	if want > 0 {
-		if err := account.ValidName(pos[0]); err != nil {
-			return u.usage("%v", err)
-		}
-	}
-	if role != nil {
+func passwordStdinFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+}
+
+func userAdd(fs *flag.FlagSet) runFunc {
+	u := newUserCmd(fs)
+	role := fs.String("role", store.RoleViewer, "the user's `role`: viewer (reads everything) or admin (also changes things)")
+	fromStdin := passwordStdinFlag(fs)
+	return func(c *call) int {
 		if err := account.ValidRole(*role); err != nil {
-			return u.usage("--role: %v", err)
+			return c.usage("--role: %v", err)
 		}
+		return u.run(c, func(st store.Store, cfg config.Config) int { return u.add(st, cfg, c.pos[0], *role, *fromStdin) })
 	}
-	if u.verb == "role" {
-		if err := account.ValidRole(pos[1]); err != nil {
+}
+
+func userPasswd(fs *flag.FlagSet) runFunc {
+	u := newUserCmd(fs)
+	fromStdin := passwordStdinFlag(fs)
+	return func(c *call) int {
+		return u.run(c, func(st store.Store, cfg config.Config) int { return u.passwd(st, cfg, c.pos[0], *fromStdin) })
+	}
+}
+
+func userRole(fs *flag.FlagSet) runFunc {
+	u := newUserCmd(fs)
+	return func(c *call) int {
+		if err := account.ValidRole(c.pos[1]); err != nil {
+			return c.usage("%v", err)
+		}
+		return u.run(c, func(st store.Store, cfg config.Config) int { return u.setRole(st, cfg, c.pos[0], c.pos[1]) })
+	}
+}
+
+func userDel(fs *flag.FlagSet) runFunc {
+	u := newUserCmd(fs)
+	return func(c *call) int {
+		return u.run(c, func(st store.Store, cfg config.Config) int { return u.del(st, cfg, c.pos[0]) })
+	}
+}
+
+func userList(fs *flag.FlagSet) runFunc {
+	u := newUserCmd(fs)
+	asJSON := jsonFlag(fs)
+	return func(c *call) int {
+		return u.run(c, func(st store.Store, _ config.Config) int { return u.list(st, *asJSON) })
+	}
+}
+
+// run checks the user name (the first argument, if any), opens the
+// store and runs f on it.
+func (u *userCmd) run(c *call, f func(store.Store, config.Config) int) int {
+	u.call = c
+	if len(c.pos) > 0 {
+		if err := account.ValidName(c.pos[0]); err != nil {
 			return u.usage("%v", err)
 		}
 	}
-	cfg, err := daemon.LoadConfig(*configPath, *dataDir)
+	cfg, err := daemon.LoadConfig(*u.configPath, *u.dataDir)
 	if err != nil {
 		return u.usage("%v", err)
 	}
-	st, err := sqlite.Open(cfg.DataDir, slog.New(slog.DiscardHandler))
+	st, err := backend.Open(cfg, backend.Options{})
 	if err != nil {
 		return u.fail(err)
 	}
 	defer st.Close()
-	switch u.verb {
-	case "add":
-		return u.add(st, cfg, pos[0], *role, *fromStdin)
-	case "passwd":
-		return u.passwd(st, cfg, pos[0], *fromStdin)
-	case "role":
-		return u.setRole(st, cfg, pos[0], pos[1])
-	case "del":
-		return u.del(st, cfg, pos[0])
-	default:
-		return u.list(st, *asJSON)
-	}
+	return f(st, cfg)
 }
 
 func (u *userCmd) add(st store.Store, cfg config.Config, name, role string, fromStdin bool) int {
@@ -138,11 +129,9 @@ func (u *userCmd) add(st store.Store, cfg config.Config, name, role string, from
 	ctx, cancel := context.WithTimeout(context.Background(), userTimeout)
 	defer cancel()
 	now := time.Now()
-	err := st.AddUser(ctx, store.User{Name: name, Role: role, Hash: hash, Created: now, Changed: now})
-	if err != nil {
-		return u.fail(err)
-	}
-	return u.done(ctx, st, cfg, now, fmt.Sprintf("added dashboard user %s (%s)", name, role))
+	return u.change(ctx, st, cfg, fmt.Sprintf("added dashboard user %s (%s)", name, role), func(ctx context.Context) error {
+		return st.AddUser(ctx, store.User{Name: name, Role: role, Hash: hash, Created: now, Changed: now})
+	})
 }
 
 func (u *userCmd) passwd(st store.Store, cfg config.Config, name string, fromStdin bool) int {
@@ -159,12 +148,10 @@ func (u *userCmd) passwd(st store.Store, cfg config.Config, name string, fromStd
 	if err != nil {
 		return u.fail(err)
 	}
-	now := time.Now()
-	cur.Hash, cur.Changed = hash, now
-	if err := st.UpdateUser(ctx, cur); err != nil {
-		return u.fail(err)
-	}
-	return u.done(ctx, st, cfg, now, "changed the password of dashboard user "+name)
+	cur.Hash, cur.Changed = hash, time.Now()
+	return u.change(ctx, st, cfg, "changed the password of dashboard user "+name, func(ctx context.Context) error {
+		return st.UpdateUser(ctx, cur)
+	})
 }
 
 func (u *userCmd) setRole(st store.Store, cfg config.Config, name, role string) int {
@@ -179,12 +166,9 @@ func (u *userCmd) setRole(st store.Store, cfg config.Config, name, role string) 
 		return 0
 	}
 	old := cur.Role
-	now := time.Now()
-	cur.Role, cur.Changed = role, now
-	if err := st.UpdateUser(ctx, cur); err != nil {
-		return u.fail(err)
-	}
-	return u.done(ctx, st, cfg, now, fmt.Sprintf("changed the role of dashboard user %s from %s to %s", name, old, role))
+	cur.Role, cur.Changed = role, time.Now()
+	return u.change(ctx, st, cfg, fmt.Sprintf("changed the role of dashboard user %s from %s to %s", name, old, role),
+		func(ctx context.Context) error { return st.UpdateUser(ctx, cur) })
 }
 
 func (u *userCmd) del(st store.Store, cfg config.Config, name string) int {
@@ -194,10 +178,8 @@ func (u *userCmd) del(st store.Store, cfg config.Config, name string) int {
 	if err != nil {
 		return u.fail(err)
 	}
-	if err := st.DeleteUser(ctx, name); err != nil {
-		return u.fail(err)
-	}
-	return u.done(ctx, st, cfg, time.Now(), fmt.Sprintf("deleted dashboard user %s (%s)", name, cur.Role))
+	return u.change(ctx, st, cfg, fmt.Sprintf("deleted dashboard user %s (%s)", name, cur.Role),
+		func(ctx context.Context) error { return st.DeleteUser(ctx, name) })
 }
 
 type userJSON struct {
@@ -247,15 +229,19 @@ func (u *userCmd) exists(st store.Store, name string, want bool) int {
 	return 0
 }
 
-// done records the change as an admin event, so the dashboard's audit
-// log shows who made it, and reports it. The change is made by then:
-// if the event cannot be recorded, the message says so.
-func (u *userCmd) done(ctx context.Context, st store.Store, cfg config.Config, now time.Time, what string) int {
-	ev := store.Event{Time: now, Kind: store.EventAdmin, Check: "user " + u.verb, User: u.who(),
-		Reason: what, Expires: now.Add(cfg.Events.Retention.D())}
-	if err := st.AppendEvents(ctx, ev); err != nil {
-		fmt.Fprintf(u.stderr, "mailwarden user %s: %s, but recording the admin event failed: %v\n", u.verb, what, err)
+// change makes one change to the user store through the event log, so
+// the change and its audit entry, naming the system user who ran the
+// command, are committed together; then it reports what was done. The
+// dashboard's audit page shows the entry.
+func (u *userCmd) change(ctx context.Context, st store.Store, cfg config.Config, what string, fn func(ctx context.Context) error) int {
+	log := events.NewLog(events.LogOptions{Store: st, Settings: func() config.Events { return cfg.Events }})
+	err := log.Audit(ctx, events.Admin{Who: u.who(), Action: u.cmd.name, Reason: what}, fn)
+	switch {
+	case errors.Is(err, events.ErrUnrecorded):
+		fmt.Fprintf(u.stderr, "mailwarden %s: %s, but %s\n", u.cmd.name, what, strings.TrimPrefix(err.Error(), "events: "))
 		return 1
+	case err != nil:
+		return u.fail(err)
 	}
 	fmt.Fprintln(u.stdout, what)
 	return 0
@@ -267,9 +253,9 @@ func (u *userCmd) newPassword(name string, fromStdin bool) ([]byte, int) {
 	var err error
 	switch {
 	case fromStdin:
-		pw, err = readPasswordLine(u.in)
-	case isTerminal(u.in):
-		pw, err = promptPassword(u.in.(*os.File), u.stderr, name)
+		pw, err = readPasswordLine(u.stdin)
+	case isTerminal(u.stdin):
+		pw, err = promptPassword(u.stdin.(*os.File), u.stderr, name)
 	default:
 		return nil, u.usage("standard input is not a terminal; give --password-stdin to read the password from it")
 	}
@@ -300,16 +286,6 @@ func readPasswordLine(r io.Reader) (string, error) {
 		return strings.TrimSuffix(line, "\r"), nil
 	}
 	return line, nil
-}
-
-func (u *userCmd) usage(format string, args ...any) int {
-	fmt.Fprintf(u.stderr, "mailwarden user %s: %s\n", u.verb, fmt.Sprintf(format, args...))
-	return 2
-}
-
-func (u *userCmd) fail(err error) int {
-	fmt.Fprintf(u.stderr, "mailwarden user %s: %v\n", u.verb, err)
-	return 1
 }
 
 // osUser names the operating-system user running the command, as the

@@ -20,6 +20,10 @@ var ErrFull = errors.New("accept: connection limit reached")
 // closed connection as a routine end (go-milter does) stays quiet.
 var ErrEvicted = fmt.Errorf("accept: connection closed to admit a newer one: %w", net.ErrClosed)
 
+// ErrClosedIdle is what Read returns on a connection CloseIdle closed.
+// It wraps net.ErrClosed too.
+var ErrClosedIdle = fmt.Errorf("accept: idle connection closed for shutdown: %w", net.ErrClosed)
+
 // reportEvery spaces the tracker's log lines: a flood of connections
 // gives one line per interval with counts, not one per connection.
 const reportEvery = 10 * time.Second
@@ -55,6 +59,11 @@ type TrackerOptions struct {
 // data arrived (or which was admitted) longest ago. A connection whose
 // server is working on a request (checks running, an answer being
 // written) is busy and never evicted.
+//
+// Idle, for CloseIdle, is narrower: the server has marked the connection
+// Idle (between requests, in its protocol's terms) and no data has
+// arrived since. A connection waiting for the rest of a request, or for
+// the next command of a transaction, is never closed by CloseIdle.
 type Tracker struct {
 	o TrackerOptions
 
@@ -85,18 +94,16 @@ func NewTracker(o TrackerOptions) *Tracker {
 	return &Tracker{o: o, perClient: map[netip.Addr]int{}}
 }
 
-// Conn states for eviction.
+// Conn states. One atomic word holds them, so that closing a connection
+// and data arriving on it are ordered: whichever changes the state first
+// wins, and a request whose data has arrived is never dropped by
+// CloseIdle.
 const (
 	connBusy    int32 = iota // the server is working; not evictable
 	connWaiting              // a Read waits for the peer; evictable
-	connEvicted              // closed by the tracker
-)
-
-// Conn phases a server may mark for CloseIdle.
-const (
-	phaseActive int32 = iota
-	phaseIdle
-	phaseClosed
+	connIdle                 // marked Idle, no data since; evictable, closed by CloseIdle
+	connEvicted              // closed by the tracker to admit another
+	connClosed               // closed by CloseIdle
 )
 
 // Conn is a tracked connection. Read must not be called concurrently
@@ -109,7 +116,6 @@ type Conn struct {
 
 	state atomic.Int32
 	last  atomic.Uint64 // Tracker.seq at admission or the last data read
-	phase atomic.Int32
 
 	// mu orders Interrupt against SetReadDeadline and SetDeadline.
 	mu          sync.Mutex
@@ -179,7 +185,7 @@ func (t *Tracker) evictLocked(client netip.Addr) *Conn {
 	for range 4 {
 		var oldest *Conn
 		for _, c := range t.conns {
-			if client.IsValid() && c.client != client || c.state.Load() != connWaiting {
+			if client.IsValid() && c.client != client || !c.waiting() {
 				continue
 			}
 			if oldest == nil || c.last.Load() < oldest.last.Load() {
@@ -189,7 +195,7 @@ func (t *Tracker) evictLocked(client netip.Addr) *Conn {
 		if oldest == nil {
 			return nil
 		}
-		if oldest.state.CompareAndSwap(connWaiting, connEvicted) {
+		if oldest.state.CompareAndSwap(connWaiting, connEvicted) || oldest.state.CompareAndSwap(connIdle, connEvicted) {
 			t.removeLocked(oldest)
 			return oldest
 		}
@@ -279,13 +285,18 @@ func (t *Tracker) Each(f func(*Conn)) {
 	}
 }
 
-// CloseIdle closes every connection marked Idle; see Conn.Active.
-func (t *Tracker) CloseIdle() {
+// CloseIdle closes every connection marked Idle that has had no data
+// since, and returns how many it closed. A Read in progress on one
+// fails with ErrClosedIdle, and so does every later one; see Conn.Idle.
+func (t *Tracker) CloseIdle() int {
+	n := 0
 	for _, c := range t.snapshot() {
-		if c.phase.CompareAndSwap(phaseIdle, phaseClosed) {
+		if c.state.CompareAndSwap(connIdle, connClosed) {
 			c.Close()
+			n++
 		}
 	}
+	return n
 }
 
 // Client returns the connection's client IP address, or the zero Addr
@@ -298,19 +309,34 @@ func (c *Conn) NetConn() net.Conn { return c.Conn }
 // Read reads from the connection, marking it idle for eviction while it
 // waits for the peer.
 func (c *Conn) Read(p []byte) (int, error) {
-	if !c.state.CompareAndSwap(connBusy, connWaiting) && c.state.Load() != connWaiting {
-		return 0, ErrEvicted
+	if !c.state.CompareAndSwap(connBusy, connWaiting) && !c.waiting() {
+		return 0, c.closedErr()
 	}
 	n, err := c.Conn.Read(p)
-	if !c.state.CompareAndSwap(connWaiting, connBusy) {
-		// Evicted while waiting: whatever arrived meanwhile is dropped
-		// with the connection.
-		return 0, ErrEvicted
+	if !c.state.CompareAndSwap(connWaiting, connBusy) && !c.state.CompareAndSwap(connIdle, connBusy) {
+		// Closed by the tracker while waiting: whatever arrived
+		// meanwhile is dropped with the connection.
+		return 0, c.closedErr()
 	}
 	if n > 0 {
 		c.last.Store(c.t.seq.Add(1))
 	}
 	return n, err
+}
+
+// waiting reports whether the connection waits for its peer, marked
+// Idle or not.
+func (c *Conn) waiting() bool {
+	s := c.state.Load()
+	return s == connWaiting || s == connIdle
+}
+
+// closedErr is Read's error on a connection the tracker closed.
+func (c *Conn) closedErr() error {
+	if c.state.Load() == connClosed {
+		return ErrClosedIdle
+	}
+	return ErrEvicted
 }
 
 // Close releases the connection's place and closes it.
@@ -322,18 +348,33 @@ func (c *Conn) Close() error {
 }
 
 // Idle marks the connection as between requests, so CloseIdle may close
-// it. It is a server's own notion (the policy server: waiting for the
-// first byte of the next request). Such a connection may be evicted
-// too, even before the server's next Read starts.
+// it until data arrives. It is a server's own notion: the policy server
+// calls it before waiting for the first byte of the next request, the
+// milter before waiting for the MTA's next command outside a message.
+// Such a connection may be evicted too, even before the server's next
+// Read starts. The first Read that returns, or Active, ends the mark.
 func (c *Conn) Idle() {
-	c.phase.CompareAndSwap(phaseActive, phaseIdle)
-	c.state.CompareAndSwap(connBusy, connWaiting)
+	if !c.state.CompareAndSwap(connBusy, connIdle) {
+		c.state.CompareAndSwap(connWaiting, connIdle)
+	}
 }
 
-// Active marks a request as started on an Idle connection. It reports
-// false when CloseIdle has closed the connection first.
+// Active marks a request as started on a connection marked Idle whose
+// data the server got without a Read (from its buffer). It reports
+// false when the tracker has closed the connection first.
 func (c *Conn) Active() bool {
-	return c.phase.CompareAndSwap(phaseIdle, phaseActive) || c.phase.Load() == phaseActive
+	for {
+		switch s := c.state.Load(); s {
+		case connIdle:
+			if c.state.CompareAndSwap(connIdle, connBusy) {
+				return true
+			}
+		case connBusy, connWaiting:
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 // Interrupt makes the Read in progress and every later one fail with

@@ -416,6 +416,55 @@ func TestCloseIdle(t *testing.T) {
 	stats(t, tr, TrackerStats{Open: 1})
 }
 
+// TestCloseIdleOnlyWhileWaiting: a connection marked Idle is closed
+// only while no data has arrived on it since; one whose next request
+// has arrived is busy and kept until it is marked Idle again.
+func TestCloseIdleOnlyWhileWaiting(t *testing.T) {
+	cn := newConnector(t)
+	tr := NewTracker(TrackerOptions{Name: "test", MaxConns: 5, MaxPerClient: 5})
+	waiting, wp, _ := cn.admit(tr, "127.0.8.3")
+	arrived, ap, _ := cn.admit(tr, "127.0.8.4")
+	midRequest, _, _ := cn.admit(tr, "127.0.8.5")
+
+	waiting.Idle()
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := waiting.Read(make([]byte, 8))
+		readErr <- err
+	}()
+	arrived.Idle()
+	readOnce(t, arrived, ap)
+	// A server waiting for the rest of a request reads without Idle.
+	r := startReading(t, midRequest)
+
+	if n := tr.CloseIdle(); n != 1 {
+		t.Errorf("CloseIdle closed %d connections, want 1", n)
+	}
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, ErrClosedIdle) || !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Read on the closed idle connection = %v, want ErrClosedIdle wrapping net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Read on the closed idle connection did not end")
+	}
+	wantClosedByServer(t, wp)
+	if !arrived.Active() {
+		t.Error("Active on the connection whose request arrived = false")
+	}
+	r.wantOpen(t)
+	stats(t, tr, TrackerStats{Open: 2})
+
+	arrived.Idle()
+	if n := tr.CloseIdle(); n != 1 {
+		t.Errorf("second CloseIdle closed %d connections, want 1 (the one idle again)", n)
+	}
+	if arrived.Active() {
+		t.Error("Active after CloseIdle closed the connection = true")
+	}
+	r.wantOpen(t)
+}
+
 func TestInterruptPinsTheReadDeadline(t *testing.T) {
 	cn := newConnector(t)
 	tr := NewTracker(TrackerOptions{Name: "test", MaxConns: 5, MaxPerClient: 5})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"mailwarden/internal/events"
 	"mailwarden/internal/policy/greylist"
 	"mailwarden/internal/store"
 )
@@ -43,23 +44,34 @@ func (s *Server) ClearLatch(ctx context.Context, who, id, note string) (Latch, e
 		return Latch{}, badInput(err)
 	}
 	now := s.now()
-	l, err := s.be.ClearLatch(ctx, id, who, note, now)
+	// The latch is read first so that its record names what it was.
+	cur, err := s.be.GetLatch(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Latch{}, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf("no latch with id %q (latch list shows them)", id)}
+	}
+	if err != nil {
+		return Latch{}, s.failed("reading latch "+id, err)
+	}
+	a := events.Admin{Who: who, Action: "latch clear", Site: cur.Site,
+		Reason: fmt.Sprintf("cleared latch %s on %s %s (%s): %s", cur.ID, cur.Kind, cur.Key, cur.Rule, note)}
+	if cur.Kind == store.LatchClient {
+		// So that events --host shows when the machine was let out again.
+		a.Client = cur.Key
+	}
+	var l store.Latch
+	err = s.events.Audit(ctx, a, func(ctx context.Context) (err error) {
+		l, err = s.be.ClearLatch(ctx, id, who, note, now)
+		return err
+	})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return Latch{}, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf("no latch with id %q (latch list shows them)", id)}
 	case errors.Is(err, store.ErrNotActive):
 		return Latch{}, &APIError{Status: http.StatusConflict, Message: s.notActive(ctx, id, now)}
+	case errors.Is(err, events.ErrUnrecorded):
+		return Latch{}, unrecorded(fmt.Sprintf("latch %s was cleared", l.ID), err)
 	case err != nil:
 		return Latch{}, s.failed("clearing latch "+id, err)
-	}
-	ev := store.Event{Check: "latch clear", User: who, Site: l.Site,
-		Reason: fmt.Sprintf("cleared latch %s on %s %s (%s): %s", l.ID, l.Kind, l.Key, l.Rule, note)}
-	if l.Kind == store.LatchClient {
-		// So that events --host shows when the machine was let out again.
-		ev.Client = l.Key
-	}
-	if err := s.audit(ctx, now, ev, "latch", l.ID, "kind", l.Kind, "key", l.Key); err != nil {
-		return Latch{}, &APIError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("latch %s was cleared, but %v", l.ID, err)}
 	}
 	return LatchFromStore(l, now), nil
 }
@@ -91,13 +103,14 @@ func (s *Server) SetFreeze(ctx context.Context, who string, req FreezeRequest) (
 	}
 	now := s.now()
 	f := store.Freeze{Scope: scope, Value: value, Since: now, By: who, Note: note}
-	if err := s.be.SetFreeze(ctx, f); err != nil {
+	err = s.events.Audit(ctx, events.Admin{Who: who, Action: "freeze on",
+		Reason: withNote("froze "+DescribeScope(scope, value), note)},
+		func(ctx context.Context) error { return s.be.SetFreeze(ctx, f) })
+	switch {
+	case errors.Is(err, events.ErrUnrecorded):
+		return Freeze{}, unrecorded("the freeze is in force", err)
+	case err != nil:
 		return Freeze{}, s.failed("setting the freeze on "+DescribeScope(scope, value), err)
-	}
-	ev := store.Event{Check: "freeze on", User: who,
-		Reason: withNote("froze "+DescribeScope(scope, value), note)}
-	if err := s.audit(ctx, now, ev, "scope", scope, "value", value); err != nil {
-		return Freeze{}, &APIError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("the freeze is in force, but %v", err)}
 	}
 	return FreezeFromStore(f), nil
 }
@@ -124,19 +137,17 @@ func (s *Server) LiftFreeze(ctx context.Context, who, scope, value, note string)
 		}
 	}
 	if found {
-		err = s.be.LiftFreeze(ctx, scope, value)
+		err = s.events.Audit(ctx, events.Admin{Who: who, Action: "freeze off", Reason: withNote(fmt.Sprintf(
+			"lifted the freeze on %s (set %s by %s)", what, lifted.Since.Format(time.RFC3339), lifted.By), note)},
+			func(ctx context.Context) error { return s.be.LiftFreeze(ctx, scope, value) })
 	}
-	if !found || errors.Is(err, store.ErrNotFound) {
+	switch {
+	case !found || errors.Is(err, store.ErrNotFound):
 		return Freeze{}, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf("no freeze on %s (freeze status lists them)", what)}
-	}
-	if err != nil {
+	case errors.Is(err, events.ErrUnrecorded):
+		return Freeze{}, unrecorded("the freeze is lifted", err)
+	case err != nil:
 		return Freeze{}, s.failed("lifting the freeze on "+what, err)
-	}
-	now := s.now()
-	ev := store.Event{Check: "freeze off", User: who, Reason: withNote(fmt.Sprintf(
-		"lifted the freeze on %s (set %s by %s)", what, lifted.Since.Format(time.RFC3339), lifted.By), note)}
-	if err := s.audit(ctx, now, ev, "scope", scope, "value", value); err != nil {
-		return Freeze{}, &APIError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("the freeze is lifted, but %v", err)}
 	}
 	return FreezeFromStore(lifted), nil
 }
@@ -155,12 +166,14 @@ func (s *Server) NoteHost(ctx context.Context, who string, ip netip.Addr, text s
 		return HostNote{}, badInput(err)
 	}
 	now := s.now()
-	if err := s.hosts.Note(ctx, ip, who, text); err != nil {
+	err = s.events.Audit(ctx, events.Admin{Who: who, Action: "hosts note", Client: ip.String(),
+		Reason: "noted " + ip.String() + ": " + text},
+		func(ctx context.Context) error { return s.hosts.Note(ctx, ip, who, text) })
+	switch {
+	case errors.Is(err, events.ErrUnrecorded):
+		return HostNote{}, unrecorded(fmt.Sprintf("the note on %s is saved", ip), err)
+	case err != nil:
 		return HostNote{}, s.failed("noting host "+ip.String(), err)
-	}
-	ev := store.Event{Check: "hosts note", User: who, Client: ip.String(), Reason: "noted " + ip.String() + ": " + text}
-	if err := s.audit(ctx, now, ev, "client", ip.String()); err != nil {
-		return HostNote{}, &APIError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("the note on %s is saved, but %v", ip, err)}
 	}
 	return HostNote{By: who, Text: text, Time: now}, nil
 }
@@ -178,9 +191,19 @@ func (s *Server) DisinfectHost(ctx context.Context, who string, ip netip.Addr, n
 	if err != nil {
 		return DisinfectResult{}, badInput(err)
 	}
-	// The registry records its own admin event for a disinfection.
-	cleared, err := s.hosts.Disinfect(ctx, ip, who, note)
-	if err != nil {
+	// The registry completes the record's reason with the latches it
+	// clears, before its first write.
+	var cleared []store.Latch
+	err = s.events.Audit(ctx, events.Admin{Who: who, Action: "hosts disinfect", Client: ip.String(),
+		Reason: withNote("disinfected", note)},
+		func(ctx context.Context) (err error) {
+			cleared, err = s.hosts.Disinfect(ctx, ip, who, note)
+			return err
+		})
+	switch {
+	case errors.Is(err, events.ErrUnrecorded):
+		return DisinfectResult{}, unrecorded(fmt.Sprintf("%s is disinfected", ip), err)
+	case err != nil:
 		return DisinfectResult{}, s.failed("disinfecting host "+ip.String(), err)
 	}
 	now := s.now()
@@ -219,19 +242,20 @@ func (s *Server) AllowTriplet(ctx context.Context, who string, req AllowRequest)
 		return AllowRequest{}, &APIError{Status: http.StatusServiceUnavailable, Message: "greylisting is not configured in this daemon"}
 	}
 	now := s.now()
-	err = greylist.Allow(ctx, s.greylist, client, sender, rcpt, now, s.passedLifetime)
-	if errors.Is(err, store.ErrNotFound) {
+	out := AllowRequest{Client: client, Sender: sender, Recipient: rcpt}
+	err = s.events.Audit(ctx, events.Admin{Who: who, Action: "greylist allow",
+		Reason: fmt.Sprintf("let %s %s -> %s through greylisting", client, displaySender(sender), rcpt)},
+		func(ctx context.Context) error {
+			return greylist.Allow(ctx, s.greylist, client, sender, rcpt, now, s.config().Greylist.PassedLifetime.D())
+		})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		return AllowRequest{}, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf(
 			"no greylisted triplet %s %s -> %s (greylist list shows them)", client, displaySender(sender), rcpt)}
-	}
-	if err != nil {
+	case errors.Is(err, events.ErrUnrecorded):
+		return out, unrecorded("the triplet is allowed", err)
+	case err != nil:
 		return AllowRequest{}, s.failed("allowing the triplet", err)
-	}
-	out := AllowRequest{Client: client, Sender: sender, Recipient: rcpt}
-	ev := store.Event{Check: "greylist allow", User: who,
-		Reason: fmt.Sprintf("let %s %s -> %s through greylisting", client, displaySender(sender), rcpt)}
-	if err := s.audit(ctx, now, ev, "client", client); err != nil {
-		return out, &APIError{Status: http.StatusInternalServerError, Message: fmt.Sprintf("the triplet is allowed, but %v", err)}
 	}
 	return out, nil
 }
@@ -240,7 +264,8 @@ func (s *Server) AllowTriplet(ctx context.Context, who string, req AllowRequest)
 // as listed is taken as it is.
 func (s *Server) clientKey(c string) (string, error) {
 	if a, err := netip.ParseAddr(c); err == nil && a.Zone() == "" {
-		return greylist.Netblock(a.Unmap(), s.ipv4Prefix, s.ipv6Prefix), nil
+		g := s.config().Greylist
+		return greylist.Netblock(a.Unmap(), g.IPv4Prefix, g.IPv6Prefix), nil
 	}
 	if p, err := netip.ParsePrefix(c); err == nil {
 		return p.Masked().String(), nil
@@ -279,4 +304,11 @@ func writeActionError(w http.ResponseWriter, err error) {
 		return
 	}
 	writeError(w, http.StatusInternalServerError, err.Error())
+}
+
+// unrecorded answers a change that was made but whose audit entry could
+// not be stored: the caller must know both.
+func unrecorded(done string, err error) error {
+	return &APIError{Status: http.StatusInternalServerError,
+		Message: done + ", but " + strings.TrimPrefix(err.Error(), "events: ")}
 }

@@ -29,7 +29,7 @@ func TestGreylistAllow(t *testing.T) {
 	if err := st.PutTriplet(ctx, pending); err != nil {
 		t.Fatal(err)
 	}
-	c, _ := start(t, Options{Now: func() time.Time { return t0 }, Backend: st, Greylist: st, PassedLifetime: 35 * 24 * time.Hour, EventRetention: time.Hour})
+	c, _ := start(t, Options{Now: func() time.Time { return t0 }, Backend: st, Greylist: st})
 	allow := func(req AllowRequest) (AllowRequest, error) {
 		var out AllowRequest
 		return out, c.do(ctx, http.MethodPost, "/v1/greylist/allow", nil, req, &out)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"mailwarden/internal/events"
 	"mailwarden/internal/store"
 )
 
@@ -131,8 +132,8 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		bad(err)
 		return
 	}
-	if f.Kind != "" && !knownKind(f.Kind) {
-		bad(fmt.Errorf("unknown event kind %q (want one of %s)", f.Kind, strings.Join(eventKinds(), ", ")))
+	if f.Kind != "" && !events.KnownKind(f.Kind) {
+		bad(fmt.Errorf("unknown event kind %q (want one of %s)", f.Kind, strings.Join(events.Kinds(), ", ")))
 		return
 	}
 	if c := q.Get("client"); c != "" {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"mailwarden/internal/adminapi/adminapitest"
 	"mailwarden/internal/hosts"
 	"mailwarden/internal/scan"
 	"mailwarden/internal/sites"
@@ -33,7 +34,7 @@ func hostsFixture(t *testing.T) (*Client, *sqlite.Store) {
 		t.Fatal(err)
 	}
 	now := func() time.Time { return t0 }
-	reg, err := hosts.New(hosts.Options{Store: st, Sites: sr, Now: now, Retention: time.Hour, Log: log})
+	reg, err := hosts.New(hosts.Options{Store: st, Sites: func() *sites.Registry { return sr }, Now: now, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,11 +166,17 @@ func TestScan(t *testing.T) {
 			{Addr: netip.MustParseAddr("10.1.0.6"), Port: 1080, Err: "refused", Time: t0},
 		}, nil
 	}
-	c, _ := start(t, Options{Scan: fake})
+	mem := adminapitest.New()
+	c, _ := start(t, Options{Scan: fake, Backend: mem})
 	ctx := context.Background()
 	res, err := c.Scan(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A scan is an admin action: it is in the audit log.
+	if evs, _ := mem.QueryEvents(ctx, store.EventFilter{Kind: store.EventAdmin}); len(evs) != 1 || evs[0].Check != "scan" ||
+		evs[0].User != me(t) || evs[0].Reason != "scanned the configured ranges: 3 probed, 1 open" {
+		t.Errorf("admin events after a scan: %+v", evs)
 	}
 	if got != nil || res.Probed != 3 || res.Open != 1 || len(res.OpenPorts) != 1 || res.OpenPorts[0].IP != "10.1.0.5" {
 		t.Errorf("scan of all ranges: targets %v, result %+v", got, res)

@@ -16,7 +16,7 @@ import (
 	"mailwarden/internal/store"
 )
 
-func newServer() *Server { return NewServer(Options{Backend: &adminapitest.Memory{}}) }
+func newServer() *Server { return NewServer(Options{Backend: adminapitest.New()}) }
 
 func TestListenModeAndDirectory(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "new")

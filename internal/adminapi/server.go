@@ -11,22 +11,20 @@ import (
 	"net/http"
 	"os/user"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"mailwarden/internal/config"
+	"mailwarden/internal/events"
 	"mailwarden/internal/hosts"
 	"mailwarden/internal/store"
 )
 
 // maxBodyBytes caps a request body; the largest legitimate one is a note.
 const maxBodyBytes = 64 << 10
-
-// defaultRetention keeps admin events when Options.EventRetention is
-// unset, matching events.retention's default: an event with a zero expiry
-// would be deleted by the next expiry pass.
-const defaultRetention = 30 * 24 * time.Hour
 
 // Backend is the state the admin API reads and changes.
 type Backend interface {
@@ -41,9 +39,9 @@ type Options struct {
 	Log     *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// EventRetention sets the expiry of the admin events the server
-	// records (events.retention); 0 means 30 days.
-	EventRetention time.Duration
+	// Events is the event log every change is audited in; nil makes one
+	// over Backend with the default settings (tests).
+	Events *events.Log
 
 	// Version and Started describe the daemon in GET /v1/status.
 	Version string
@@ -51,6 +49,9 @@ type Options struct {
 	// Antivirus, if set, is asked for clamd's state by each GET
 	// /v1/status; nil reports antivirus disabled.
 	Antivirus func() AntivirusState
+	// Store, if set, is asked whether the store can write by each GET
+	// /v1/status; nil leaves the store out of the answer.
+	Store func() StoreStatus
 	// Hosts, if set, answers /v1/hosts and /v1/timeline; nil answers
 	// them with 503.
 	Hosts *hosts.Registry
@@ -58,12 +59,12 @@ type Options struct {
 	// it with 503.
 	Scan ScanFunc
 	// Greylist, if set, is where POST /v1/greylist/allow lets triplets
-	// through, remembering them for PassedLifetime; client addresses are
-	// aggregated to IPv4Prefix and IPv6Prefix as the greylist check does.
-	Greylist       store.Greylist
-	PassedLifetime time.Duration
-	IPv4Prefix     int
-	IPv6Prefix     int
+	// through.
+	Greylist store.Greylist
+	// Config returns the configuration in force; settings are read from
+	// it per request, so a reload applies at once (greylist.ipv4_prefix,
+	// passed_lifetime). Nil means the defaults.
+	Config func() config.Config
 }
 
 // Server is the admin API.
@@ -71,17 +72,18 @@ type Server struct {
 	be        Backend
 	log       *slog.Logger
 	now       func() time.Time
-	retention time.Duration
+	events    *events.Log
 	version   string
 	started   time.Time
 	antivirus func() AntivirusState
+	store     func() StoreStatus
 	hosts     *hosts.Registry
 	scan      ScanFunc
 	greylist  store.Greylist
 
-	passedLifetime         time.Duration
-	ipv4Prefix, ipv6Prefix int
+	config func() config.Config
 
+	routes  []string // every pattern served, for the audit test
 	handler http.Handler
 	http    *http.Server
 	// owners is who may use the socket once Listen has made it.
@@ -90,15 +92,12 @@ type Server struct {
 
 // NewServer returns a server for o; it serves once Serve is called.
 func NewServer(o Options) *Server {
-	s := &Server{be: o.Backend, log: o.Log, now: o.Now, retention: o.EventRetention,
+	s := &Server{be: o.Backend, log: o.Log, now: o.Now, events: o.Events,
 		version: o.Version, started: o.Started, antivirus: o.Antivirus,
-		hosts: o.Hosts, scan: o.Scan, greylist: o.Greylist, passedLifetime: o.PassedLifetime,
-		ipv4Prefix: o.IPv4Prefix, ipv6Prefix: o.IPv6Prefix}
-	if s.ipv4Prefix == 0 {
-		s.ipv4Prefix = 24
-	}
-	if s.ipv6Prefix == 0 {
-		s.ipv6Prefix = 64
+		store: o.Store, hosts: o.Hosts, scan: o.Scan, greylist: o.Greylist, config: o.Config}
+	if s.config == nil {
+		def := config.Default()
+		s.config = func() config.Config { return def }
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -106,25 +105,29 @@ func NewServer(o Options) *Server {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.retention <= 0 {
-		s.retention = defaultRetention
+	if s.events == nil {
+		s.events = events.NewLog(events.LogOptions{Store: o.Backend, Now: s.now, Log: s.log})
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/latches", s.listLatches)
-	mux.HandleFunc("GET /v1/latches/{id}", s.getLatch)
-	mux.HandleFunc("POST /v1/latches/{id}/clear", s.clearLatch)
-	mux.HandleFunc("GET /v1/freezes", s.listFreezes)
-	mux.HandleFunc("POST /v1/freezes", s.setFreeze)
-	mux.HandleFunc("DELETE /v1/freezes", s.liftFreeze)
-	mux.HandleFunc("GET /v1/events", s.listEvents)
-	mux.HandleFunc("GET /v1/status", s.status)
-	mux.HandleFunc("GET /v1/hosts", s.listHosts)
-	mux.HandleFunc("GET /v1/hosts/{ip}", s.getHost)
-	mux.HandleFunc("POST /v1/hosts/{ip}/note", s.noteHost)
-	mux.HandleFunc("POST /v1/hosts/{ip}/disinfect", s.disinfectHost)
-	mux.HandleFunc("GET /v1/timeline", s.timeline)
-	mux.HandleFunc("POST /v1/scan", s.runScan)
-	mux.HandleFunc("POST /v1/greylist/allow", s.allowTriplet)
+	handle := func(pattern string, h http.HandlerFunc) {
+		s.routes = append(s.routes, pattern)
+		mux.HandleFunc(pattern, h)
+	}
+	handle("GET /v1/latches", s.listLatches)
+	handle("GET /v1/latches/{id}", s.getLatch)
+	handle("POST /v1/latches/{id}/clear", s.clearLatch)
+	handle("GET /v1/freezes", s.listFreezes)
+	handle("POST /v1/freezes", s.setFreeze)
+	handle("DELETE /v1/freezes", s.liftFreeze)
+	handle("GET /v1/events", s.listEvents)
+	handle("GET /v1/status", s.status)
+	handle("GET /v1/hosts", s.listHosts)
+	handle("GET /v1/hosts/{ip}", s.getHost)
+	handle("POST /v1/hosts/{ip}/note", s.noteHost)
+	handle("POST /v1/hosts/{ip}/disinfect", s.disinfectHost)
+	handle("GET /v1/timeline", s.timeline)
+	handle("POST /v1/scan", s.runScan)
+	handle("POST /v1/greylist/allow", s.allowTriplet)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := AllowedMethods(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
@@ -148,6 +151,10 @@ func NewServer(o Options) *Server {
 	}
 	return s
 }
+
+// Routes lists every route pattern the API serves, such as
+// "POST /v1/freezes".
+func (s *Server) Routes() []string { return slices.Clone(s.routes) }
 
 // Handler returns the API's handler, for the web dashboard to serve
 // under its own authentication (see WithUser).
@@ -220,20 +227,6 @@ func (s *Server) who(r *http.Request) string {
 		return u.Username
 	}
 	return "uid " + strconv.Itoa(p.uid)
-}
-
-// audit records an admin event for a change already made and logs it.
-// A failure is returned so the caller can say the change is unrecorded.
-func (s *Server) audit(ctx context.Context, now time.Time, ev store.Event, attrs ...any) error {
-	ev.Time = now
-	ev.Kind = store.EventAdmin
-	ev.Expires = now.Add(s.retention)
-	s.log.Info("admin: "+ev.Check, append([]any{"by", ev.User, "reason", ev.Reason}, attrs...)...)
-	if err := s.be.AppendEvents(ctx, ev); err != nil {
-		s.log.Error("admin: recording admin event failed", "check", ev.Check, "err", err)
-		return fmt.Errorf("recording the admin event: %w", err)
-	}
-	return nil
 }
 
 // decode reads a JSON body into v, refusing unknown fields and trailing

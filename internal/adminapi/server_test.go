@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"mailwarden/internal/adminapi/adminapitest"
+	"mailwarden/internal/config"
+	"mailwarden/internal/events"
 	"mailwarden/internal/store"
 )
 
@@ -65,8 +67,9 @@ func addLatch(t *testing.T, m *adminapitest.Memory, kind, key string, at time.Ti
 }
 
 func TestLatchListShowClear(t *testing.T) {
-	mem := &adminapitest.Memory{}
-	c, _ := start(t, Options{Backend: mem, EventRetention: 48 * time.Hour})
+	mem := adminapitest.New()
+	c, _ := start(t, Options{Backend: mem, Events: events.NewLog(events.LogOptions{Store: mem, Now: func() time.Time { return t0 },
+		Settings: func() config.Events { return config.Events{Retention: config.Duration(48 * time.Hour)} }})})
 	ctx := context.Background()
 	host := addLatch(t, mem, store.LatchClient, "10.1.2.3", t0.Add(-2*time.Hour))
 	usr := addLatch(t, mem, store.LatchUser, "bob", t0.Add(-time.Hour))
@@ -148,7 +151,7 @@ func TestLatchListShowClear(t *testing.T) {
 }
 
 func TestExpiredLatchCannotBeCleared(t *testing.T) {
-	mem := &adminapitest.Memory{}
+	mem := adminapitest.New()
 	c, _ := start(t, Options{Backend: mem})
 	l, _ := mem.AddLatch(context.Background(), store.Latch{Kind: store.LatchClient, Key: "10.9.9.9",
 		Expires: t0.Add(-time.Minute)}, t0.Add(-time.Hour))
@@ -162,7 +165,7 @@ func TestExpiredLatchCannotBeCleared(t *testing.T) {
 }
 
 func TestFreezeEveryScope(t *testing.T) {
-	mem := &adminapitest.Memory{}
+	mem := adminapitest.New()
 	c, _ := start(t, Options{Backend: mem})
 	ctx := context.Background()
 	cases := []struct{ scope, value, stored string }{
@@ -216,7 +219,7 @@ func TestFreezeEveryScope(t *testing.T) {
 }
 
 func TestFreezeBadInput(t *testing.T) {
-	mem := &adminapitest.Memory{}
+	mem := adminapitest.New()
 	c, _ := start(t, Options{Backend: mem})
 	ctx := context.Background()
 	bad := []struct{ scope, value, want string }{
@@ -251,7 +254,7 @@ func TestFreezeBadInput(t *testing.T) {
 }
 
 func TestEventFilters(t *testing.T) {
-	mem := &adminapitest.Memory{}
+	mem := adminapitest.New()
 	c, _ := start(t, Options{Backend: mem})
 	ctx := context.Background()
 	var evs []store.Event
@@ -300,14 +303,11 @@ func TestEventFilters(t *testing.T) {
 	}
 }
 
-// panicky panics when freezes are listed, as a bug in a backend might.
-type panicky struct{ *adminapitest.Memory }
-
-func (panicky) ListFreezes(context.Context) ([]store.Freeze, error) { panic("backend bug") }
-
 func TestPanicBecomes500(t *testing.T) {
-	mem := &adminapitest.Memory{}
-	c, _ := start(t, Options{Backend: panicky{mem}})
+	// Listing freezes panics, as a bug in a backend might.
+	mem := adminapitest.New()
+	mem.PanicOn("ListFreezes", "backend bug")
+	c, _ := start(t, Options{Backend: mem})
 	var ae *APIError
 	if _, err := c.Freezes(context.Background()); !errors.As(err, &ae) || ae.Status != http.StatusInternalServerError {
 		t.Errorf("panicking handler: got %v", err)
@@ -318,7 +318,11 @@ func TestPanicBecomes500(t *testing.T) {
 }
 
 func TestUnrecordedChangeIsReported(t *testing.T) {
-	mem := &adminapitest.Memory{AppendErr: errors.New("disk full")}
+	// A backend that leaves the audit to the event log, which then
+	// cannot write it.
+	mem := adminapitest.New()
+	mem.DropAudits()
+	mem.FailOn("AppendEvents", errors.New("disk full"))
 	c, _ := start(t, Options{Backend: mem})
 	_, err := c.Freeze(context.Background(), store.FreezeAll, "", "")
 	if err == nil || !strings.Contains(err.Error(), "in force, but recording the admin event") {
@@ -327,7 +331,7 @@ func TestUnrecordedChangeIsReported(t *testing.T) {
 }
 
 func TestRequestBodyChecks(t *testing.T) {
-	mem := &adminapitest.Memory{}
+	mem := adminapitest.New()
 	c, _ := start(t, Options{Backend: mem})
 	l := addLatch(t, mem, store.LatchClient, "10.1.2.3", t0)
 	_, err := c.ClearLatch(context.Background(), l.ID, strings.Repeat("x", 70<<10))
@@ -350,7 +354,7 @@ func TestRequestBodyChecks(t *testing.T) {
 // TestWrongMethodIs405: an endpoint asked with another method answers
 // 405 with Allow; an unknown path stays 404.
 func TestWrongMethodIs405(t *testing.T) {
-	srv := NewServer(Options{Backend: &adminapitest.Memory{}})
+	srv := NewServer(Options{Backend: adminapitest.New()})
 	for _, tc := range []struct {
 		method, path string
 		status       int

@@ -30,6 +30,29 @@ type Status struct {
 	Freezes       []Freeze        `json:"freezes"`
 	ActiveLatches int             `json:"active_latches"`
 	Antivirus     AntivirusStatus `json:"antivirus"`
+	// Store is absent when the server was given no Options.Store.
+	Store *StoreStatus `json:"store,omitempty"`
+}
+
+// StoreStatus is whether the store can write, as the daemon's write
+// probe last found (Options.Store), and what failed writes cost.
+type StoreStatus struct {
+	Backend string `json:"backend"`
+	// Up is false while the store cannot write; Since is when the
+	// current state began (the daemon's start for a store up since).
+	Up    bool      `json:"up"`
+	Since time.Time `json:"since,omitzero"`
+	// Checked is when the probe last ran.
+	Checked time.Time `json:"checked,omitzero"`
+	// LastError is the most recent failed probe's error and LastErrorAt
+	// its time, kept after the store writes again; empty if none failed.
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// LostWrites counts the writes that failed since the daemon started;
+	// WriteFailures splits them by kind ("triplet", "event", "latch" ...).
+	// A backend that does not count them shows 0 and no kinds.
+	LostWrites    uint64            `json:"lost_writes"`
+	WriteFailures map[string]uint64 `json:"write_failures,omitempty"`
 }
 
 // AntivirusStatus is the antivirus part of Status.
@@ -68,7 +91,8 @@ func ClamdServerFromStatus(s clamd.ServerStatus, maxAge time.Duration, now time.
 }
 
 // Status reports the daemon's version, uptime, freezes, the number of
-// active latches and each clamd's health and signature age.
+// active latches, each clamd's health and signature age, and whether
+// the store can write.
 func (s *Server) Status(ctx context.Context) (Status, error) {
 	now := s.now()
 	out := Status{Version: s.version, Started: s.started, Freezes: []Freeze{},
@@ -95,6 +119,10 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 		for _, st := range av.Servers {
 			out.Antivirus.Servers = append(out.Antivirus.Servers, ClamdServerFromStatus(st, av.SignatureMaxAge, now))
 		}
+	}
+	if s.store != nil {
+		st := s.store()
+		out.Store = &st
 	}
 	return out, nil
 }

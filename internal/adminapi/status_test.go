@@ -15,7 +15,7 @@ import (
 )
 
 func TestStatus(t *testing.T) {
-	mem := &adminapitest.Memory{}
+	mem := adminapitest.New()
 	ctx := context.Background()
 	dbTime := t0.Add(-76 * time.Hour)
 	servers := []clamd.ServerStatus{
@@ -82,7 +82,7 @@ func TestStatus(t *testing.T) {
 }
 
 func TestStatusWithoutAntivirus(t *testing.T) {
-	mem := &adminapitest.Memory{}
+	mem := adminapitest.New()
 	c, _ := start(t, Options{Backend: mem})
 	var raw json.RawMessage
 	if err := c.do(context.Background(), http.MethodGet, "/v1/status", nil, nil, &raw); err != nil {
@@ -98,15 +98,11 @@ func TestStatusWithoutAntivirus(t *testing.T) {
 	}
 }
 
-// failingFreezes fails to list freezes, as a broken store would.
-type failingFreezes struct{ *adminapitest.Memory }
-
-func (failingFreezes) ListFreezes(context.Context) ([]store.Freeze, error) {
-	return nil, errors.New("database is locked")
-}
-
 func TestStatusStoreFailure(t *testing.T) {
-	c, _ := start(t, Options{Backend: failingFreezes{&adminapitest.Memory{}}})
+	// Listing freezes fails, as with a broken store.
+	mem := adminapitest.New()
+	mem.FailOn("ListFreezes", errors.New("database is locked"))
+	c, _ := start(t, Options{Backend: mem})
 	var ae *APIError
 	if _, err := c.Status(context.Background()); !errors.As(err, &ae) || ae.Status != http.StatusInternalServerError ||
 		!strings.Contains(err.Error(), "database is locked") {

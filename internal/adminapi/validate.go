@@ -3,7 +3,6 @@ package adminapi
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,17 +14,6 @@ import (
 
 // maxNoteBytes bounds an audit note: a sentence, not a document.
 const maxNoteBytes = 1024
-
-// eventKinds lists the kinds an events query may filter on.
-func eventKinds() []string {
-	return []string{store.EventReject, store.EventTempfail, store.EventLatch,
-		store.EventRateTrip, store.EventFreeze, store.EventAdmin, store.EventGreylist,
-		store.EventVirus, store.EventSignatures, store.EventMailbox}
-}
-
-func knownKind(k string) bool {
-	return slices.Contains(eventKinds(), k)
-}
 
 // NormalizeFreeze checks a freeze scope and value and returns them in the
 // form the freeze check compares: a domain lowercased without a trailing

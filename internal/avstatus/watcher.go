@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"mailwarden/internal/clamd"
+	"mailwarden/internal/events"
 	"mailwarden/internal/store"
 )
 
@@ -22,6 +23,15 @@ import (
 // server as its health checks last saw it.
 type ClamdStatus interface {
 	Status() []clamd.ServerStatus
+}
+
+// notifier is a ClamdStatus that also announces each change of a server
+// between up and down, as clamd.Client does: its breaker can take a
+// server down and bring it back within seconds, between two of the
+// watcher's looks.
+type notifier interface {
+	// Changed returns a channel closed at the next change.
+	Changed() <-chan struct{}
 }
 
 // Defaults for Options left zero.
@@ -32,8 +42,6 @@ const (
 	// (every antivirus.health_interval, 10s by default) run before the
 	// watcher's first look, so a server is not reported as unchecked.
 	DefaultFirstCheck = 15 * time.Second
-	// defaultRetention matches events.retention's default.
-	defaultRetention = 30 * 24 * time.Hour
 	// RepeatStale is how long a server whose signatures stay stale, at
 	// the same version, goes without another event: a stale day yields
 	// one event per server, not one a minute.
@@ -48,10 +56,7 @@ type Options struct {
 	// (antivirus.signature_max_age); 0 turns the staleness check off.
 	MaxAge time.Duration
 	// Events records the watcher's events; nil records none.
-	Events store.Events
-	// EventRetention sets the expiry of recorded events
-	// (events.retention); 0 means 30 days.
-	EventRetention time.Duration
+	Events *events.Log
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
@@ -63,17 +68,17 @@ type Options struct {
 // Watcher checks the clamd servers periodically; see Run. It is also a
 // prometheus.Collector (collector.go).
 type Watcher struct {
-	log       *slog.Logger
-	now       func() time.Time
-	events    store.Events
-	retention time.Duration
-	interval  time.Duration
-	first     time.Duration
-	desc      descs
+	log      *slog.Logger
+	now      func() time.Time
+	events   *events.Log
+	interval time.Duration
+	first    time.Duration
+	desc     descs
 
-	mu     sync.Mutex // guards clamd and maxAge, which Update changes
-	clamd  ClamdStatus
-	maxAge time.Duration
+	mu      sync.Mutex // guards clamd and maxAge, which Update changes
+	clamd   ClamdStatus
+	maxAge  time.Duration
+	updated chan struct{} // wakes Run after Update
 
 	checkMu sync.Mutex // serialises Check; guards seen
 	seen    map[string]*server
@@ -91,17 +96,14 @@ type server struct {
 
 // New returns a watcher for o; it checks once Run is called.
 func New(o Options) *Watcher {
-	w := &Watcher{log: o.Log, now: o.Now, events: o.Events, retention: o.EventRetention,
+	w := &Watcher{log: o.Log, now: o.Now, events: o.Events,
 		interval: o.Interval, first: o.FirstCheck, clamd: o.Clamd, maxAge: o.MaxAge,
-		seen: map[string]*server{}, desc: newDescs()}
+		seen: map[string]*server{}, desc: newDescs(), updated: make(chan struct{}, 1)}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
 	if w.now == nil {
 		w.now = time.Now
-	}
-	if w.retention <= 0 {
-		w.retention = defaultRetention
 	}
 	if w.interval <= 0 {
 		w.interval = DefaultInterval
@@ -119,6 +121,10 @@ func (w *Watcher) Update(c ClamdStatus, maxAge time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.clamd, w.maxAge = c, maxAge
+	select {
+	case w.updated <- struct{}{}:
+	default:
+	}
 }
 
 // current returns the clamd client and age limit in force.
@@ -128,18 +134,36 @@ func (w *Watcher) current() (ClamdStatus, time.Duration) {
 	return w.clamd, w.maxAge
 }
 
-// Run checks after FirstCheck and then every Interval until ctx ends.
+// changes returns the clamd client's channel for the next change, or
+// nil (never ready) when it does not announce changes.
+func (w *Watcher) changes() <-chan struct{} {
+	c, _ := w.current()
+	if n, ok := c.(notifier); ok {
+		return n.Changed()
+	}
+	return nil
+}
+
+// Run checks after FirstCheck and then every Interval until ctx ends,
+// and at once whenever the clamd client announces that a server went
+// down or came back, so that even a short outage gets its two events.
 func (w *Watcher) Run(ctx context.Context) {
 	t := time.NewTimer(w.first)
 	defer t.Stop()
+	changed := w.changes()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			t.Reset(w.interval)
+		case <-changed:
+		case <-w.updated:
 		}
+		// Taken before Check reads the status, so that a change while
+		// it runs brings another check.
+		changed = w.changes()
 		w.Check(ctx)
-		t.Reset(w.interval)
 	}
 }
 
@@ -182,14 +206,15 @@ func (w *Watcher) checkServer(ctx context.Context, st clamd.ServerStatus, maxAge
 	}
 	switch {
 	case s.up && !st.Up:
+		// The clamd client logs the change itself; the watcher records it.
 		reason := fmt.Sprintf("clamd at %s is down: %s", st.Addr, orUnknown(st.LastError))
-		w.log.Warn("clamd is down", "server", st.Addr, "err", st.LastError)
+		w.log.Debug("recording clamd down", "server", st.Addr, "err", st.LastError)
 		if w.record(ctx, now, reason) {
 			s.up = false
 		}
 	case !s.up && st.Up:
 		reason := fmt.Sprintf("clamd at %s is up again (%s)", st.Addr, describe(st.Version))
-		w.log.Info("clamd is up again", "server", st.Addr, "engine", st.Version.Engine,
+		w.log.Debug("recording clamd up again", "server", st.Addr, "engine", st.Version.Engine,
 			"signatures", st.Version.DBVersion)
 		if w.record(ctx, now, reason) {
 			s.up = true
@@ -226,9 +251,8 @@ func (w *Watcher) record(ctx context.Context, now time.Time, reason string) bool
 	if w.events == nil {
 		return true
 	}
-	ev := store.Event{Time: now, Kind: store.EventSignatures, Check: "clamd", Reason: reason,
-		Expires: now.Add(w.retention)}
-	if err := w.events.AppendEvents(ctx, ev); err != nil {
+	ev := store.Event{Time: now, Kind: store.EventSignatures, Check: "clamd", Reason: reason}
+	if err := w.events.Record(ctx, ev); err != nil {
 		w.log.Error("recording clamd event failed", "reason", reason, "err", err)
 		return false
 	}

@@ -13,7 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"mailwarden/internal/clamd"
+	"mailwarden/internal/config"
+	"mailwarden/internal/events"
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/memory"
+	"mailwarden/internal/store/storetest"
 )
 
 // dbTime is the date in clamd's answer
@@ -40,33 +44,32 @@ func (f *fakeClamd) set(s ...clamd.ServerStatus) {
 	f.servers = s
 }
 
-// fakeEvents records events, or fails while err is set.
-type fakeEvents struct {
-	mu  sync.Mutex
-	evs []store.Event
-	err error
+// eventStore keeps the watcher's events in a memory store, wrapped so
+// that a test can make appending fail. Its retention clock stands at the
+// zero time: the test clock runs days ahead, and every event stays.
+type eventStore struct {
+	*storetest.Faulty
+	mem *memory.Store
 }
 
-func (f *fakeEvents) AppendEvents(_ context.Context, evs ...store.Event) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return f.err
+func newEvents() eventStore {
+	mem := memory.NewWith(memory.Options{Now: func() time.Time { return time.Time{} }})
+	return eventStore{storetest.WithFaults(mem), mem}
+}
+
+// all returns the stored events, oldest first.
+func (e eventStore) all() []store.Event {
+	evs, err := e.mem.QueryEvents(context.Background(), store.EventFilter{Tail: true})
+	if err != nil {
+		panic(err)
 	}
-	f.evs = append(f.evs, evs...)
-	return nil
+	return evs
 }
 
-func (f *fakeEvents) QueryEvents(context.Context, store.EventFilter) ([]store.Event, error) {
-	return nil, errors.New("not implemented")
-}
-
-func (f *fakeEvents) reasons() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+func (e eventStore) reasons() []string {
 	var out []string
-	for _, e := range f.evs {
-		out = append(out, e.Reason)
+	for _, ev := range e.all() {
+		out = append(out, ev.Reason)
 	}
 	return out
 }
@@ -85,10 +88,12 @@ func (c *clock) status(addr string, up bool, ver int, db time.Time) clamd.Server
 	return s
 }
 
-func setup(maxAge time.Duration) (*Watcher, *fakeClamd, *fakeEvents, *clock) {
-	fc, fe := &fakeClamd{}, &fakeEvents{}
+func setup(maxAge time.Duration) (*Watcher, *fakeClamd, eventStore, *clock) {
 	clk := &clock{t: dbTime.Add(76 * time.Hour)} // 3d4h after the signatures
-	w := New(Options{Clamd: fc, MaxAge: maxAge, Events: fe, EventRetention: 48 * time.Hour, Now: clk.now})
+	fc, fe := &fakeClamd{}, newEvents()
+	log := events.NewLog(events.LogOptions{Store: fe, Now: clk.now,
+		Settings: func() config.Events { return config.Events{Retention: config.Duration(48 * time.Hour)} }})
+	w := New(Options{Clamd: fc, MaxAge: maxAge, Events: log, Now: clk.now})
 	return w, fc, fe, clk
 }
 
@@ -101,7 +106,7 @@ func TestStaleSignaturesGiveOneEventADay(t *testing.T) {
 	if got := fe.reasons(); len(got) != 1 || got[0] != want {
 		t.Fatalf("first check: events %q, want [%q]", got, want)
 	}
-	if e := fe.evs[0]; e.Kind != store.EventSignatures || e.Check != "clamd" || !e.Time.Equal(clk.t) ||
+	if e := fe.all()[0]; e.Kind != store.EventSignatures || e.Check != "clamd" || !e.Time.Equal(clk.t) ||
 		!e.Expires.Equal(clk.t.Add(48*time.Hour)) {
 		t.Errorf("event: %+v", e)
 	}
@@ -214,10 +219,10 @@ func TestDownAtStart(t *testing.T) {
 func TestFailedRecordIsRetried(t *testing.T) {
 	w, fc, fe, clk := setup(72 * time.Hour)
 	ctx := context.Background()
-	fe.err = errors.New("disk full")
+	fe.FailOn("AppendEvents", errors.New("disk full"))
 	fc.set(clk.status(addrA, true, 27463, dbTime))
 	w.Check(ctx)
-	fe.err = nil
+	fe.Heal()
 	w.Check(ctx)
 	w.Check(ctx)
 	if got := fe.reasons(); len(got) != 1 || !strings.Contains(got[0], "signatures are 3d4h old") {
@@ -247,10 +252,11 @@ func TestReloadKeepsMemory(t *testing.T) {
 }
 
 func TestRunChecks(t *testing.T) {
-	fc, fe := &fakeClamd{}, &fakeEvents{}
 	clk := &clock{t: dbTime.Add(76 * time.Hour)}
+	fc, fe := &fakeClamd{}, newEvents()
 	fc.set(clk.status(addrA, true, 27463, dbTime))
-	w := New(Options{Clamd: fc, MaxAge: 72 * time.Hour, Events: fe, Now: clk.now,
+	w := New(Options{Clamd: fc, MaxAge: 72 * time.Hour, Now: clk.now,
+		Events:     events.NewLog(events.LogOptions{Store: fe, Now: clk.now}),
 		FirstCheck: time.Millisecond, Interval: time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -263,6 +269,85 @@ func TestRunChecks(t *testing.T) {
 	<-done
 	if got := fe.reasons(); len(got) != 1 {
 		t.Errorf("Run: events %q, want one", got)
+	}
+}
+
+// notifyingClamd is a fakeClamd that announces changes, as the clamd
+// client's breaker does.
+type notifyingClamd struct {
+	fakeClamd
+	ch    chan struct{}
+	taken int // calls of Changed
+}
+
+func (n *notifyingClamd) Changed() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.taken++
+	return n.ch
+}
+
+// watched reports whether anyone waits for a change yet.
+func (n *notifyingClamd) watched() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.taken > 0
+}
+
+// change sets the servers and announces it.
+func (n *notifyingClamd) change(s ...clamd.ServerStatus) {
+	n.set(s...)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	close(n.ch)
+	n.ch = make(chan struct{})
+}
+
+// TestRunRecordsShortOutage is issue 21 item 7: a clamd that the
+// client's breaker takes down and brings back between two of the
+// watcher's periodic looks gets one down event and one up event, as
+// soon as the client announces each change.
+func TestRunRecordsShortOutage(t *testing.T) {
+	clk := &clock{t: dbTime.Add(time.Hour)}
+	nc, fe := &notifyingClamd{ch: make(chan struct{})}, newEvents()
+	nc.set(clk.status(addrA, true, 27463, dbTime))
+	w := New(Options{Clamd: nc, MaxAge: 72 * time.Hour, Now: clk.now,
+		Events:     events.NewLog(events.LogOptions{Store: fe, Now: clk.now}),
+		FirstCheck: time.Hour, Interval: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitEvents := func(n int) []string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for len(fe.reasons()) < n && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		return fe.reasons()
+	}
+
+	for deadline := time.Now().Add(5 * time.Second); !nc.watched(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("Run does not wait for the clamd client's changes")
+		}
+	}
+	down := clk.status(addrA, false, 27463, dbTime)
+	down.LastError = "no answer within 5s: read tcp 127.0.0.1:3310: i/o timeout"
+	nc.change(down)
+	if got := waitEvents(1); len(got) != 1 || got[0] != "clamd at "+addrA+" is down: "+down.LastError {
+		t.Fatalf("after the client announced the server down: events %q", got)
+	}
+	nc.change(clk.status(addrA, true, 27463, dbTime))
+	got := waitEvents(2)
+	if len(got) != 2 || !strings.HasPrefix(got[1], "clamd at "+addrA+" is up again (ClamAV 1.0.7") {
+		t.Fatalf("after the client announced the server up: events %q", got)
+	}
+	// A change announced without a change of state records nothing.
+	nc.change(clk.status(addrA, true, 27463, dbTime))
+	time.Sleep(20 * time.Millisecond)
+	if got := fe.reasons(); len(got) != 2 {
+		t.Errorf("events %q, want the two", got)
 	}
 }
 

@@ -23,10 +23,15 @@ type Client struct {
 	session bool
 	bufs    sync.Pool // *[]byte of bufSize, for writeStream
 
-	mu     sync.Mutex
-	closed bool
-	stop   context.CancelFunc // ends the health checks
-	done   chan struct{}      // closed when the health checks have ended
+	mu       sync.Mutex
+	closed   bool
+	stop     context.CancelFunc // ends the health checks and probes
+	done     chan struct{}      // closed when the health checks have ended
+	probeCtx context.Context    // set by Start: probes run in it
+	probes   sync.WaitGroup     // the probes running (breaker.go)
+	changed  chan struct{}      // closed at a change between up and down
+
+	summaryEvery time.Duration // summaryEvery, shorter in tests
 }
 
 // bufSize holds the longest command, one chunk and two chunk headers.
@@ -39,7 +44,7 @@ func New(o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{opts: o, session: true}
+	c := &Client{opts: o, session: true, changed: make(chan struct{}), summaryEvery: summaryEvery}
 	c.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	for _, ep := range eps {
 		// A server counts as up until a check or a scan says otherwise.
@@ -58,7 +63,8 @@ func New(o Options) (*Client, error) {
 //
 // An infected or clean answer is final, and so are ErrTooLarge, an error
 // from r and the end of ctx. When no server gave an answer the error
-// wraps ErrUnavailable and each server's error.
+// wraps ErrUnavailable and each server's error; a server skipped for not
+// answering (breaker.go) gives ErrDown.
 func (c *Client) Scan(ctx context.Context, r io.Reader, size int64) (Result, error) {
 	src := &readerSource{r: &countingReader{r: r}}
 	if s, ok := r.(io.Seeker); ok {
@@ -156,8 +162,11 @@ func (c *Client) scan(ctx context.Context, src source, size int64) (Result, erro
 	if size > c.opts.MaxSize {
 		return Result{}, fmt.Errorf("%w: %d bytes is over the %d-byte cap", ErrTooLarge, size, c.opts.MaxSize)
 	}
+	order, hung := c.order()
 	var errs []error
-	order := c.order()
+	for _, s := range hung {
+		errs = append(errs, c.skip(s, time.Now()))
+	}
 	for i, s := range order {
 		next := "trying the next server"
 		if i == len(order)-1 {
@@ -166,6 +175,7 @@ func (c *Client) scan(ctx context.Context, src source, size int64) (Result, erro
 		// A pooled connection that dies under the scan is retried once on
 		// a fresh one, as clamd may have closed it (its IdleTimeout).
 		for pooled := c.session; ; pooled = false {
+			start := time.Now()
 			res, reused, err := c.scanOn(ctx, s, src, size, pooled)
 			if err == nil {
 				c.markUp(s)
@@ -187,12 +197,47 @@ func (c *Client) scan(ctx context.Context, src source, size int64) (Result, erro
 				log.Warn("clamd scan failed on a reused connection", "next", "retrying on a new connection")
 				continue
 			}
-			log.Warn("clamd scan failed", "next", next)
-			c.setDown(s, err)
+			c.scanFailed(ctx, s, err, start, next)
 			break
 		}
 	}
 	return Result{}, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+}
+
+// scanFailed records that a scan begun at start failed on s with err and
+// logs it: a warning when it takes s down or s is up, a count to
+// summarise when s was down already. A timeout on a server that is up is
+// first checked with a probe: if clamd answers that, the message, not
+// the server, was the trouble, and s stays up.
+func (c *Client) scanFailed(ctx context.Context, s *server, err error, start time.Time, next string) {
+	log := c.opts.Log.With("server", s.name, "err", err, "next", next)
+	if isTimeout(err) && c.isUp(s) {
+		perr := c.ping(ctx, s, c.opts.ProbeInterval)
+		if perr == nil {
+			log.Warn("clamd scan failed; the server answers a probe, so it stays up")
+			return
+		}
+		if ctx.Err() != nil {
+			log.Warn("clamd scan failed")
+			return
+		}
+	}
+	switch wentDown, stale := c.markDown(s, err, start); {
+	case wentDown:
+		c.logDown(s, "clamd scan failed, marking the server down", err, "next", next)
+	case stale:
+		log.Warn("clamd scan failed")
+	default:
+		log.Debug("clamd scan failed on a server that is down")
+		c.failedWhileDown(s, time.Now())
+	}
+}
+
+// isUp reports whether s is marked up.
+func (c *Client) isUp(s *server) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.status.Up
 }
 
 // scanOn makes one attempt at s. reused reports that the attempt used a
@@ -261,27 +306,36 @@ func (c *Client) exchange(cn *conn, r io.Reader, size int64) (string, error) {
 }
 
 // order is the servers to try: those up in configured order, then those
-// marked down, in case they have come back since the last check.
-func (c *Client) order() []*server {
+// marked down, in case they have come back since the last check. Hung
+// servers are left out while probes watch them and returned apart.
+func (c *Client) order() (try, hung []*server) {
+	skip := c.skipsHung()
 	var up, down []*server
 	for _, s := range c.servers {
 		s.mu.Lock()
-		if s.status.Up {
+		switch {
+		case s.status.Up:
 			up = append(up, s)
-		} else {
+		case skip && s.brk.hung:
+			hung = append(hung, s)
+		default:
 			down = append(down, s)
 		}
 		s.mu.Unlock()
 	}
-	return append(up, down...)
+	return append(up, down...), hung
 }
 
 // Ping asks the servers, in scan order, for PONG and returns nil at the
-// first that answers.
+// first that answers. Hung servers are skipped as scans skip them.
 func (c *Client) Ping(ctx context.Context) error {
 	var errs []error
-	for _, s := range c.order() {
-		if err := c.ping(ctx, s); err != nil {
+	order, hung := c.order()
+	for _, s := range hung {
+		errs = append(errs, fmt.Errorf("clamd %s: %w", s.name, ErrDown))
+	}
+	for _, s := range order {
+		if err := c.ping(ctx, s, c.opts.ScanTimeout); err != nil {
 			errs = append(errs, fmt.Errorf("clamd %s: %w", s.name, err))
 			continue
 		}
@@ -294,8 +348,12 @@ func (c *Client) Ping(ctx context.Context) error {
 // engine and signature versions.
 func (c *Client) Version(ctx context.Context) (Version, error) {
 	var errs []error
-	for _, s := range c.order() {
-		v, err := c.version(ctx, s)
+	order, hung := c.order()
+	for _, s := range hung {
+		errs = append(errs, fmt.Errorf("clamd %s: %w", s.name, ErrDown))
+	}
+	for _, s := range order {
+		v, err := c.version(ctx, s, c.opts.ScanTimeout)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("clamd %s: %w", s.name, err))
 			continue
@@ -305,16 +363,18 @@ func (c *Client) Version(ctx context.Context) (Version, error) {
 	return Version{}, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }
 
-func (c *Client) ping(ctx context.Context, s *server) error {
-	reply, err := c.simple(ctx, s, "PING")
+// ping sends s a PING, given timeout to answer.
+func (c *Client) ping(ctx context.Context, s *server, timeout time.Duration) error {
+	reply, err := c.simple(ctx, s, "PING", timeout)
 	if err == nil && reply != "PONG" {
 		err = fmt.Errorf("%w: PING answered %s", ErrProtocol, clip([]byte(reply)))
 	}
 	return err
 }
 
-func (c *Client) version(ctx context.Context, s *server) (Version, error) {
-	reply, err := c.simple(ctx, s, "VERSION")
+// version asks s for VERSION, given timeout to answer.
+func (c *Client) version(ctx context.Context, s *server, timeout time.Duration) (Version, error) {
+	reply, err := c.simple(ctx, s, "VERSION", timeout)
 	if err != nil {
 		return Version{}, err
 	}
@@ -324,26 +384,29 @@ func (c *Client) version(ctx context.Context, s *server) (Version, error) {
 }
 
 // simple runs one command without data on a connection of its own, so
-// that it checks that a new connection can be made.
-func (c *Client) simple(ctx context.Context, s *server, name string) (string, error) {
-	cn, err := s.dial(ctx, c.opts.ConnectTimeout, false)
+// that it checks that a new connection can be made, and gives clamd
+// timeout to answer (and at most that to connect).
+func (c *Client) simple(ctx context.Context, s *server, name string, timeout time.Duration) (string, error) {
+	connect := min(c.opts.ConnectTimeout, timeout)
+	cn, err := s.dial(ctx, connect, false)
 	if err != nil {
-		return "", describe(ctx, err, c.opts.ConnectTimeout)
+		return "", describe(ctx, err, connect)
 	}
 	defer cn.nc.Close()
-	disarm := cn.arm(ctx, c.opts.ScanTimeout)
+	disarm := cn.arm(ctx, timeout)
 	reply, err := cn.roundTrip(name)
 	if !disarm() {
 		return "", context.Cause(ctx)
 	}
 	if err != nil {
-		return "", fmt.Errorf("%s: %w", name, describe(ctx, err, c.opts.ScanTimeout))
+		return "", fmt.Errorf("%s: %w", name, describe(ctx, err, timeout))
 	}
 	return reply, nil
 }
 
-// Close stops the health checks and closes pooled connections. Scans
-// still running finish; later ones open connections they do not keep.
+// Close stops the health checks and probes and closes pooled
+// connections. Scans still running finish; later ones open connections
+// they do not keep, and try hung servers again, as nothing probes them.
 func (c *Client) Close() {
 	c.mu.Lock()
 	c.closed = true
@@ -353,6 +416,7 @@ func (c *Client) Close() {
 		stop()
 		<-done
 	}
+	c.probes.Wait()
 	for _, s := range c.servers {
 		s.closeIdle()
 	}

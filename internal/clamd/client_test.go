@@ -150,7 +150,8 @@ func TestBadAnswers(t *testing.T) {
 		t.Run(fmt.Sprint("mode ", tc.mode), func(t *testing.T) {
 			bad := newFake(t, "tcp")
 			bad.setMode(tc.mode)
-			c, lb := newTestClient(t, Options{Servers: []string{bad.addr}, ScanTimeout: 200 * time.Millisecond})
+			c, lb := newTestClient(t, Options{Servers: []string{bad.addr}, ScanTimeout: 200 * time.Millisecond,
+				ProbeInterval: 50 * time.Millisecond})
 			_, err := c.Scan(t.Context(), strings.NewReader("hello"), 5)
 			if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), bad.addr) {
 				t.Fatalf("err %v, want ErrUnavailable saying %s", err, tc.want)
@@ -170,7 +171,8 @@ func TestBadAnswers(t *testing.T) {
 
 			// The same answer from the first server fails over to a good one.
 			good := newFake(t, "unix")
-			c2, _ := newTestClient(t, Options{Servers: []string{bad.addr, good.addr}, ScanTimeout: 200 * time.Millisecond})
+			c2, _ := newTestClient(t, Options{Servers: []string{bad.addr, good.addr}, ScanTimeout: 200 * time.Millisecond,
+				ProbeInterval: 50 * time.Millisecond})
 			res, err := c2.Scan(t.Context(), strings.NewReader(eicar), int64(len(eicar)))
 			if err != nil || !res.Infected || res.Server != good.addr {
 				t.Errorf("failover: %+v, %v", res, err)

@@ -35,13 +35,14 @@ type conn struct {
 }
 
 // server is one configured clamd: its address, its idle session
-// connections and what the health checks last saw.
+// connections, what the health checks last saw and its breaker.
 type server struct {
 	endpoint
 	mu     sync.Mutex
 	idle   []*conn
 	closed bool
 	status ServerStatus
+	brk    breaker
 }
 
 // dial connects to s within timeout and ctx. With session set it opens
@@ -104,8 +105,16 @@ func (s *server) put(c *conn, now time.Time) {
 // closeIdle ends every idle connection and stops pooling.
 func (s *server) closeIdle() {
 	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.dropIdle()
+}
+
+// dropIdle ends every idle connection; pooling goes on.
+func (s *server) dropIdle() {
+	s.mu.Lock()
 	idle := s.idle
-	s.idle, s.closed = nil, true
+	s.idle = nil
 	s.mu.Unlock()
 	for _, c := range idle {
 		c.end()

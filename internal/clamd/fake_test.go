@@ -29,6 +29,7 @@ const (
 	modeDead                       // closes every connection at once
 	modeDropIdle                   // ends a session after each scan, like clamd's IdleTimeout
 	modeDropReused                 // ends a session at its second command, unanswered
+	modeSlowScan                   // answers PING and VERSION, never INSTREAM
 )
 
 // fake is a clamd speaking the protocol of clamd(8) on a loopback TCP
@@ -158,11 +159,11 @@ func (f *fake) serve(c net.Conn) {
 				return
 			}
 		}
-		switch mode {
-		case modeSilent:
+		switch {
+		case mode == modeSilent, mode == modeSlowScan && cmd == "zINSTREAM":
 			io.Copy(io.Discard, br) // until the client gives up
 			return
-		case modeHalf:
+		case mode == modeHalf:
 			c.Write([]byte("stream: O"))
 			return
 		}

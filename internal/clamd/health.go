@@ -11,16 +11,24 @@ import (
 // called: at once, then every HealthInterval, each server gets a PING
 // and a VERSION on a new connection. A server that fails is marked down
 // and tried by Scan only after those up; one that passes is marked up.
-// Calling Start again does nothing.
+// A server that does not answer in time is hung: from Start on, scans
+// skip it and a probe runs every ProbeInterval instead of the health
+// checks (breaker.go). Calling Start again does nothing.
 func (c *Client) Start(ctx context.Context) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed || c.stop != nil {
+		c.mu.Unlock()
 		return
 	}
 	ctx, c.stop = context.WithCancel(ctx)
+	c.probeCtx = ctx
 	c.done = make(chan struct{})
 	go c.healthLoop(ctx, c.done)
+	c.mu.Unlock()
+	// Servers that hung before Start get their probe now.
+	for _, s := range c.servers {
+		c.startProbe(s)
+	}
 }
 
 func (c *Client) healthLoop(ctx context.Context, done chan struct{}) {
@@ -38,11 +46,17 @@ func (c *Client) healthLoop(ctx context.Context, done chan struct{}) {
 }
 
 // checkAll checks every server at once, so that one that never answers
-// does not delay the news about the others.
+// does not delay the news about the others. A server being probed is
+// left to its probe.
 func (c *Client) checkAll(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, s := range c.servers {
-		wg.Go(func() { c.check(ctx, s) })
+		s.mu.Lock()
+		probing := s.brk.probing
+		s.mu.Unlock()
+		if !probing {
+			wg.Go(func() { c.check(ctx, s) })
+		}
 	}
 	wg.Wait()
 }
@@ -52,19 +66,16 @@ func (c *Client) check(ctx context.Context, s *server) {
 	defer func() {
 		// A bug here must not take the daemon down with it.
 		if p := recover(); p != nil {
-			c.markDown(s, fmt.Errorf("health check panicked: %v", p))
+			c.checkFailed(s, fmt.Errorf("health check panicked: %v", p), time.Now())
 		}
 	}()
-	err := c.ping(ctx, s)
-	var v Version
-	if err == nil {
-		v, err = c.version(ctx, s)
-	}
+	start := time.Now()
+	v, err := c.checkWithin(ctx, s, c.opts.ScanTimeout)
 	if ctx.Err() != nil {
 		return // shutting down: what was seen is not about the server
 	}
 	if err != nil {
-		c.markDown(s, err)
+		c.checkFailed(s, err, start)
 		return
 	}
 	s.mu.Lock()
@@ -73,36 +84,25 @@ func (c *Client) check(ctx context.Context, s *server) {
 	c.markUp(s)
 }
 
-// markUp records that s answered, logging when it comes back.
-func (c *Client) markUp(s *server) {
-	s.mu.Lock()
-	was := s.status.Up
-	s.status.Up, s.status.LastError, s.status.Checked = true, "", time.Now()
-	s.mu.Unlock()
-	if !was {
-		c.opts.Log.Info("clamd is up again", "server", s.name)
+// checkWithin sends s a PING and a VERSION, each on a new connection
+// given timeout to answer, and returns the version.
+func (c *Client) checkWithin(ctx context.Context, s *server, timeout time.Duration) (Version, error) {
+	if err := c.ping(ctx, s, timeout); err != nil {
+		return Version{}, err
 	}
+	return c.version(ctx, s, timeout)
 }
 
-// markDown records that a health check found s failing, logging when
-// it goes down; a server already down is logged at debug level only, to
-// keep a long outage from filling the log.
-func (c *Client) markDown(s *server, err error) {
-	if c.setDown(s, err) {
-		c.opts.Log.Warn("clamd is down", "server", s.name, "err", err)
-	} else {
+// checkFailed records that a health check begun at start found s
+// failing, logging when it goes down; a server already down is logged
+// at debug level only, to keep a long outage from filling the log.
+func (c *Client) checkFailed(s *server, err error, start time.Time) {
+	switch wentDown, stale := c.markDown(s, err, start); {
+	case wentDown:
+		c.logDown(s, "clamd is down", err)
+	case !stale:
 		c.opts.Log.Debug("clamd is still down", "server", s.name, "err", err)
 	}
-}
-
-// setDown records that s failed and reports whether it was up. A scan
-// calls it directly, having logged the failure itself.
-func (c *Client) setDown(s *server, err error) (wasUp bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	wasUp = s.status.Up
-	s.status.Up, s.status.LastError, s.status.Checked = false, err.Error(), time.Now()
-	return wasUp
 }
 
 // Status reports each configured server, in configured order, as the

@@ -17,6 +17,7 @@ const (
 	DefaultConnectTimeout = 2 * time.Second
 	DefaultScanTimeout    = 30 * time.Second
 	DefaultHealthInterval = 10 * time.Second
+	DefaultProbeInterval  = time.Second
 	DefaultMaxSize        = 20 << 20
 )
 
@@ -41,6 +42,11 @@ type Options struct {
 	MaxSize int64
 	// HealthInterval is how often Start pings each clamd.
 	HealthInterval time.Duration
+	// ProbeInterval is how often a started client probes a clamd that
+	// stopped answering (breaker.go), and how long each probe waits for
+	// the answer. A scan that times out on a server that is up waits as
+	// long again for a probe before the server is marked down.
+	ProbeInterval time.Duration
 	// Log receives one line per failure; nil discards.
 	Log *slog.Logger
 }
@@ -82,6 +88,7 @@ func (o Options) normalize() (Options, []endpoint, error) {
 		{"connect timeout", &o.ConnectTimeout, DefaultConnectTimeout},
 		{"scan timeout", &o.ScanTimeout, DefaultScanTimeout},
 		{"health interval", &o.HealthInterval, DefaultHealthInterval},
+		{"probe interval", &o.ProbeInterval, DefaultProbeInterval},
 	}
 	for _, d := range durations {
 		switch {

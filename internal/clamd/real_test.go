@@ -95,7 +95,7 @@ func startClamd(tb testing.TB) (tcpAddr, unixAddr string) {
 		}
 		// Both sockets must answer before any test uses either.
 		ctx := context.Background()
-		if c.ping(ctx, c.servers[0]) == nil && c.ping(ctx, c.servers[1]) == nil {
+		if c.ping(ctx, c.servers[0], time.Second) == nil && c.ping(ctx, c.servers[1], time.Second) == nil {
 			return tcpAddr, unixAddr
 		}
 		if time.Now().After(end) {

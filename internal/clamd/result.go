@@ -37,6 +37,10 @@ type ServerStatus struct {
 var (
 	// ErrUnavailable: no configured clamd could be reached.
 	ErrUnavailable = errors.New("clamd: no server available")
+	// ErrDown: the server stopped answering and was skipped without
+	// being contacted, until it answers a probe (breaker.go). A scan
+	// that skipped every server wraps both ErrUnavailable and ErrDown.
+	ErrDown = errors.New("clamd: not answering, skipped until it answers a probe")
 	// ErrTooLarge: clamd refused the stream as over its StreamMaxLength,
 	// or the message is over the client's own cap.
 	ErrTooLarge = errors.New("clamd: message too large to scan")

@@ -9,11 +9,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"mailwarden/internal/policy/antivirus"
+	"mailwarden/internal/policy/freeze"
+	"mailwarden/internal/policy/greylist"
+	"mailwarden/internal/policy/latch"
+	"mailwarden/internal/policy/ratelimit"
+	"mailwarden/internal/policy/sender"
 )
 
 // failOpenChecks returns the check names fail_open accepts.
 func failOpenChecks() []string {
-	return []string{"freeze", "latch", "sender", "ratelimit", "greylist", "antivirus"}
+	return []string{freeze.Name, latch.Name, sender.Name, ratelimit.Name, greylist.Name, antivirus.Name}
 }
 
 // Validate checks settings that each hold a well-typed value but may not

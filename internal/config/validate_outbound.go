@@ -1,17 +1,15 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
-)
 
-// maxReplyText is the longest reply text accepted: with the reply code
-// and the values filled in it must fit an SMTP reply line of 512 octets
-// (RFC 5321 §4.5.3.1.5). The checks refuse longer texts too.
-const maxReplyText = 400
+	"mailwarden/internal/reply"
+)
 
 // validateOutbound checks the outbound-protection settings: sites, the
 // sender policy, latches, rate limits and the admin socket.
@@ -114,15 +112,15 @@ func (c *Config) validateOutbound(add func(key, format string, args ...any)) {
 // goes into one SMTP reply line and one policy protocol attribute, where
 // a line break would end it early (RFC 5321 §4.2).
 func checkReplyText(s string) string {
-	switch {
-	case strings.ContainsAny(s, "\r\n"):
+	switch err := reply.Check(s); {
+	case err == nil:
+		return ""
+	case errors.Is(err, reply.ErrMultiline):
 		return "must be a single line"
-	case hasControl(s):
+	case errors.Is(err, reply.ErrControl):
 		return "must not contain control characters"
-	case len(s) > maxReplyText:
-		return fmt.Sprintf("is %d bytes long; at most %d fit in an SMTP reply", len(s), maxReplyText)
 	}
-	return ""
+	return fmt.Sprintf("is %d bytes long; at most %d fit in an SMTP reply", len(s), reply.MaxText)
 }
 
 func hasControl(s string) bool {

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"mailwarden/internal/policy"
+	"mailwarden/internal/policy/greylist"
+	"mailwarden/internal/policy/latch"
 	"mailwarden/internal/series"
 	"mailwarden/internal/store"
 )
@@ -25,7 +27,7 @@ func chartKinds(req *policy.Request, v policy.Verdict) []string {
 	switch {
 	case v.Action == policy.Reject:
 		out = append(out, series.Rejected)
-	case v.Action == policy.Tempfail && v.Check == "greylist":
+	case v.Action == policy.Tempfail && v.Check == greylist.Name:
 		out = append(out, series.Greylisted)
 	case v.Action == policy.Continue || v.Action == policy.Accept:
 		if req.Stage == policy.StageEOM || req.Frontend == "policy" && req.Stage == policy.StageRcpt {
@@ -49,7 +51,7 @@ func chartKinds(req *policy.Request, v policy.Verdict) []string {
 // latch check's own latch events are refusals of a sender latched
 // before.
 func eventChartKinds(e store.Event) []string {
-	if e.Kind == store.EventLatch && e.Check != "latch" {
+	if e.Kind == store.EventLatch && e.Check != latch.Name {
 		return []string{series.Latch}
 	}
 	var out []string

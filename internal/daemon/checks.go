@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"mailwarden/internal/config"
-	"mailwarden/internal/netset"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/antivirus"
 	"mailwarden/internal/policy/freeze"
@@ -41,6 +40,9 @@ type Deps struct {
 	Scanner antivirus.Scanner
 	Log     *slog.Logger
 	Now     func() time.Time
+	// Sites is the sites registry of cfg, built once per apply and
+	// shared with the host registry; nil builds one.
+	Sites *sites.Registry
 	// SkipBadWhitelistLines makes serve skip, with a warning, whitelist
 	// file lines that do not parse, as postgrey does; config check
 	// leaves it off and names each one.
@@ -51,10 +53,12 @@ type Deps struct {
 // calls it too, so a config that passes the check also starts; every
 // problem is reported at once.
 func Checks(cfg config.Config, deps Deps) (Built, error) {
-	st, log, now := deps.Store, deps.Log, deps.Now
-	reg, err := sites.New(prefixes(cfg.InternalNetworks), siteList(cfg))
-	if err != nil {
-		return Built{}, fmt.Errorf("sites: %w", err)
+	st, log, now, reg := deps.Store, deps.Log, deps.Now, deps.Sites
+	if reg == nil {
+		var err error
+		if reg, err = Sites(cfg); err != nil {
+			return Built{}, err
+		}
 	}
 	var errs []error
 	add := func(c policy.Check, err error) policy.Check {
@@ -123,7 +127,6 @@ func Checks(cfg config.Config, deps Deps) (Built, error) {
 			AutoWhitelistAfter:      g.AutoWhitelistAfter,
 			SkipAuthenticated:       g.SkipAuthenticated,
 			SkipInternal:            g.SkipInternal,
-			Internal:                InternalNetworks(cfg),
 			WhitelistClients:        g.WhitelistClients,
 			WhitelistRecipients:     g.WhitelistRecipients,
 			WhitelistClientFiles:    g.WhitelistClientFiles,
@@ -179,14 +182,15 @@ func siteList(cfg config.Config) []sites.Site {
 	return out
 }
 
-// InternalNetworks returns the internal networks and every site's
-// networks as one set: a site's clients are internal too.
-func InternalNetworks(cfg config.Config) *netset.Set {
-	ps := prefixes(cfg.InternalNetworks)
-	for _, s := range cfg.Sites {
-		ps = append(ps, prefixes(s.Networks)...)
+// Sites builds the sites registry of cfg: the internal networks and
+// every site, which the pipeline classifies clients by and the host
+// registry names sites with.
+func Sites(cfg config.Config) (*sites.Registry, error) {
+	reg, err := sites.New(prefixes(cfg.InternalNetworks), siteList(cfg))
+	if err != nil {
+		return nil, fmt.Errorf("sites: %w", err)
 	}
-	return netset.New(ps...)
+	return reg, nil
 }
 
 // InternalDomains are the organisation's own mail domains: the sender

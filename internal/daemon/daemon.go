@@ -9,7 +9,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,9 +24,10 @@ import (
 	"mailwarden/internal/policy/antivirus"
 	"mailwarden/internal/policyd"
 	"mailwarden/internal/series"
+	"mailwarden/internal/sites"
 	"mailwarden/internal/spool"
 	"mailwarden/internal/store"
-	"mailwarden/internal/store/sqlite"
+	"mailwarden/internal/store/backend"
 )
 
 // Options are what the command line adds to the config.
@@ -38,6 +39,10 @@ type Options struct {
 	Version string
 	// Stderr receives the daemon log, Stdout the mail log when it is "-".
 	Stderr, Stdout io.Writer
+	// Store, if set, is used instead of opening the backend the config
+	// names, and the daemon leaves closing it to the caller: a test hands
+	// in a memory store, or one wrapped to inject faults.
+	Store store.Store
 }
 
 // Daemon is a running mailwarden.
@@ -48,10 +53,14 @@ type Daemon struct {
 	mailFile *logFile
 	metrics  *metrics
 	store    store.Store
+	events   *events.Log  // the only writer of events
+	health   *storeHealth // whether the store can write (storehealth.go)
 
 	mu  sync.Mutex // serialises Reload
 	cfg atomic.Pointer[config.Config]
-	pl  atomic.Pointer[policy.Pipeline]
+	// sites is the sites registry of cfg, built once per apply.
+	sites atomic.Pointer[sites.Registry]
+	pl    atomic.Pointer[policy.Pipeline]
 
 	policySrv *policyd.Server
 	milterSrv *milter.Server
@@ -101,10 +110,11 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	d.metrics = newMetrics(o.Version)
-	// The daemon keeps greylist triplets in memory; the CLI does not.
-	if d.store, err = sqlite.OpenWith(cfg.DataDir, d.log, sqlite.Options{Mirror: true}); err != nil {
-		d.mailFile.Close()
-		return nil, fmt.Errorf("opening store in %s: %w", cfg.DataDir, err)
+	if d.store = o.Store; d.store == nil {
+		if d.store, err = backend.Open(cfg, backend.Options{Daemon: true, Create: true, Log: d.log}); err != nil {
+			d.mailFile.Close()
+			return nil, fmt.Errorf("opening store in %s: %w", cfg.DataDir, err)
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -112,6 +122,12 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		}
 	}()
 	warnOpenDirs(d.log, cfg.DataDir, filepath.Dir(adminapi.SocketPath(cfg)))
+	// The event log reads retention and record_greylist live, so it is
+	// made once and a reload applies to the next event.
+	d.cfg.Store(&cfg)
+	d.events = events.NewLog(events.LogOptions{Store: d.store, Log: d.log,
+		Settings: func() config.Events { return d.cfg.Load().Events }})
+	d.startStoreHealth(cfg.Store.Backend)
 	d.charts = series.New(chartStep, chartBuckets)
 	if err := seedCharts(context.Background(), d.store, d.charts, time.Now()); err != nil {
 		d.log.Warn("charts start empty: reading the last day's events failed", "err", err)
@@ -154,10 +170,9 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	// The admin socket is how the CLI reaches the daemon; without it no
 	// one can clear a latch, so failing to open it fails the start.
 	d.adminSrv = adminapi.NewServer(adminapi.Options{Backend: d.store, Log: d.log, Now: time.Now,
-		EventRetention: cfg.Events.Retention.D(), Version: o.Version, Started: time.Now(),
-		Antivirus: d.antivirusState, Hosts: d.hp.registry, Scan: d.scanFunc(),
-		Greylist: d.store, PassedLifetime: cfg.Greylist.PassedLifetime.D(),
-		IPv4Prefix: cfg.Greylist.IPv4Prefix, IPv6Prefix: cfg.Greylist.IPv6Prefix})
+		Events: d.events, Version: o.Version, Started: time.Now(),
+		Antivirus: d.antivirusState, Store: d.health.status, Hosts: d.hp.registry, Scan: d.scanFunc(),
+		Greylist: d.store, Config: func() config.Config { return *d.cfg.Load() }})
 	mode, err := adminapi.ParseMode(cfg.Admin.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
@@ -195,6 +210,11 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	go func() {
 		defer d.wg.Done()
 		store.RunExpiry(ctx, d.store, cfg.Store.ExpireInterval.D(), d.log)
+	}()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.health.run(ctx)
 	}()
 	pipeline := func() *policy.Pipeline { return d.pl.Load() }
 	if ln := lns["policy"]; ln != nil {
@@ -278,14 +298,17 @@ func (d *Daemon) Log() *slog.Logger { return d.log }
 
 // apply builds the pipeline for cfg and installs it.
 func (d *Daemon) apply(cfg config.Config) error {
-	built, err := Checks(cfg, Deps{Store: d.store, Scanner: d.scanner, Log: d.log, Now: time.Now, SkipBadWhitelistLines: true})
+	reg, err := Sites(cfg)
+	if err != nil {
+		return err
+	}
+	built, err := Checks(cfg, Deps{Store: d.store, Scanner: d.scanner, Log: d.log, Now: time.Now, Sites: reg,
+		SkipBadWhitelistLines: true})
 	if err != nil {
 		return err
 	}
 	d.level.Set(parseLevel(cfg.Log.Level))
 	mailLog := slog.New(slog.NewTextHandler(d.mailFile, nil))
-	rec := events.NewRecorder(events.Options{Store: d.store, Retention: cfg.Events.Retention.D(),
-		Greylist: cfg.Events.RecordGreylist, Log: d.log})
 	d.pl.Store(policy.NewPipeline(built.Checks, policy.PipelineOptions{
 		FailOpen: FailOpen(cfg),
 		Log:      d.log,
@@ -293,10 +316,13 @@ func (d *Daemon) apply(cfg config.Config) error {
 		Classify: built.Classify,
 		Observe: func(req *policy.Request, v policy.Verdict, took time.Duration) {
 			d.metrics.observe(req, v, took)
-			rec.Observe(req, v, took)
+			d.events.Observe(req, v, took)
 			countIn(d.charts, req.Time, chartKinds(req, v)...)
 		},
 	}))
+	// The pipeline, the host registry and the admin API see the new
+	// sites together.
+	d.sites.Store(reg)
 	d.cfg.Store(&cfg)
 	return nil
 }
@@ -312,23 +338,9 @@ func (d *Daemon) Reload() error {
 	}
 	cfg, err := LoadConfig(d.opts.ConfigPath, d.opts.DataDir)
 	if err == nil {
-		old := d.cfg.Load()
-		if cfg.Listen != old.Listen || cfg.DataDir != old.DataDir || cfg.Store != old.Store || cfg.Log.MailLog != old.Log.MailLog ||
-			cfg.Admin != old.Admin || !reflect.DeepEqual(antivirusRuntime(cfg), antivirusRuntime(*old)) ||
-			!reflect.DeepEqual(cfg.Trap, old.Trap) || !reflect.DeepEqual(cfg.Scan, old.Scan) || cfg.MailLogin != old.MailLogin ||
-			cfg.Web.Enabled != old.Web.Enabled || cfg.Web.TLSCert != old.Web.TLSCert || cfg.Web.TLSKey != old.Web.TLSKey ||
-			!reflect.DeepEqual(cfg.Mailbox, old.Mailbox) || cfg.PolicyServer != old.PolicyServer || cfg.Milter != old.Milter {
-			d.log.Warn("reload: listeners, data_dir, store, log.mail_log, admin, trap, scan, mail_login, mailbox, policy_server, milter, web.enabled, web TLS and antivirus servers, timeouts and spool take effect only after a restart")
-			cfg.Mailbox = old.Mailbox
-			// The front ends' timeouts and connection caps are fixed
-			// when their servers are built.
-			cfg.PolicyServer, cfg.Milter = old.PolicyServer, old.Milter
-			cfg.Web.Enabled, cfg.Web.TLSCert, cfg.Web.TLSKey = old.Web.Enabled, old.Web.TLSCert, old.Web.TLSKey
-			cfg.Trap, cfg.Scan, cfg.MailLogin = old.Trap, old.Scan, old.MailLogin
-			cfg.Listen, cfg.DataDir, cfg.Store, cfg.Log.MailLog, cfg.Admin = old.Listen, old.DataDir, old.Store, old.Log.MailLog, old.Admin
-			cfg.Antivirus.Enabled, cfg.Antivirus.Servers = old.Antivirus.Enabled, old.Antivirus.Servers
-			cfg.Antivirus.ConnectTimeout, cfg.Antivirus.ScanTimeout = old.Antivirus.ConnectTimeout, old.Antivirus.ScanTimeout
-			cfg.Antivirus.HealthInterval, cfg.Antivirus.SpoolMemory, cfg.Antivirus.SpoolDir = old.Antivirus.HealthInterval, old.Antivirus.SpoolMemory, old.Antivirus.SpoolDir
+		if changed := keepRestartOnly(&cfg, *d.cfg.Load()); len(changed) > 0 {
+			d.log.Warn("reload: these settings take effect only after a restart; the running values are kept",
+				"settings", strings.Join(changed, ", "))
 		}
 		err = d.apply(cfg)
 	}
@@ -342,22 +354,21 @@ func (d *Daemon) Reload() error {
 	return nil
 }
 
-// antivirusRuntime is the part of the antivirus config fixed at start.
-func antivirusRuntime(c config.Config) []any {
-	a := c.Antivirus
-	return []any{a.Enabled, a.Servers, a.ConnectTimeout, a.ScanTimeout, a.HealthInterval, a.SpoolMemory, a.SpoolDir}
-}
-
-// Shutdown stops accepting connections, lets sessions in flight finish
-// until ctx ends, then closes the store. Calls after the first return the
-// first call's result.
+// Shutdown stops accepting connections and closes idle ones at once: a
+// milter session between messages, a policy connection between
+// requests, an idle HTTP keep-alive. It lets transactions in flight (a
+// message between MAIL and end of message, a policy request or HTTP
+// request being answered) finish until ctx ends, then closes the store.
+// It returns nil when nothing was cut off. Calls after the first return
+// the first call's result.
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	d.stopOnce.Do(func() { d.stopErr = d.shutdown(ctx) })
 	return d.stopErr
 }
 
 func (d *Daemon) shutdown(ctx context.Context) error {
-	d.log.Info("shutting down: finishing sessions in flight")
+	start := time.Now()
+	d.log.Info("shutting down: closing idle sessions, finishing transactions in flight")
 	var (
 		errs []error
 		emu  sync.Mutex
@@ -411,7 +422,7 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 	// Hits recorded since the last periodic flush.
 	d.flushTrap()
 	d.closeAll()
-	d.log.Info("mailwarden stopped")
+	d.log.Info("mailwarden stopped", "took", time.Since(start).Round(time.Millisecond))
 	return errors.Join(errs...)
 }
 
@@ -447,8 +458,7 @@ func (d *Daemon) startAntivirus(cfg config.Config) error {
 		return fmt.Errorf("antivirus: %w", err)
 	}
 	d.clamd, d.scanner, d.spool = c, c, sp
-	d.watcher = avstatus.New(avstatus.Options{Clamd: c, MaxAge: a.SignatureMaxAge.D(), Events: d.store,
-		EventRetention: cfg.Events.Retention.D(), Log: d.log})
+	d.watcher = avstatus.New(avstatus.Options{Clamd: c, MaxAge: a.SignatureMaxAge.D(), Events: d.events, Log: d.log})
 	d.metrics.reg.MustRegister(d.watcher)
 	return nil
 }
@@ -478,7 +488,7 @@ func (d *Daemon) closeAll() {
 	if d.clamd != nil {
 		d.clamd.Close()
 	}
-	if d.store != nil {
+	if d.store != nil && d.opts.Store == nil {
 		if err := d.store.Close(); err != nil {
 			d.log.Error("closing store", "err", err)
 		}

@@ -49,7 +49,9 @@ func freePort(t *testing.T) string {
 
 func testConfig(t *testing.T) config.Config {
 	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
+	// A directory that does not exist yet: the daemon's first start
+	// makes a store there (an existing empty one it refuses).
+	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.Listen = config.Listen{Policy: freePort(t), Milter: freePort(t), HTTP: freePort(t)}
 	return cfg
 }
@@ -68,7 +70,14 @@ func writeConfig(t *testing.T, path string, cfg config.Config) {
 func start(t *testing.T, cfg config.Config, path string) (*Daemon, *syncBuf, *syncBuf) {
 	t.Helper()
 	stderr, stdout := &syncBuf{}, &syncBuf{}
-	d, err := Start(cfg, Options{ConfigPath: path, Stderr: stderr, Stdout: stdout, Version: "test"})
+	d := startWith(t, cfg, Options{ConfigPath: path, Stderr: stderr, Stdout: stdout, Version: "test"})
+	return d, stderr, stdout
+}
+
+// startWith starts a daemon with o and shuts it down when the test ends.
+func startWith(t *testing.T, cfg config.Config, o Options) *Daemon {
+	t.Helper()
+	d, err := Start(cfg, o)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -77,7 +86,7 @@ func start(t *testing.T, cfg config.Config, path string) (*Daemon, *syncBuf, *sy
 		defer cancel()
 		d.Shutdown(ctx)
 	})
-	return d, stderr, stdout
+	return d
 }
 
 // policyAction sends one RCPT-stage policy request and returns the action.

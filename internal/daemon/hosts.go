@@ -14,7 +14,6 @@ import (
 	"mailwarden/internal/maillogin"
 	"mailwarden/internal/scan"
 	"mailwarden/internal/series"
-	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
 	"mailwarden/internal/trap"
 )
@@ -33,12 +32,8 @@ type hostParts struct {
 // startHosts builds the host registry and the scanner. The trap listener
 // is bound with the other listeners and served by serveHosts.
 func (d *Daemon) startHosts(cfg config.Config) error {
-	reg, err := sites.New(prefixes(cfg.InternalNetworks), siteList(cfg))
-	if err != nil {
-		return fmt.Errorf("sites: %w", err)
-	}
-	d.hp.registry, err = hosts.New(hosts.Options{Store: d.store, Sites: reg,
-		Retention: cfg.Events.Retention.D(), Log: d.log})
+	var err error
+	d.hp.registry, err = hosts.New(hosts.Options{Store: d.store, Sites: d.sites.Load, Log: d.log})
 	if err != nil {
 		return err
 	}

@@ -20,18 +20,16 @@ func (d *Daemon) startMailbox(ctx context.Context, cfg config.Config) {
 	if !mb.Watch {
 		return
 	}
-	retention := cfg.Events.Retention.D()
 	w, err := mailbox.NewWatcher(mailbox.WatchOptions{
 		Source:      mailbox.Source{Layout: mb.Layout, Root: mb.Root, Home: mb.Home, PasswdFiles: mb.PasswdFiles},
 		BurstCount:  mb.BurstCount,
 		BurstWindow: mb.BurstWindow.D(),
 		Log:         d.log,
 		OnBurst: func(b mailbox.WatchBurst) {
-			ev := store.Event{Time: b.Time, Kind: store.EventMailbox, Check: "mailbox watch",
-				Reason: b.Summary(), Expires: b.Time.Add(retention)}
+			ev := store.Event{Time: b.Time, Kind: store.EventMailbox, Check: "mailbox watch", Reason: b.Summary()}
 			actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := d.store.AppendEvents(actx, ev); err != nil {
+			if err := d.events.Record(actx, ev); err != nil {
 				d.log.Error("recording a mailbox burst failed", "err", err, "reason", ev.Reason)
 			}
 		},

@@ -13,7 +13,7 @@ import (
 // httpHandler is what listen.http serves: the ops endpoints alone, or
 // the dashboard with them when web.enabled.
 func (d *Daemon) httpHandler(cfg config.Config, version string) (http.Handler, error) {
-	ops := web.Ops(web.OpsOptions{Metrics: d.metrics.reg, Ready: d.store.Ping})
+	ops := web.Ops(web.OpsOptions{Metrics: d.metrics.reg, Ready: d.ready})
 	if !cfg.Web.Enabled {
 		return ops, nil
 	}
@@ -25,6 +25,7 @@ func (d *Daemon) httpHandler(cfg config.Config, version string) (http.Handler, e
 		Passes:  d.store,
 		Hosts:   d.hp.registry,
 		Admin:   d.adminSrv,
+		Events:  d.events,
 		Series:  d.charts,
 		Ops:     ops,
 		Secure:  cfg.Web.TLSCert != "",

@@ -1,45 +1,21 @@
-// Package events turns the pipeline's non-trivial decisions into entries
-// of the event log, from which the host registry, the dashboard and
-// `mailwarden events` read.
+// Package events is the event log (Log): the pipeline's non-trivial
+// decisions, admin actions and what the watchers notice, from which the
+// host registry, the dashboard and `mailwarden events` read.
 package events
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
 	"mailwarden/internal/policy"
 	"mailwarden/internal/store"
 )
 
-// Options configures a Recorder.
-type Options struct {
-	Store     store.Events
-	Retention time.Duration
-	// Greylist also records greylist deferrals; they are many, and always
-	// in the mail log anyway.
-	Greylist bool
-	Log      *slog.Logger
-}
-
-// Recorder records events. It is safe for concurrent use.
-type Recorder struct {
-	o Options
-}
-
-// NewRecorder returns a Recorder.
-func NewRecorder(o Options) *Recorder {
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	return &Recorder{o: o}
-}
-
 // Kind returns the event kind for a verdict, or "" when it is not an
 // event: every reject and tempfail is one, and whatever a check marked.
-func (r *Recorder) Kind(v policy.Verdict) string {
+func (l *Log) Kind(v policy.Verdict) string {
 	switch {
-	case v.Event == store.EventGreylist && !r.o.Greylist:
+	case v.Event == store.EventGreylist && !l.o.Settings().RecordGreylist:
 		return ""
 	case v.Event != "":
 		return v.Event
@@ -54,8 +30,8 @@ func (r *Recorder) Kind(v policy.Verdict) string {
 // Observe records the decision v on req if it is an event, and the
 // latch it set, if any, as a latch event beside it. Its signature fits
 // policy.PipelineOptions.Observe.
-func (r *Recorder) Observe(req *policy.Request, v policy.Verdict, _ time.Duration) {
-	kind := r.Kind(v)
+func (l *Log) Observe(req *policy.Request, v policy.Verdict, _ time.Duration) {
+	kind := l.Kind(v)
 	if kind == "" && v.Latched == "" {
 		return
 	}
@@ -75,7 +51,6 @@ func (r *Recorder) Observe(req *policy.Request, v policy.Verdict, _ time.Duratio
 		Recipients: rcpts,
 		QueueID:    req.QueueID,
 		Reason:     v.Reason,
-		Expires:    req.Time.Add(r.o.Retention),
 	}
 	var evs []store.Event
 	if kind != "" {
@@ -91,8 +66,8 @@ func (r *Recorder) Observe(req *policy.Request, v policy.Verdict, _ time.Duratio
 	// The store writes events behind, so this does not wait for a disk.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.o.Store.AppendEvents(ctx, evs...); err != nil {
-		r.o.Log.Error("recording event failed", "kind", kind, "client", ev.Client, "err", err)
+	if err := l.Record(ctx, evs...); err != nil {
+		l.o.Log.Error("recording event failed", "kind", kind, "client", ev.Client, "err", err)
 	}
 }
 

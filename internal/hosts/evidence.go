@@ -248,7 +248,7 @@ func (r *Registry) internal(client string) bool {
 	if err != nil {
 		return false
 	}
-	_, in := r.o.Sites.Lookup(ip)
+	_, in := r.o.Sites().Lookup(ip)
 	return in
 }
 

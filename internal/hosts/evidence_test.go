@@ -44,7 +44,7 @@ func TestRefusedWhileLatchedIsNotTheOffence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := events.NewRecorder(events.Options{Store: f.st, Retention: 24 * time.Hour})
+	rec := events.NewLog(events.LogOptions{Store: f.st})
 	pl := policy.NewPipeline([]policy.Check{lc, sc, rc}, policy.PipelineOptions{Classify: reg.Classify, Observe: rec.Observe})
 	send := func(ip, from string, stage policy.Stage, rcpts int) policy.Verdict {
 		t.Helper()

@@ -37,14 +37,12 @@ var ErrUnknownHost = errors.New("hosts: no evidence for this host")
 // Options configures a Registry.
 type Options struct {
 	Store store.Store
-	// Sites names the site of each address; nil knows none, and the
-	// site recorded with the evidence is shown instead.
-	Sites *sites.Registry
+	// Sites returns the sites registry in force, which names the site
+	// of each address; it changes on reload. Nil, or a nil registry,
+	// knows none, and the site recorded with the evidence is shown.
+	Sites func() *sites.Registry
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// Retention is how long the admin events Disinfect records are
-	// kept; zero keeps them until deleted by hand.
-	Retention time.Duration
 	// Log is the logger; nil discards.
 	Log *slog.Logger
 }
@@ -66,6 +64,9 @@ func New(o Options) (*Registry, error) {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Sites == nil {
+		o.Sites = func() *sites.Registry { return nil }
 	}
 	return &Registry{o: o}, nil
 }
@@ -203,7 +204,7 @@ func (r *Registry) readRecords(ctx context.Context, client string) (*records, er
 func (r *Registry) build(ip netip.Addr, f *facts, rec *records) Host {
 	client := ip.String()
 	h := Host{IP: ip, Site: f.site, Evidence: make(map[string]int)}
-	if site, in := r.o.Sites.Lookup(ip); site != nil || in {
+	if site, in := r.o.Sites().Lookup(ip); site != nil || in {
 		h.Internal, h.Site = in, ""
 		if site != nil {
 			h.Site = site.Name
@@ -286,10 +287,12 @@ func (r *Registry) Note(ctx context.Context, ip netip.Addr, by, text string) err
 	return nil
 }
 
-// Disinfect declares ip clean: it clears every active latch on the
-// address with by and note, records the disinfection and an admin event,
-// and returns the latches it cleared. Evidence after now makes the host
-// a suspect again.
+// Disinfect declares ip clean: it records the disinfection, clears
+// every active latch on the address with by and note, and returns the
+// latches it cleared. Evidence after now makes the host a suspect again.
+// The caller audits it (events.Log.Audit): the reason of the audit entry
+// in ctx is completed with the latches to clear and the host's site
+// before the first write, so the record commits with the disinfection.
 func (r *Registry) Disinfect(ctx context.Context, ip netip.Addr, by, note string) ([]store.Latch, error) {
 	if !ip.IsValid() {
 		return nil, errors.New("hosts: disinfect: invalid address")
@@ -299,8 +302,22 @@ func (r *Registry) Disinfect(ctx context.Context, ip netip.Addr, by, note string
 	if err != nil {
 		return nil, fmt.Errorf("hosts: disinfect %s: reading latches: %w", client, err)
 	}
+	ids := make([]string, len(active))
+	for i, l := range active {
+		ids[i] = l.ID
+	}
+	if a := store.AuditFrom(ctx); a != nil {
+		if len(ids) > 0 {
+			a.Event.Reason += "; cleared latches " + strings.Join(ids, ", ")
+		}
+		if site, _ := r.o.Sites().Lookup(ip); site != nil {
+			a.Event.Site = site.Name
+		}
+	}
+	if err := r.o.Store.AddDisinfection(ctx, store.Disinfection{Client: client, By: by, Note: note, Time: now}); err != nil {
+		return nil, fmt.Errorf("hosts: disinfect %s: recording it: %w", client, err)
+	}
 	var cleared []store.Latch
-	var ids []string
 	for _, l := range active {
 		c, err := r.o.Store.ClearLatch(ctx, l.ID, by, note, now)
 		if errors.Is(err, store.ErrNotActive) {
@@ -310,27 +327,6 @@ func (r *Registry) Disinfect(ctx context.Context, ip netip.Addr, by, note string
 			return cleared, fmt.Errorf("hosts: disinfect %s: clearing latch %s: %w", client, l.ID, err)
 		}
 		cleared = append(cleared, c)
-		ids = append(ids, c.ID)
-	}
-	if err := r.o.Store.AddDisinfection(ctx, store.Disinfection{Client: client, By: by, Note: note, Time: now}); err != nil {
-		return cleared, fmt.Errorf("hosts: disinfect %s: recording it: %w", client, err)
-	}
-	reason := "disinfected"
-	if note != "" {
-		reason += ": " + note
-	}
-	if len(ids) > 0 {
-		reason += "; cleared latches " + strings.Join(ids, ", ")
-	}
-	ev := store.Event{Time: now, Kind: store.EventAdmin, Check: "hosts disinfect", Client: client, User: by, Reason: reason}
-	if site, _ := r.o.Sites.Lookup(ip); site != nil {
-		ev.Site = site.Name
-	}
-	if r.o.Retention > 0 {
-		ev.Expires = now.Add(r.o.Retention)
-	}
-	if err := r.o.Store.AppendEvents(ctx, ev); err != nil {
-		return cleared, fmt.Errorf("hosts: disinfect %s: recording the admin event: %w", client, err)
 	}
 	r.o.Log.Info("hosts: host disinfected", "client", client, "by", by, "note", note, "cleared_latches", ids)
 	return cleared, nil

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"mailwarden/internal/events"
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
 	"mailwarden/internal/store/sqlite"
@@ -38,7 +39,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, st: st, now: time.UnixMilli(time.Now().UnixMilli())}
-	f.reg, err = New(Options{Store: st, Sites: sr, Now: func() time.Time { return f.now }, Retention: 24 * time.Hour, Log: log})
+	f.reg, err = New(Options{Store: st, Sites: func() *sites.Registry { return sr }, Now: func() time.Time { return f.now }, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,15 @@ func TestHostEvidenceAndDisinfect(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.now = base.Add(10 * time.Minute)
-	cleared, err := f.reg.Disinfect(ctx, netip.MustParseAddr(ip), "tech", "reimaged")
+	// As the admin API does: the disinfection is audited through the
+	// event log, and the registry completes the entry.
+	var cleared []store.Latch
+	err := events.NewLog(events.LogOptions{Store: f.st}).Audit(ctx,
+		events.Admin{Who: "tech", Action: "hosts disinfect", Client: ip, Reason: "disinfected: reimaged"},
+		func(ctx context.Context) (err error) {
+			cleared, err = f.reg.Disinfect(ctx, netip.MustParseAddr(ip), "tech", "reimaged")
+			return err
+		})
 	if err != nil {
 		t.Fatalf("Disinfect: %v", err)
 	}
@@ -142,7 +151,8 @@ func TestHostEvidenceAndDisinfect(t *testing.T) {
 			h.Status, len(h.ActiveLatches), h.Notes, h.Disinfections)
 	}
 	admin, err := f.st.QueryEvents(ctx, store.EventFilter{Kind: store.EventAdmin, Client: ip})
-	if err != nil || len(admin) != 1 || admin[0].Check != "hosts disinfect" || admin[0].User != "tech" || admin[0].Site != "lincoln" {
+	if err != nil || len(admin) != 1 || admin[0].Check != "hosts disinfect" || admin[0].User != "tech" || admin[0].Site != "lincoln" ||
+		admin[0].Reason != "disinfected: reimaged; cleared latches "+latch.ID {
 		t.Errorf("admin events = %+v, %v; want one hosts disinfect by tech", admin, err)
 	}
 

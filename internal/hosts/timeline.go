@@ -49,7 +49,7 @@ func (r *Registry) Timeline(ctx context.Context, since time.Time, limit int) ([]
 	for _, ev := range g.inbound {
 		site := ev.Site
 		if ip, err := netip.ParseAddr(ev.Client); err == nil {
-			if s, _ := r.o.Sites.Lookup(ip); s != nil {
+			if s, _ := r.o.Sites().Lookup(ip); s != nil {
 				site = s.Name
 			}
 		}
@@ -71,7 +71,7 @@ func (r *Registry) Timeline(ctx context.Context, since time.Time, limit int) ([]
 func (r *Registry) describe(ctx context.Context, client string, f *facts) (site, user string) {
 	site = f.site
 	if ip, err := netip.ParseAddr(client); err == nil {
-		if s, in := r.o.Sites.Lookup(ip); s != nil {
+		if s, in := r.o.Sites().Lookup(ip); s != nil {
 			site = s.Name
 		} else if in {
 			site = ""

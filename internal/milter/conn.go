@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 
 	"mailwarden/internal/accept"
 )
@@ -18,13 +19,14 @@ const maxPacket = 1 << 20
 
 // loggingListener admits accepted connections through the tracker,
 // wraps them in frameGuard and logs them. A connection the tracker
-// evicts is closed under the library, which sees a read error wrapping
-// net.ErrClosed and ends the session quietly; one it refuses is closed
-// here and never reaches the library.
+// evicts, or closes as idle at shutdown, is closed under the library,
+// which sees a read error wrapping net.ErrClosed and ends the session
+// quietly; one it refuses is closed here and never reaches the library.
 type loggingListener struct {
 	net.Listener
-	log   *slog.Logger
-	conns *accept.Tracker
+	log      *slog.Logger
+	conns    *accept.Tracker
+	shutting *atomic.Bool
 }
 
 func (l *loggingListener) Accept() (net.Conn, error) {
@@ -39,7 +41,7 @@ func (l *loggingListener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.log.Debug("milter: connection", "remote", c.RemoteAddr().String())
-		return &frameGuard{Conn: c, log: l.log}, nil
+		return &frameGuard{Conn: c, tc: c, log: l.log, shutting: l.shutting}, nil
 	}
 }
 
@@ -54,9 +56,16 @@ func (l *loggingListener) Accept() (net.Conn, error) {
 //     the family byte after it;
 //   - SMFIC_MAIL ('M') and SMFIC_RCPT ('R') without a NUL after the
 //     address.
+//
+// Following the commands, it also knows whether the session is inside a
+// message, as the session's inMessage does, and marks the tracked
+// connection Idle while the session waits for the MTA outside one, so
+// that Shutdown closes it at once (see Server.Shutdown).
 type frameGuard struct {
 	net.Conn
-	log *slog.Logger
+	tc       *accept.Conn // the tracked connection under Conn; nil in tests of scan
+	log      *slog.Logger
+	shutting *atomic.Bool
 
 	hdr     [4]byte
 	nhdr    int    // header bytes seen of the current packet
@@ -65,14 +74,31 @@ type frameGuard struct {
 
 	// Shape of the current packet's body so far.
 	cmd      byte // command byte; 0 until seen
+	n        int  // body bytes after the command byte
 	sawNul   bool // a NUL after the command byte
 	afterNul int  // body bytes after that first NUL
 	bad      error
+
+	// inMessage is set from the MTA's MAIL (or the macros it sends just
+	// before it) until an end of message, abort, quit or new connection
+	// has been read. After end of message the reply is still to be
+	// written, but the connection is busy until the next Read.
+	inMessage bool
 }
 
 func (c *frameGuard) Read(p []byte) (int, error) {
 	if c.bad != nil {
 		return 0, c.bad
+	}
+	if c.tc != nil && !c.inMessage && c.nhdr == 0 && c.left == 0 {
+		// The session waits for the MTA's next command outside a
+		// message: its SMTP session is between transactions, or it has
+		// not negotiated yet. Shutdown closes such a connection at once;
+		// one that gets here after Shutdown began ends here.
+		c.tc.Idle()
+		if c.shutting.Load() {
+			return 0, accept.ErrClosedIdle
+		}
 	}
 	n, err := c.Conn.Read(p)
 	if verr := c.scan(p[:n]); verr != nil {
@@ -128,8 +154,18 @@ func (c *frameGuard) body(b []byte) error {
 				return fmt.Errorf("milter: first command %q is not option negotiation", c.cmd)
 			}
 		}
+		if c.cmd == 'M' {
+			c.inMessage = true
+		}
+		c.n = 0
 		b = b[1:]
 	}
+	// SMFIC_MACRO ('D') names the command its macros are for in its
+	// first byte; macros for MAIL mean MAIL follows in the same write.
+	if c.cmd == 'D' && c.n == 0 && len(b) > 0 && b[0] == 'M' {
+		c.inMessage = true
+	}
+	c.n += len(b)
 	if c.sawNul {
 		c.afterNul += len(b)
 	} else if i := bytes.IndexByte(b, 0); i >= 0 {
@@ -139,10 +175,15 @@ func (c *frameGuard) body(b []byte) error {
 	return nil
 }
 
-// endPacket checks a complete packet's shape.
+// endPacket checks a complete packet's shape and follows the session
+// out of a message: once the library has handled SMFIC_BODYEOB ('E',
+// its answer written), SMFIC_ABORT ('A'), SMFIC_QUIT ('Q'),
+// SMFIC_QUIT_NC ('K') or SMFIC_CONNECT ('C') and reads again, no
+// message is open.
 func (c *frameGuard) endPacket() error {
 	switch c.cmd {
 	case 'C':
+		c.inMessage = false
 		if !c.sawNul || c.afterNul < 1 {
 			return fmt.Errorf("milter: connect packet without host name terminator or address family")
 		}
@@ -150,6 +191,8 @@ func (c *frameGuard) endPacket() error {
 		if !c.sawNul {
 			return fmt.Errorf("milter: %c packet without address terminator", c.cmd)
 		}
+	case 'E', 'A', 'Q', 'K':
+		c.inMessage = false
 	}
 	return nil
 }

@@ -128,7 +128,7 @@ func (s *session) finishMessage() (policy.Message, *gomilter.Response) {
 // a temporary failure, so the sender retries and nothing goes through
 // unscanned.
 func (s *session) spoolFailed() *gomilter.Response {
-	return reply(policy.TempfailInternal("milter", "spooling the message failed"), s.o.Log)
+	return replyFor(policy.TempfailInternal("milter", "spooling the message failed"), s.o.Log)
 }
 
 // releaseMessage frees the collected message and forgets its state,

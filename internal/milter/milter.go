@@ -12,12 +12,14 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	gomilter "github.com/d--j/go-milter"
 
 	"mailwarden/internal/accept"
 	"mailwarden/internal/policy"
+	"mailwarden/internal/reply"
 	"mailwarden/internal/spool"
 )
 
@@ -65,6 +67,13 @@ type Server struct {
 	srv   *gomilter.Server
 	o     Options
 	conns *accept.Tracker
+	// shutting is set by Shutdown; a session that reaches the end of
+	// its message after that ends instead of waiting for the next.
+	shutting atomic.Bool
+	// base is the parent of every check's context; Shutdown cancels it
+	// when its grace ends.
+	base   context.Context
+	cancel context.CancelFunc
 }
 
 // Macros requested per stage. Postfix and Sendmail honour a milter's
@@ -98,8 +107,9 @@ func NewServer(o Options) *Server {
 	}
 	s := &Server{o: o, conns: accept.NewTracker(accept.TrackerOptions{Name: "milter", Log: o.Log,
 		MaxConns: o.MaxConns, MaxPerClient: o.MaxConnsPerClient, Evict: true})}
+	s.base, s.cancel = context.WithCancel(context.Background())
 	s.srv = gomilter.NewServer(
-		gomilter.WithMilter(func() gomilter.Milter { return &session{o: &s.o} }),
+		gomilter.WithMilter(func() gomilter.Milter { return &session{o: &s.o, base: s.base} }),
 		gomilter.WithReadTimeout(o.ReadTimeout),
 		gomilter.WithWriteTimeout(o.WriteTimeout),
 		gomilter.WithActions(gomilter.OptAddHeader|gomilter.OptChangeHeader|gomilter.OptQuarantine),
@@ -131,7 +141,7 @@ func protocol(o Options) gomilter.OptProtocol {
 // Serve accepts milter connections on ln until Shutdown. Connections that
 // speak garbage are closed by the protocol layer; each is logged.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(&loggingListener{Listener: ln, log: s.o.Log, conns: s.conns})
+	err := s.srv.Serve(&loggingListener{Listener: ln, log: s.o.Log, conns: s.conns, shutting: &s.shutting})
 	if errors.Is(err, gomilter.ErrServerClosed) {
 		return nil
 	}
@@ -141,9 +151,27 @@ func (s *Server) Serve(ln net.Listener) error {
 // ConnStats returns the connection counts: open, evicted, refused.
 func (s *Server) ConnStats() accept.TrackerStats { return s.conns.Stats() }
 
-// Shutdown stops accepting and waits for sessions in flight until ctx ends.
+// Shutdown stops accepting and closes at once every session waiting for
+// the MTA outside a message (no MAIL since the last end of message or
+// abort). It waits for sessions inside a message, each of which ends as
+// soon as its end of message is answered, and returns nil once all have
+// ended. When ctx ends first it closes every connection, cancels the
+// checks still running and returns ctx.Err().
+//
+// Closing a session between messages is safe: the MTA opens a new
+// connection for its next SMTP session, and Postfix answers a later
+// MAIL in the SMTP session whose milter connection was closed with
+// milter_default_action (docs/postfix.md, "Stopping and restarting").
 func (s *Server) Shutdown(ctx context.Context) error {
+	// A session that marks itself idle after this sees shutting and
+	// ends; one marked before is closed here.
+	s.shutting.Store(true)
+	closed := s.conns.CloseIdle()
+	if open := s.conns.Stats().Open; open > 0 {
+		s.o.Log.Info("milter: closed idle sessions, waiting for messages in flight", "closed", closed, "open", open)
+	}
 	err := s.srv.Shutdown(ctx)
+	s.cancel()
 	if errors.Is(err, gomilter.ErrServerClosed) {
 		return nil
 	}
@@ -154,7 +182,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // methods sequentially, so it needs no locking.
 type session struct {
 	gomilter.NoOpMilter
-	o *Options
+	o    *Options
+	base context.Context // cancelled when shutdown gives up waiting
 
 	clientIP   netip.Addr
 	clientName string
@@ -210,7 +239,7 @@ func (s *session) evaluate(req *policy.Request) (v policy.Verdict) {
 			v = policy.TempfailInternal("milter", fmt.Sprint("panic: ", r))
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), s.o.CheckTimeout)
+	ctx, cancel := context.WithTimeout(s.base, s.o.CheckTimeout)
 	defer cancel()
 	return s.o.Pipeline().Evaluate(ctx, req)
 }
@@ -399,7 +428,7 @@ func (s *session) respond(v policy.Verdict, m gomilter.Modifier, eom bool) (*gom
 			}
 		}
 		for _, h := range add {
-			if err := m.AddHeader(h.Name, clean(h.Value)); err != nil {
+			if err := m.AddHeader(h.Name, reply.Clean(h.Value)); err != nil {
 				s.o.Log.Error("milter: adding header failed, tempfailing", "header", h.Name, "err", err)
 				return gomilter.RespTempFail, nil
 			}
@@ -411,27 +440,21 @@ func (s *session) respond(v policy.Verdict, m gomilter.Modifier, eom bool) (*gom
 		if !eom {
 			return gomilter.RespContinue, nil
 		}
-		if err := m.Quarantine(clean(v.Text)); err != nil {
+		if err := m.Quarantine(reply.Clean(v.Text)); err != nil {
 			s.o.Log.Error("milter: quarantine failed, tempfailing", "err", err)
 			return gomilter.RespTempFail, nil
 		}
 		return gomilter.RespAccept, nil
 	}
-	return reply(v, s.o.Log), nil
+	return replyFor(v, s.o.Log), nil
 }
 
-// reply renders a tempfail or reject with its exact code and text.
-func reply(v policy.Verdict, log *slog.Logger) *gomilter.Response {
-	code, text := v.Code, clean(v.Status+" "+v.Text)
-	if code == 0 {
-		code = 451
-		if v.Action == policy.Reject {
-			code = 550
-		}
-	}
+// replyFor renders a tempfail or reject with its exact code and text.
+func replyFor(v policy.Verdict, log *slog.Logger) *gomilter.Response {
+	code, text := v.CodeText()
 	// Both libmilter and Postfix treat '%' in a reply as a format
 	// directive; double it so attacker data cannot inject one.
-	r, err := gomilter.RejectWithCodeAndReason(uint16(code), strings.ReplaceAll(strings.TrimSpace(text), "%", "%%"))
+	r, err := gomilter.RejectWithCodeAndReason(uint16(code), strings.ReplaceAll(text, "%", "%%"))
 	if err != nil {
 		log.Error("milter: building reply failed", "code", code, "err", err)
 		if v.Action == policy.Reject {
@@ -455,15 +478,4 @@ next:
 		have = append(have, h)
 	}
 	return have
-}
-
-// clean removes control characters so a value cannot break the protocol
-// or add header lines.
-func clean(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
 }

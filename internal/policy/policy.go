@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"mailwarden/internal/reply"
 )
 
 // Stage is the point of the SMTP transaction a request describes.
@@ -160,18 +162,24 @@ type Verdict struct {
 
 // Reply renders the SMTP reply line, e.g. "451 4.7.1 Greylisted".
 func (v Verdict) Reply() string {
+	code, text := v.CodeText()
+	if text == "" {
+		return itoa(code)
+	}
+	return itoa(code) + " " + text
+}
+
+// CodeText is the reply's code and the text after it (the enhanced
+// status code and the text), made safe to send (reply.Clean). A verdict
+// without a code gets its action's default code and status. Both front
+// ends render replies through it, so the milter and the policy server
+// say the same thing.
+func (v Verdict) CodeText() (int, string) {
 	code, status := v.Code, v.Status
 	if code == 0 {
 		code, status = defaultCode(v.Action)
 	}
-	s := itoa(code)
-	if status != "" {
-		s += " " + status
-	}
-	if v.Text != "" {
-		s += " " + v.Text
-	}
-	return s
+	return code, reply.Clean(strings.TrimSpace(status + " " + v.Text))
 }
 
 func defaultCode(a Action) (int, string) {

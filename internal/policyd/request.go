@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"mailwarden/internal/policy"
+	"mailwarden/internal/reply"
 )
 
 // ToRequest maps a policy request's attributes to a policy.Request. It
@@ -83,10 +84,6 @@ func stripBrackets(s string) string {
 	return s
 }
 
-// maxReplyText keeps an action line well inside the 512-octet SMTP reply
-// line limit (RFC 5321 §4.5.3.1.5) once Postfix adds its own prefix.
-const maxReplyText = 400
-
 // FormatAction renders a verdict as the value of the action= line. Postfix
 // takes one action per reply (SMTPD_POLICY_README, "Policy protocol
 // description"; access(5) lists the actions):
@@ -104,20 +101,20 @@ func FormatAction(v policy.Verdict) string {
 	switch v.Action {
 	case policy.Continue, policy.Accept:
 		for _, h := range v.Headers {
-			name := clean(h.Name)
+			name := reply.Clean(h.Name)
 			if validHeaderName(name) {
-				return clip("PREPEND " + name + ": " + clean(h.Value))
+				return reply.Clean("PREPEND " + name + ": " + h.Value)
 			}
 		}
 		return "DUNNO"
 	case policy.Tempfail:
-		return clip(clean(reply(v, 4)))
+		return classReply(v, 4)
 	case policy.Reject:
-		return clip(clean(reply(v, 5)))
+		return classReply(v, 5)
 	case policy.Discard:
-		return clip(strings.TrimSpace("DISCARD " + clean(v.Text)))
+		return reply.Clean(strings.TrimSpace("DISCARD " + v.Text))
 	case policy.Quarantine:
-		return clip(strings.TrimSpace("HOLD " + clean(v.Text)))
+		return reply.Clean(strings.TrimSpace("HOLD " + v.Text))
 	}
 	// An action this code does not know must not pass as an accept.
 	return internalError()
@@ -129,8 +126,9 @@ func internalError() string {
 	return policy.TempfailInternal("policyd", "").Reply()
 }
 
-// reply renders v.Reply() with the reply code class forced to class.
-func reply(v policy.Verdict, class int) string {
+// classReply renders v.Reply() with the reply code class forced to
+// class.
+func classReply(v policy.Verdict, class int) string {
 	if v.Code/100 != class {
 		v.Code = 0 // Reply picks the action's default code and status.
 	}
@@ -138,30 +136,6 @@ func reply(v policy.Verdict, class int) string {
 		v.Status = strconv.Itoa(class) + v.Status[1:]
 	}
 	return v.Reply()
-}
-
-// clean drops control characters and replaces bytes outside printable
-// ASCII with '?'.
-func clean(s string) string {
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < ' ' || c == 0x7f:
-		case c > 0x7f:
-			b.WriteByte('?')
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
-func clip(s string) string {
-	if len(s) > maxReplyText {
-		return s[:maxReplyText]
-	}
-	return s
 }
 
 // validHeaderName reports whether s is a header field name (RFC 5322

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"mailwarden/internal/policy"
+	"mailwarden/internal/reply"
 )
 
 func TestToRequest(t *testing.T) {
@@ -137,7 +138,7 @@ func TestFormatAction(t *testing.T) {
 		{"non-ASCII replaced", policy.Verdict{Action: policy.Reject, Text: "user j\xc3\xb6rg"}, "550 5.7.1 user j??rg"},
 		{"controls stripped from HOLD", policy.Verdict{Action: policy.Quarantine, Text: "a\nb\tc"}, "HOLD abc"},
 		{"long text clipped", policy.Verdict{Action: policy.Reject, Text: string(long)},
-			("550 5.7.1 " + string(long))[:maxReplyText]},
+			("550 5.7.1 " + string(long))[:len("550 ")+reply.MaxLine]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

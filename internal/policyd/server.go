@@ -147,10 +147,12 @@ func (s *Server) track(nc net.Conn) {
 	go s.serveConn(c)
 }
 
-// Shutdown stops accepting, closes idle connections, lets requests in
-// flight be answered and waits for their connections to end. When ctx
-// ends first it closes every connection, cancels running checks and
-// returns ctx.Err().
+// Shutdown stops accepting, closes idle connections at once, lets
+// requests in flight be answered and waits for their connections to
+// end: each ends once its answer is written. When ctx ends first it
+// closes every connection, cancels running checks and returns
+// ctx.Err(). Postfix sends a request whose connection was closed again
+// on a new one (SMTPD_POLICY_README), so closing idle ones is safe.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting.Store(true)
@@ -158,7 +160,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	// A connection is idle while it waits for the first byte of a
 	// request; one marked idle after this sees shutting and ends.
-	s.conns.CloseIdle()
+	closed := s.conns.CloseIdle()
+	if open := s.conns.Stats().Open; open > 0 {
+		s.log.Info("policy server: closed idle connections, waiting for requests in flight", "closed", closed, "open", open)
+	}
 
 	done := make(chan struct{})
 	go func() {

@@ -1,38 +1,18 @@
-package store
+package store_test
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
+
+	"mailwarden/internal/store"
+	"mailwarden/internal/store/memory"
+	"mailwarden/internal/store/storetest"
 )
-
-// fakeStore answers Expire from a script and reports each call; the other
-// methods are never called by RunExpiry.
-type fakeStore struct {
-	Store
-	calls   chan time.Time
-	results []expireResult
-	mu      sync.Mutex
-}
-
-type expireResult struct {
-	n   int
-	err error
-}
-
-func (f *fakeStore) Expire(ctx context.Context, now time.Time) (int, error) {
-	f.mu.Lock()
-	r := expireResult{}
-	if len(f.results) > 0 {
-		r, f.results = f.results[0], f.results[1:]
-	}
-	f.mu.Unlock()
-	f.calls <- now
-	return r.n, r.err
-}
 
 // recorder is a slog handler that keeps the records it is given.
 type recorder struct {
@@ -65,25 +45,43 @@ func (r *recorder) attr(i int, key string) (slog.Level, string, slog.Value) {
 	return rec.Level, rec.Message, v
 }
 
-func TestRunExpiry(t *testing.T) {
-	f := &fakeStore{
-		calls: make(chan time.Time),
-		results: []expireResult{
-			{n: 7},
-			{err: errors.New("disk on fire")},
-			{n: 0},
-		},
+// expiring returns a memory store, wrapped, holding n triplets that
+// expire at at, and a channel that receives the now of every call of
+// Expire once it returns.
+func expiring(t *testing.T, n int, at time.Time) (*storetest.Faulty, chan time.Time) {
+	t.Helper()
+	mem := memory.New()
+	for i := range n {
+		if err := mem.PutTriplet(context.Background(), store.Triplet{Client: "192.0.2.0/24", Sender: "a@example.org",
+			Recipient: fmt.Sprintf("%d@example.net", i), FirstSeen: at, LastSeen: at, Attempts: 1, Expires: at}); err != nil {
+			t.Fatal(err)
+		}
 	}
+	f := storetest.WithFaults(mem)
+	calls := make(chan time.Time, 1)
+	f.OnCall(func(c storetest.Call) {
+		if c.Method == "Expire" {
+			calls <- c.Args[0].(time.Time)
+		}
+	})
+	return f, calls
+}
+
+func TestRunExpiry(t *testing.T) {
+	start := time.Now()
+	// The first pass deletes the seven triplets, the second fails, the
+	// third finds nothing left.
+	f, calls := expiring(t, 7, start)
+	f.FailCall("Expire", 2, errors.New("disk on fire"))
 	rec := &recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	start := time.Now()
 	go func() {
-		RunExpiry(ctx, f, time.Millisecond, slog.New(rec))
+		store.RunExpiry(ctx, f, time.Millisecond, slog.New(rec))
 		close(done)
 	}()
 	for i := range 3 {
-		now := <-f.calls
+		now := <-calls
 		if now.Before(start) {
 			t.Errorf("call %d: Expire got now = %v, before the runner started", i, now)
 		}
@@ -93,7 +91,7 @@ func TestRunExpiry(t *testing.T) {
 	// ctx is done.
 	for {
 		select {
-		case <-f.calls:
+		case <-calls:
 			continue
 		case <-done:
 		}
@@ -119,13 +117,13 @@ func TestRunExpiry(t *testing.T) {
 }
 
 func TestRunExpiryStopsWhenCanceled(t *testing.T) {
-	f := &fakeStore{calls: make(chan time.Time, 1)}
+	f, _ := expiring(t, 0, time.Now())
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	// Returning at all is the assertion: a runner that ignored ctx would
 	// block the test until its timeout.
-	RunExpiry(ctx, f, time.Hour, slog.New(&recorder{}))
-	if len(f.calls) != 0 {
-		t.Error("Expire was called after ctx was done")
+	store.RunExpiry(ctx, f, time.Hour, slog.New(&recorder{}))
+	if n := f.Calls("Expire"); n != 0 {
+		t.Errorf("Expire was called %d times after ctx was done", n)
 	}
 }

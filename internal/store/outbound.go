@@ -128,13 +128,10 @@ const (
 	// EventMailbox: a burst of new mailboxes in the passwd files
 	// (internal/mailbox).
 	EventMailbox = "mailbox"
+	// EventStore: the store could not write for a while, and could
+	// again (the daemon's store health monitor).
+	EventStore = "store"
 )
-
-// EventKinds lists every event kind, in the order filters offer them.
-// Whatever lists or validates kinds (the CLI, the admin API, the
-// dashboard's events filter) should read it rather than keep a copy.
-var EventKinds = []string{EventReject, EventTempfail, EventLatch, EventRateTrip, EventFreeze,
-	EventAdmin, EventGreylist, EventVirus, EventSignatures, EventMailbox}
 
 // Event is one non-trivial decision or admin action.
 type Event struct {
@@ -160,6 +157,11 @@ type EventFilter struct {
 	Client       string
 	User         string
 	Limit        int // newest first; 0 means no limit
+	// Tail reads the log as a reader that follows it does: the events
+	// with an ID above AfterID, oldest first (Limit then keeps the
+	// oldest). IDs start at 1, so AfterID 0 reads from the start.
+	Tail    bool
+	AfterID int64
 }
 
 // Events is the event log.

@@ -1,7 +1,9 @@
 // Package store defines the small storage interfaces that mailwarden's
 // checks depend on. The embedded SQLite backend (store/sqlite) is the
-// default; every backend must pass the conformance suite in
-// store/storetest.
+// default, opened by store/backend from the config for the daemon and
+// every offline command; store/memory keeps everything in memory for
+// tests and `config check`. Every backend must pass the conformance
+// suite in store/storetest.
 package store
 
 import (
@@ -93,5 +95,11 @@ type Store interface {
 	Expire(ctx context.Context, now time.Time) (int, error)
 	// Ping reports whether the backend can serve requests (readiness).
 	Ping(ctx context.Context) error
+	// Probe writes and commits a small record through the same path as
+	// every other write and reports whether it could: the daemon's
+	// store health monitor asks it every few seconds, since a store can
+	// go on reading (Ping) with a full disk or a read-only filesystem.
+	// What it writes is never read back.
+	Probe(ctx context.Context) error
 	Close() error
 }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -24,6 +25,22 @@ type User struct {
 	Hash    []byte
 	Created time.Time
 	Changed time.Time // last change of password or role
+}
+
+// Check reports what makes u unfit to store, so that every backend
+// refuses the same users: a name, a known role and a password hash are
+// required.
+func (u User) Check() error {
+	if u.Name == "" {
+		return errors.New("name must be set")
+	}
+	if u.Role != RoleViewer && u.Role != RoleAdmin {
+		return fmt.Errorf("role %q is neither %s nor %s", u.Role, RoleViewer, RoleAdmin)
+	}
+	if len(u.Hash) == 0 {
+		return errors.New("password hash must be set")
+	}
+	return nil
 }
 
 // Users keeps the dashboard's users. Reads see changes made by another

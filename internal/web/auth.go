@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"mailwarden/internal/account"
+	"mailwarden/internal/events"
 	"mailwarden/internal/store"
 )
 
@@ -242,7 +243,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		if last {
-			s.audit(r.Context(), store.Event{Check: "web login locked", User: "web:" + auditName(name), Client: ip,
+			s.audit(r.Context(), events.Admin{Action: "web login locked", Who: "web:" + auditName(name), Client: ip,
 				Reason: fmt.Sprintf("%d failed logins; logins for this name or from this address refused for %s",
 					lim.max, lim.lockout)})
 			v.Error = "Too many failed logins. Try again later."
@@ -262,7 +263,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	ttl := wc.SessionTTL.D()
 	tok := s.sessions.create(u.Name, u.Hash, now, ttl)
 	s.setCookie(w, "mw_session", tok, int(ttl/time.Second))
-	s.audit(r.Context(), store.Event{Check: "web login", User: "web:" + u.Name, Client: ip,
+	s.audit(r.Context(), events.Admin{Action: "web login", Who: "web:" + u.Name, Client: ip,
 		Reason: "logged in to the dashboard as " + u.Role})
 	redirect(w, v.Next)
 }
@@ -291,7 +292,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setCookie(w, "mw_session", "", -1)
 	if u != nil {
-		s.audit(r.Context(), store.Event{Check: "web logout", User: who(u), Client: clientIP(r),
+		s.audit(r.Context(), events.Admin{Action: "web logout", Who: who(u), Client: clientIP(r),
 			Reason: "logged out of the dashboard"})
 	}
 	redirect(w, "/login")

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
 	"mailwarden/internal/store/sqlite"
+	"mailwarden/internal/store/storetest"
 )
 
 // Test users. Their hashes use bcrypt's lowest cost so that the many
@@ -45,7 +45,7 @@ type fixture struct {
 	srv    *Server
 	cfg    config.Config
 	now    time.Time
-	arm    *atomic.Bool // set by withPanic
+	faults *storetest.Faulty // set by withPanic
 }
 
 type fixtureOpt func(*fixture, *Options)
@@ -83,11 +83,11 @@ func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.hosts, err = hosts.New(hosts.Options{Store: st, Sites: sr, Now: clock, Retention: 24 * time.Hour, Log: log}); err != nil {
+	if f.hosts, err = hosts.New(hosts.Options{Store: st, Sites: func() *sites.Registry { return sr }, Now: clock, Log: log}); err != nil {
 		t.Fatal(err)
 	}
 	f.admin = adminapi.NewServer(adminapi.Options{Backend: st, Log: log, Now: clock, Hosts: f.hosts,
-		Greylist: st, PassedLifetime: 35 * 24 * time.Hour, Version: "test"})
+		Greylist: st, Version: "test"})
 	f.series = series.New(10*time.Minute, 144)
 
 	reg := prometheus.NewRegistry()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"mailwarden/internal/adminapi"
+	"mailwarden/internal/events"
 	"mailwarden/internal/store"
 )
 
@@ -22,7 +23,7 @@ const (
 )
 
 // eventKinds are the kinds the events page filters by: all of them.
-func eventKinds() []string { return slices.Clone(store.EventKinds) }
+func eventKinds() []string { return events.Kinds() }
 
 // eventForm is the events filter as the form shows it.
 type eventForm struct {

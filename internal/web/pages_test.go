@@ -14,6 +14,7 @@ import (
 
 	"mailwarden/internal/adminapi"
 	"mailwarden/internal/config"
+	"mailwarden/internal/events"
 	"mailwarden/internal/series"
 	"mailwarden/internal/store"
 )
@@ -394,6 +395,13 @@ func TestEventsFilter(t *testing.T) {
 		r := c.get("/events?" + tc.query)
 		if r.Code != http.StatusOK || !slices.Equal(kinds(r.Body), tc.want) {
 			t.Errorf("/events?%s: %d %v, want %v", tc.query, r.Code, kinds(r.Body), tc.want)
+		}
+	}
+	// Every kind of the one list, which the CLI and the admin API check
+	// against too, can be filtered on.
+	for _, k := range events.Kinds() {
+		if r := c.get("/events?kind=" + k); r.Code != http.StatusOK {
+			t.Errorf("/events?kind=%s: %d, want 200", k, r.Code)
 		}
 	}
 	for _, q := range []string{"since=yesterday", "until=2024-13-01", "kind=nonsense", "host=10.1", "limit=0", "limit=x", "limit=100000"} {

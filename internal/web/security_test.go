@@ -1,16 +1,15 @@
 package web
 
 import (
-	"context"
 	"encoding/csv"
 	"net/http"
 	"net/url"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/storetest"
 )
 
 func TestCrossOriginRefused(t *testing.T) {
@@ -130,30 +129,18 @@ func TestSecurityHeaders(t *testing.T) {
 	}
 }
 
-// panicStore panics when a page asks for the freezes of a request whose
-// context says so, standing in for a bug in a handler.
-type panicStore struct {
-	store.Store
-	armed *atomic.Bool
-}
-
-func (p panicStore) ListFreezes(ctx context.Context) ([]store.Freeze, error) {
-	if p.armed.Load() {
-		panic("test panic")
-	}
-	return p.Store.ListFreezes(ctx)
-}
-
-// withPanic lets the test make page handlers panic: f.arm.Store(true).
+// withPanic lets the test make page handlers panic, standing in for a
+// bug in a handler: the store is wrapped so that listing freezes can be
+// made to panic.
 func withPanic(f *fixture, o *Options) {
-	f.arm = &atomic.Bool{}
-	o.Store = panicStore{Store: o.Store, armed: f.arm}
+	f.faults = storetest.WithFaults(o.Store)
+	o.Store = f.faults
 }
 
 // panicked requests path with handlers panicking.
 func (c *client) panicked(path string) *response {
-	c.f.arm.Store(true)
-	defer c.f.arm.Store(false)
+	c.f.faults.PanicOn("ListFreezes", "test panic")
+	defer c.f.faults.Heal()
 	return c.get(path)
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"mailwarden/internal/adminapi"
 	"mailwarden/internal/config"
+	"mailwarden/internal/events"
 	"mailwarden/internal/hosts"
 	"mailwarden/internal/series"
 	"mailwarden/internal/store"
@@ -62,6 +63,9 @@ type Options struct {
 	// and carry the __Host- prefix.
 	Secure  bool
 	Version string
+	// Events is the event log logins are audited in; nil makes one over
+	// Store with the default settings (tests).
+	Events *events.Log
 }
 
 // Server is the dashboard. It is an http.Handler.
@@ -79,6 +83,7 @@ type Server struct {
 	version string
 
 	sessions *sessions
+	events   *events.Log
 	throttle *throttle
 	checks   *passChecks
 	delay    *delayer
@@ -110,7 +115,11 @@ func New(o Options) (*Server, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{log: o.Log, now: o.Now, config: o.Config, store: o.Store, users: o.Users,
+	if o.Events == nil {
+		o.Events = events.NewLog(events.LogOptions{Store: o.Store, Now: o.Now, Log: o.Log,
+			Settings: func() config.Events { return o.Config().Events }})
+	}
+	s := &Server{log: o.Log, now: o.Now, config: o.Config, store: o.Store, users: o.Users, events: o.Events,
 		passes: o.Passes, hosts: o.Hosts, admin: o.Admin, series: o.Series, secure: o.Secure,
 		version: o.Version, sessions: newSessions(maxSessions), throttle: newThrottle(maxThrottleEntries),
 		checks: defaultPassChecks(), delay: &delayer{delay: failDelay}}
@@ -275,15 +284,8 @@ func who(u *sessionUser) string { return "web:" + u.Name }
 // audit records a login-related admin event; a failure is only logged,
 // since refusing a login because the event log is down would lock the
 // administrator out on the day they need in.
-func (s *Server) audit(ctx context.Context, ev store.Event) {
-	now := s.now()
-	keep := s.config().Events.Retention.D()
-	if keep <= 0 {
-		keep = 30 * 24 * time.Hour // events.retention's default
-	}
-	ev.Time, ev.Kind, ev.Expires = now, store.EventAdmin, now.Add(keep)
-	s.log.Info("web: "+ev.Check, "user", ev.User, "client", ev.Client, "reason", ev.Reason)
-	if err := s.store.AppendEvents(ctx, ev); err != nil {
-		s.log.Error("web: recording admin event failed", "check", ev.Check, "err", err)
+func (s *Server) audit(ctx context.Context, a events.Admin) {
+	if err := s.events.Audit(ctx, a, nil); err != nil {
+		s.log.Error("web: recording admin event failed", "action", a.Action, "err", err)
 	}
 }

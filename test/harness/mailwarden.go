@@ -71,6 +71,12 @@ log:
 	if err := os.WriteFile(m.ConfigFile, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("writing mailwarden config: %v", err)
 	}
+	// The data directory exists, so the daemon will not make a store in
+	// it by itself (it could be a disk that is not mounted): make one as
+	// an administrator setting up a new installation does.
+	if res := m.Exec(t, "store", "init", "--config", m.ConfigFile, "--data", m.DataDir); res.ExitCode != 0 {
+		t.Fatalf("mailwarden store init: exit %d\n%s%s", res.ExitCode, res.Stdout, res.Stderr)
+	}
 	t.Cleanup(func() {
 		if m.proc != nil && m.proc.running() {
 			if err := m.proc.stop(10 * time.Second); err != nil {

@@ -51,3 +51,68 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	s.send(t, "127.0.23.8", "b@ext.test", to, id).RequireDelivered(t)
 	s.sink.WaitForID(t, id, 10*time.Second)
 }
+
+// TestReloadAppliesEverywhere: after a SIGHUP that changes
+// greylist.ipv4_prefix and adds a site, every part reads the new values:
+// the greylist check keys new triplets by /32, `greylist allow` (through
+// the daemon) computes the same /32 key, and `hosts list --site` knows
+// the new site for a host that was trapped before it existed.
+func TestReloadAppliesEverywhere(t *testing.T) {
+	t.Parallel()
+	trap := trapAddr(t)
+	s := startStack(t, viaMilter, greylistYAML(time.Hour, "127.0.27.0/24", "127.0.27.30", trapYAML(trap)))
+	const to = "user@dest.test"
+	const worm, outsider = "127.0.28.9", "127.0.29.7"
+
+	greeting, helo, mail := trapSession(t, trap, worm, "worm.local", "w@bad.test")
+	requireTrapped(t, worm, greeting, helo, mail)
+	waitHost(t, s.mw, worm, "the trap hit", 10*time.Second, func(h map[string]any) bool { return trapOf(h) != nil })
+	hostsAt := func(site string) []map[string]any {
+		t.Helper()
+		res := s.mw.CLI(t, "hosts", "list", "--site", site, "--json")
+		if res.ExitCode != 0 {
+			t.Fatalf("hosts list --site %s: exit %d: %s", site, res.ExitCode, res.Stderr)
+		}
+		return jsonList(t, "hosts list", res.Stdout)
+	}
+	if hs := hostsAt("annex"); len(hs) != 0 {
+		t.Fatalf("hosts at site annex before it exists: %v", hs)
+	}
+
+	original, err := os.ReadFile(s.mw.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := string(original) + `sites:
+  - name: annex
+    networks: ["127.0.28.0/24"]
+`
+	edited = strings.Replace(edited, "greylist:\n", "greylist:\n  ipv4_prefix: 32\n", 1)
+	if err := os.WriteFile(s.mw.ConfigFile, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	offset := s.mw.StderrSize()
+	if err := syscall.Kill(s.mw.PID(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	s.mw.WaitStderr(t, offset, func(line string) bool { return strings.Contains(line, "configuration reloaded") }, 10*time.Second)
+
+	if hs := hostsAt("annex"); len(hs) != 1 || field(hs[0], "ip") != worm {
+		t.Errorf("hosts list --site annex after the reload: %v, want %s", hs, worm)
+	}
+
+	// A new triplet is keyed by the new prefix; letting it through from
+	// the CLI must compute the same key.
+	s.requireGreylisted(t, s.send(t, outsider, "a@ext.test", to, harness.UniqueID(t)), "milter", outsider)
+	res := s.mw.CLI(t, "greylist", "allow", outsider, "a@ext.test", to)
+	if res.ExitCode != 0 || !strings.Contains(res.Stdout, outsider+"/32") {
+		t.Fatalf("greylist allow %s after the reload: exit %d\nstdout: %s\nstderr: %s", outsider, res.ExitCode, res.Stdout, res.Stderr)
+	}
+	// The daemon made the change, with its live settings, and audited it.
+	waitEvent(t, s.mw, func(e map[string]any) bool {
+		return field(e, "check") == "greylist allow" && strings.Contains(field(e, "reason"), outsider+"/32")
+	}, "--kind", "admin")
+	id := harness.UniqueID(t)
+	s.send(t, outsider, "a@ext.test", to, id).RequireDelivered(t)
+	s.sink.WaitForID(t, id, 10*time.Second)
+}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +161,8 @@ func TestUserCLI(t *testing.T) {
 		"user passwd: changed the password of dashboard user alice",
 		"user add: added dashboard user bob (viewer)",
 		"user add: added dashboard user alice (admin)",
+		// The harness made the store, as an administrator does once.
+		"store init: created store " + storeID(t, mw) + " in " + mw.DataDir,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("admin events, newest first:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -365,4 +368,18 @@ func openPTY(t *testing.T) (ptm, pts *os.File) {
 		t.Fatalf("opening the pseudo terminal's other end: %v", err)
 	}
 	return ptm, pts
+}
+
+// storeID reads the identity of mw's store from its marker file.
+func storeID(t *testing.T, mw *harness.Mailwarden) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(mw.DataDir, "mailwarden.store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		t.Fatalf("store marker %q", b)
+	}
+	return f[2]
 }

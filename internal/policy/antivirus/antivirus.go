@@ -18,6 +18,7 @@ import (
 	"mailwarden/internal/clamd"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/latch"
+	"mailwarden/internal/reply"
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
 )
@@ -139,8 +140,12 @@ func New(o Options) (*Check, error) {
 	return &Check{o: o, domains: domains, scanned: scanned}, nil
 }
 
-// Name returns "antivirus".
-func (c *Check) Name() string { return "antivirus" }
+// Name is the check's name in verdicts, events, the mail log and the
+// fail_open setting.
+const Name = "antivirus"
+
+// Name returns Name.
+func (c *Check) Name() string { return Name }
 
 // OwnedHeaders are the X-Virus fields when the check adds them: a
 // sender's "X-Virus-Status: Clean" must never reach a mailbox.
@@ -169,7 +174,7 @@ func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict,
 		// clamd's StreamMaxLength is below max_scan_size.
 		return c.oversize(fmt.Sprintf("clamd refused the message of %d bytes as too large (is StreamMaxLength below max_scan_size?): %v", size, err)), nil
 	case err != nil:
-		return c.scanError(req, err), nil
+		return c.scanError(ctx, req, err), nil
 	case res.Infected:
 		return c.infected(ctx, req, res), nil
 	}
@@ -207,9 +212,18 @@ func (c *Check) oversize(why string) policy.Verdict {
 
 // scanError applies OnError to a scan that did not finish: clamd down,
 // a timeout, an answer that is not a result.
-func (c *Check) scanError(req *policy.Request, err error) policy.Verdict {
+//
+// A scan that failed at once because clamd is known not to answer
+// (clamd.ErrDown) is logged at debug level only: the clamd client logs
+// the outage once and counts the scans it costs, and the mail log has
+// each message.
+func (c *Check) scanError(ctx context.Context, req *policy.Request, err error) policy.Verdict {
 	if c.o.OnError == ActionAccept {
-		c.o.Log.Warn("antivirus: scan failed, accepting unscanned (on_error: accept)",
+		level := slog.LevelWarn
+		if errors.Is(err, clamd.ErrDown) {
+			level = slog.LevelDebug
+		}
+		c.o.Log.Log(ctx, level, "antivirus: scan failed, accepting unscanned (on_error: accept)",
 			"err", err, "client", req.ClientIP, "queue_id", req.QueueID)
 		return policy.Verdict{Reason: fmt.Sprintf("antivirus: scan failed, accepted unscanned: %v", err),
 			Check: c.Name(), Headers: c.headers("Unscanned (scan error)", false)}
@@ -247,13 +261,17 @@ func (c *Check) infected(ctx context.Context, req *policy.Request, res clamd.Res
 			reason += "; internal recipients " + strings.Join(rcpts, ", ")
 		}
 	} else if c.o.Latch != nil {
-		// The virus is refused whatever happens to the latch: a store
-		// failure must not let it through, so it is logged, not returned.
 		l, latched, err := c.o.Latch.Latch(ctx, req, RuleVirus, "sent a message infected with "+name, name)
 		switch {
 		case err != nil:
-			c.o.Log.Error("antivirus: latching the sender of a virus failed", "err", err, "client", req.ClientIP, "user", req.SASLUser, "virus", name)
-			reason += "; latching failed: " + err.Error()
+			// The virus is never let through; but refused with the
+			// sender left free, its next message would go out. It is
+			// tempfailed instead, and the retry is scanned, refused and
+			// latched once the store writes.
+			c.o.Log.Error("antivirus: latching the sender of a virus failed; tempfailing the message", "err", err, "client", req.ClientIP, "user", req.SASLUser, "virus", name)
+			v.Reason = reason
+			v = latch.Unwritten(v, err)
+			reason = v.Reason
 		case latched:
 			// Still a virus event, so `events --kind virus` finds every
 			// infected message, outbound ones first among them; the
@@ -287,12 +305,7 @@ func (c *Check) internalRecipients(rcpts []string) []string {
 // safe makes a signature name fit one SMTP reply line (RFC 5321 §4.2:
 // printable US-ASCII) and a quarantine reason.
 func safe(s string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < ' ' || r > '~' {
-			return '?'
-		}
-		return r
-	}, strings.TrimSpace(s))
+	s = reply.Safe(strings.TrimSpace(s))
 	if len(s) > maxVirusName {
 		s = s[:maxVirusName]
 	}

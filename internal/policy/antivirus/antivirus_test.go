@@ -16,8 +16,9 @@ import (
 	"mailwarden/internal/clamd"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/latch"
-	"mailwarden/internal/policy/latch/latchtest"
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/memory"
+	"mailwarden/internal/store/storetest"
 )
 
 var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
@@ -76,7 +77,7 @@ func (c *fakeClock) Now() time.Time {
 type env struct {
 	t       *testing.T
 	scanner *fakeScanner
-	latches *latchtest.Store
+	latches *storetest.Faulty // a memory store, failing when told
 	logs    *bytes.Buffer
 	c       *Check
 }
@@ -86,7 +87,7 @@ type env struct {
 func newEnv(t *testing.T, mod func(*Options)) *env {
 	t.Helper()
 	clock := &fakeClock{now: t0}
-	e := &env{t: t, scanner: &fakeScanner{res: clamd.Result{Server: "tcp:127.0.0.1:3310"}}, latches: &latchtest.Store{}, logs: &bytes.Buffer{}}
+	e := &env{t: t, scanner: &fakeScanner{res: clamd.Result{Server: "tcp:127.0.0.1:3310"}}, latches: storetest.WithFaults(memory.New()), logs: &bytes.Buffer{}}
 	log := slog.New(slog.NewTextHandler(e.logs, nil))
 	l, err := latch.New(latch.Options{Store: e.latches, Now: clock.Now, Log: log,
 		ExemptClients: []netip.Prefix{netip.MustParsePrefix("10.0.0.25/32")}})
@@ -361,17 +362,24 @@ func TestOutboundVirusWithoutLatch(t *testing.T) {
 }
 
 // TestLatchFailureStillRefuses keeps a store outage from letting a virus
-// through.
+// through, or its sender free: the message is tempfailed, so its retry
+// is refused and latched once the store writes (issue 21: the sender of
+// a virus refused during a disk-full window was never latched).
 func TestLatchFailureStillRefuses(t *testing.T) {
 	e := newEnv(t, nil)
 	e.infected()
-	e.latches.Err = errors.New("database is locked")
+	e.latches.FailAll(errors.New("database is locked"))
 	v, err := e.c.Check(context.Background(), outbound("10.1.2.3"))
 	if err != nil {
 		t.Fatalf("Check returned %v; a fail-open pipeline would then pass the virus", err)
 	}
-	if v.Action != policy.Reject || v.Event != store.EventVirus || !strings.Contains(v.Reason, "latching failed") {
-		t.Errorf("verdict %+v", v)
+	if v.Action != policy.Tempfail || v.Event != store.EventVirus || !strings.Contains(v.Reason, "latching failed") {
+		t.Errorf("verdict %+v, want a tempfail recorded as a virus, saying latching failed", v)
+	}
+	e.latches.Heal()
+	v, err = e.c.Check(context.Background(), outbound("10.1.2.3"))
+	if err != nil || v.Action != policy.Reject || v.Latched == "" {
+		t.Errorf("the retry after the store heals: %+v, %v; want refused and latched", v, err)
 	}
 }
 
@@ -413,6 +421,30 @@ func TestScanErrorFailOpen(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), "level=WARN") || !strings.Contains(e.logs.String(), "scan failed") {
 		t.Errorf("no warning logged:\n%s", e.logs)
+	}
+}
+
+// TestScanErrorWhileClamdDown: while the clamd client skips a server
+// that stopped answering, each message fails at once; the outage is the
+// client's to log (once, with a summary), not a warning per message.
+func TestScanErrorWhileClamdDown(t *testing.T) {
+	down := fmt.Errorf("%w: %w", clamd.ErrUnavailable,
+		fmt.Errorf("clamd tcp:127.0.0.1:3310: %w (down for 3s: no answer within 5s)", clamd.ErrDown))
+	for _, onError := range []string{ActionTempfail, ActionAccept} {
+		e := newEnv(t, func(o *Options) { o.OnError = onError })
+		e.scanner.err = down
+		for range 10 {
+			v := e.check(inbound("bob@district.example"))
+			if onError == ActionTempfail && v.Action != policy.Tempfail || onError == ActionAccept && v.Action != policy.Continue {
+				t.Errorf("on_error %s: action %v", onError, v.Action)
+			}
+			if !strings.Contains(v.Reason, "down for 3s") {
+				t.Errorf("on_error %s: reason %q does not give the error", onError, v.Reason)
+			}
+		}
+		if strings.Contains(e.logs.String(), "level=WARN") {
+			t.Errorf("on_error %s: a warning per message while clamd is down:\n%s", onError, e.logs)
+		}
 	}
 }
 

@@ -43,8 +43,12 @@ func New(o Options) (*Check, error) {
 	return &Check{o: o}, nil
 }
 
-// Name returns "freeze".
-func (c *Check) Name() string { return "freeze" }
+// Name is the check's name in verdicts, events, the mail log and the
+// fail_open setting.
+const Name = "freeze"
+
+// Name returns Name.
+func (c *Check) Name() string { return Name }
 
 // Check tempfails outbound mail that a freeze matches, at every RCPT and
 // again at DATA and end of message, so mail already past RCPT when the

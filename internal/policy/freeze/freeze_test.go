@@ -5,55 +5,14 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"mailwarden/internal/policy"
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/memory"
+	"mailwarden/internal/store/storetest"
 )
-
-// fakeFreezes is an in-memory store.Freezes.
-type fakeFreezes struct {
-	mu sync.Mutex
-	fs []store.Freeze
-	// err, if set, makes every call fail.
-	err error
-}
-
-func (f *fakeFreezes) SetFreeze(_ context.Context, fr store.Freeze) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i, old := range f.fs {
-		if old.Scope == fr.Scope && old.Value == fr.Value {
-			f.fs[i] = fr
-			return nil
-		}
-	}
-	f.fs = append(f.fs, fr)
-	return nil
-}
-
-func (f *fakeFreezes) LiftFreeze(_ context.Context, scope, value string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i, old := range f.fs {
-		if old.Scope == scope && old.Value == value {
-			f.fs = append(f.fs[:i], f.fs[i+1:]...)
-			return nil
-		}
-	}
-	return store.ErrNotFound
-}
-
-func (f *fakeFreezes) ListFreezes(context.Context) ([]store.Freeze, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
-	}
-	return append([]store.Freeze(nil), f.fs...), nil
-}
 
 // outbound is a message from an internal client of the hosting server.
 func outbound(stage policy.Stage) *policy.Request {
@@ -61,9 +20,16 @@ func outbound(stage policy.Stage) *policy.Request {
 		Sender: "info@shop.example.com", Recipient: "x@elsewhere.example", SASLUser: "info@shop.example.com"}
 }
 
-func newCheck(t *testing.T, fs ...store.Freeze) (*Check, *fakeFreezes) {
+// newCheck returns a check over a memory store holding fs, wrapped so
+// that a test can make it fail.
+func newCheck(t *testing.T, fs ...store.Freeze) (*Check, *storetest.Faulty) {
 	t.Helper()
-	st := &fakeFreezes{fs: fs}
+	st := storetest.WithFaults(memory.New())
+	for _, f := range fs {
+		if err := st.SetFreeze(context.Background(), f); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c, err := New(Options{Store: st})
 	if err != nil {
 		t.Fatal(err)
@@ -163,7 +129,7 @@ func TestLiftingLetsMailThrough(t *testing.T) {
 
 func TestInboundUntouched(t *testing.T) {
 	c, st := newCheck(t, store.Freeze{Scope: store.FreezeAll})
-	st.err = errors.New("store down")
+	st.FailAll(errors.New("store down"))
 	r := &policy.Request{Stage: policy.StageRcpt, ClientIP: netip.MustParseAddr("198.51.100.7"),
 		Sender: "a@shop.example.com", Recipient: "info@shop.example.com"}
 	for _, stage := range []policy.Stage{policy.StageRcpt, policy.StageData, policy.StageEOM} {
@@ -176,9 +142,10 @@ func TestInboundUntouched(t *testing.T) {
 
 func TestStoreError(t *testing.T) {
 	c, st := newCheck(t)
-	st.err = errors.New("disk full")
+	boom := errors.New("disk full")
+	st.FailAll(boom)
 	_, err := c.Check(context.Background(), outbound(policy.StageRcpt))
-	if err == nil || !strings.HasPrefix(err.Error(), "freeze: ") || !errors.Is(err, st.err) {
+	if err == nil || !strings.HasPrefix(err.Error(), "freeze: ") || !errors.Is(err, boom) {
 		t.Errorf("error = %v", err)
 	}
 	if _, err := New(Options{}); err == nil {

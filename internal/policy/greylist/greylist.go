@@ -17,8 +17,8 @@ import (
 	"sync"
 	"time"
 
-	"mailwarden/internal/netset"
 	"mailwarden/internal/policy"
+	"mailwarden/internal/reply"
 	"mailwarden/internal/store"
 )
 
@@ -31,10 +31,6 @@ const (
 	DefaultIPv6Prefix     = 64
 	DefaultReplyText      = "Greylisted, please try again in {delay}"
 )
-
-// maxReplyText keeps the reply inside an SMTP reply line (RFC 5321
-// §4.5.3.1.5 allows 512 octets including the code and CRLF).
-const maxReplyText = 400
 
 // unknownClient is the client key for a request without a usable client
 // address. Such requests are still greylisted, but never auto-whitelisted:
@@ -61,9 +57,9 @@ type Options struct {
 	// least this many passed deliveries.
 	AutoWhitelistAfter int
 	SkipAuthenticated  bool
-	SkipInternal       bool
-	// Internal is the organisation's own networks (SkipInternal).
-	Internal *netset.Set
+	// SkipInternal skips clients the pipeline classified as internal
+	// (req.Internal, from the sites registry).
+	SkipInternal bool
 	// WhitelistClients and WhitelistRecipients are inline entries in
 	// postgrey's formats; the *Files options name postgrey whitelist files.
 	WhitelistClients, WhitelistRecipients         []string
@@ -134,12 +130,8 @@ func withDefaults(o Options) (Options, error) {
 	if o.ReplyText == "" {
 		o.ReplyText = DefaultReplyText
 	}
-	if len(o.ReplyText) > maxReplyText {
-		errs = append(errs, fmt.Errorf("greylist: reply text is longer than %d bytes", maxReplyText))
-	}
-	if strings.ContainsFunc(o.ReplyText, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		// A CR or LF would end the SMTP reply early.
-		errs = append(errs, errors.New("greylist: reply text contains a control character"))
+	if err := reply.Check(o.ReplyText); err != nil {
+		errs = append(errs, fmt.Errorf("greylist: %w", err))
 	}
 	if o.Hostname == "" {
 		h, err := os.Hostname()
@@ -183,8 +175,12 @@ func New(o Options) (*Check, error) {
 	return &Check{o: o, clients: clients, rcpts: rcpts}, nil
 }
 
-// Name returns "greylist".
-func (c *Check) Name() string { return "greylist" }
+// Name is the check's name in verdicts, events, the mail log and the
+// fail_open setting.
+const Name = "greylist"
+
+// Name returns Name.
+func (c *Check) Name() string { return Name }
 
 // Netblock returns the client key for ip: its network at v4 (IPv4) or v6
 // (IPv6) bits as prefix text, e.g. "192.0.2.0/24". IPv4-mapped IPv6
@@ -241,7 +237,7 @@ func (c *Check) skip(req *policy.Request) (string, bool) {
 	if c.o.SkipAuthenticated && req.Authenticated() {
 		return "authenticated", true
 	}
-	if c.o.SkipInternal && c.o.Internal.Contains(req.ClientIP) {
+	if c.o.SkipInternal && req.Internal {
 		return "internal client", true
 	}
 	if text, ok := c.rcpts.match(req.Recipient); ok {

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"mailwarden/internal/netset"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/storetest"
 )
 
 var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
@@ -20,14 +20,14 @@ var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 // config.Default configures it.
 type env struct {
 	t   *testing.T
-	st  *fakeStore
+	st  *storetest.Faulty
 	now time.Time
 	c   *Check
 }
 
 func newEnv(t *testing.T, mod func(*Options)) *env {
 	t.Helper()
-	e := &env{t: t, st: newFakeStore(), now: t0}
+	e := &env{t: t, st: newStore(), now: t0}
 	o := Options{
 		Store:               e.st,
 		Delay:               5 * time.Minute,
@@ -38,7 +38,6 @@ func newEnv(t *testing.T, mod func(*Options)) *env {
 		AutoWhitelistAfter:  5,
 		SkipAuthenticated:   true,
 		SkipInternal:        true,
-		Internal:            netset.New(netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")),
 		WhitelistRecipients: []string{"postmaster@", "abuse@"},
 		ReplyText:           "Greylisted, please try again in {delay}",
 		AddHeader:           true,
@@ -102,7 +101,7 @@ func TestGreylistLifecycle(t *testing.T) {
 	if v.Reason != "greylist: new triplet" {
 		t.Errorf("reason %q", v.Reason)
 	}
-	tr, ok := e.st.triplet("192.0.2.0/24", "alice@example.com", "bob@example.org")
+	tr, ok := stored(t, e.st, "192.0.2.0/24", "alice@example.com", "bob@example.org")
 	if !ok {
 		t.Fatal("new triplet not stored under the /24 and lowercased addresses")
 	}
@@ -115,7 +114,7 @@ func TestGreylistLifecycle(t *testing.T) {
 	e.advance(time.Minute + 8*time.Second + 500*time.Millisecond)
 	v = e.check(req)
 	e.wantTempfail(v, "451 4.7.1 Greylisted, please try again in 3 minutes 52 seconds")
-	tr, _ = e.st.triplet("192.0.2.0/24", "alice@example.com", "bob@example.org")
+	tr, _ = stored(t, e.st, "192.0.2.0/24", "alice@example.com", "bob@example.org")
 	if !tr.FirstSeen.Equal(t0) || tr.Attempts != 2 || !tr.LastSeen.Equal(e.now) {
 		t.Errorf("after early retry stored %+v", tr)
 	}
@@ -130,7 +129,7 @@ func TestGreylistLifecycle(t *testing.T) {
 	if !slices.Equal(v.Headers, want) {
 		t.Errorf("headers %+v, want %+v", v.Headers, want)
 	}
-	tr, _ = e.st.triplet("192.0.2.0/24", "alice@example.com", "bob@example.org")
+	tr, _ = stored(t, e.st, "192.0.2.0/24", "alice@example.com", "bob@example.org")
 	if !tr.PassedAt.Equal(e.now) || tr.Attempts != 3 || !tr.Expires.Equal(e.now.Add(35*24*time.Hour)) {
 		t.Errorf("after pass stored %+v", tr)
 	}
@@ -147,7 +146,7 @@ func TestGreylistLifecycle(t *testing.T) {
 	if len(v.Headers) != 0 {
 		t.Errorf("routine pass added headers %+v", v.Headers)
 	}
-	tr, _ = e.st.triplet("192.0.2.0/24", "alice@example.com", "bob@example.org")
+	tr, _ = stored(t, e.st, "192.0.2.0/24", "alice@example.com", "bob@example.org")
 	if !tr.Expires.Equal(e.now.Add(35 * 24 * time.Hour)) {
 		t.Errorf("routine pass did not renew: expires %v", tr.Expires)
 	}
@@ -161,7 +160,7 @@ func TestRetryAfterWindowIsGreylistedAfresh(t *testing.T) {
 	e.advance(48*time.Hour + time.Second)
 	v := e.check(req)
 	e.wantTempfail(v, fiveMinutes)
-	tr, _ := e.st.triplet("192.0.2.0/24", "a@example.com", "b@example.org")
+	tr, _ := stored(t, e.st, "192.0.2.0/24", "a@example.com", "b@example.org")
 	if !tr.FirstSeen.Equal(e.now) || tr.Attempts != 1 {
 		t.Errorf("late retry stored %+v, want a fresh triplet", tr)
 	}
@@ -174,17 +173,19 @@ func TestLateRetryOfUnexpiredRecordStartsOver(t *testing.T) {
 	// A backend may keep a pending record past the window (a longer expiry
 	// from an older configuration); the window still decides.
 	e := newEnv(t, nil)
-	e.st.triplets[[3]string{"192.0.2.0/24", "a@example.com", "b@example.org"}] = store.Triplet{
+	if err := e.st.PutTriplet(context.Background(), store.Triplet{
 		Client: "192.0.2.0/24", Sender: "a@example.com", Recipient: "b@example.org",
 		FirstSeen: t0.Add(-72 * time.Hour), LastSeen: t0.Add(-72 * time.Hour),
 		Attempts: 1, Expires: t0.Add(time.Hour),
+	}); err != nil {
+		t.Fatal(err)
 	}
 	v := e.check(rcptReq("192.0.2.10", "a@example.com", "b@example.org"))
 	e.wantTempfail(v, fiveMinutes)
 	if !strings.HasPrefix(v.Reason, "greylist: new triplet") {
 		t.Errorf("reason %q", v.Reason)
 	}
-	tr, _ := e.st.triplet("192.0.2.0/24", "a@example.com", "b@example.org")
+	tr, _ := stored(t, e.st, "192.0.2.0/24", "a@example.com", "b@example.org")
 	if !tr.FirstSeen.Equal(t0) || tr.Attempts != 1 || !tr.Expires.Equal(t0.Add(48*time.Hour)) {
 		t.Errorf("stored %+v", tr)
 	}
@@ -226,7 +227,7 @@ func TestAutoWhitelist(t *testing.T) {
 
 	v := e.check(rcptReq("198.51.100.22", "other@lists.example.com", "u3@example.org"))
 	e.wantContinue(v, "greylist: skipped: auto-whitelisted client 198.51.100.0/24 (5 passes)")
-	if _, ok := e.st.triplet("198.51.100.0/24", "other@lists.example.com", "u3@example.org"); ok {
+	if _, ok := stored(t, e.st, "198.51.100.0/24", "other@lists.example.com", "u3@example.org"); ok {
 		t.Error("auto-whitelisted client got a triplet")
 	}
 	// A whitelisted client's deliveries are counted at most hourly, so the
@@ -247,7 +248,11 @@ func TestAutoWhitelist(t *testing.T) {
 
 func TestAutoWhitelistOff(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.AutoWhitelistAfter = 0 })
-	e.st.passes["198.51.100.0/24"] = clientPass{n: 100, expires: t0.Add(time.Hour)}
+	for range 100 {
+		if _, err := e.st.AddClientPass(context.Background(), "198.51.100.0/24", t0, t0.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	e.wantTempfail(e.check(rcptReq("198.51.100.20", "a@example.com", "b@example.org")), fiveMinutes)
 }
 
@@ -262,9 +267,9 @@ func TestSkipReasons(t *testing.T) {
 	}{
 		{"authenticated", func(r *policy.Request) { r.SASLUser = "alice" },
 			"greylist: skipped: authenticated"},
-		{"internal", func(r *policy.Request) { r.ClientIP = netip.MustParseAddr("10.20.30.40") },
-			"greylist: skipped: internal client"},
-		{"internal mapped", func(r *policy.Request) { r.ClientIP = netip.MustParseAddr("::ffff:10.20.30.40") },
+		// The pipeline's Classify, from the one sites registry, marks
+		// internal clients before any check runs.
+		{"internal", func(r *policy.Request) { r.ClientIP, r.Internal = netip.MustParseAddr("10.20.30.40"), true },
 			"greylist: skipped: internal client"},
 		{"postmaster", func(r *policy.Request) { r.Recipient = "PostMaster@Example.org" },
 			"greylist: skipped: whitelisted recipient postmaster@"},
@@ -284,8 +289,8 @@ func TestSkipReasons(t *testing.T) {
 			e.wantContinue(e.check(req), tt.reason)
 		})
 	}
-	if len(e.st.triplets) != 0 {
-		t.Errorf("skipped requests stored triplets: %v", e.st.triplets)
+	if ts := allTriplets(t, e.st); len(ts) != 0 {
+		t.Errorf("skipped requests stored triplets: %v", ts)
 	}
 	// Near misses are greylisted.
 	for _, req := range []*policy.Request{
@@ -304,7 +309,7 @@ func TestSkipReasons(t *testing.T) {
 func TestSkipsCanBeTurnedOff(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.SkipAuthenticated, o.SkipInternal = false, false })
 	req := rcptReq("10.1.1.1", "a@example.com", "b@example.org")
-	req.SASLUser = "alice"
+	req.SASLUser, req.Internal = "alice", true
 	e.wantTempfail(e.check(req), fiveMinutes)
 }
 
@@ -313,13 +318,13 @@ func TestUnknownClient(t *testing.T) {
 	req := rcptReq("192.0.2.1", "a@example.com", "b@example.org")
 	req.ClientIP = netip.Addr{}
 	e.wantTempfail(e.check(req), fiveMinutes)
-	if _, ok := e.st.triplet("unknown", "a@example.com", "b@example.org"); !ok {
+	if _, ok := stored(t, e.st, "unknown", "a@example.com", "b@example.org"); !ok {
 		t.Fatal("no triplet under client \"unknown\"")
 	}
 	e.advance(6 * time.Minute)
 	e.wantContinue(e.check(req), "greylist: passed after 360s")
-	if len(e.st.passes) != 0 {
-		t.Errorf("address-less client counted toward auto-whitelisting: %v", e.st.passes)
+	if ps := allPasses(t, e.st); len(ps) != 0 {
+		t.Errorf("address-less client counted toward auto-whitelisting: %v", ps)
 	}
 }
 
@@ -327,7 +332,7 @@ func TestStoreErrorIsReturned(t *testing.T) {
 	for _, awl := range []int{0, 5} {
 		e := newEnv(t, func(o *Options) { o.AutoWhitelistAfter = awl })
 		boom := errors.New("database is locked")
-		e.st.err = boom
+		e.st.FailAll(boom)
 		v, err := e.c.Check(context.Background(), rcptReq("192.0.2.1", "a@example.com", "b@example.org"))
 		if !errors.Is(err, boom) || !strings.HasPrefix(err.Error(), "greylist: ") {
 			t.Errorf("awl=%d: err %v, want a wrapped store error", awl, err)
@@ -345,7 +350,7 @@ func TestOtherStagesContinue(t *testing.T) {
 		req.Stage = st
 		e.wantContinue(e.check(req), "")
 	}
-	if len(e.st.triplets) != 0 {
+	if len(allTriplets(t, e.st)) != 0 {
 		t.Error("a non-RCPT stage stored a triplet")
 	}
 }
@@ -387,7 +392,7 @@ func TestAllow(t *testing.T) {
 	if err := e.c.Allow(ctx, netip.MustParseAddr("192.0.2.77"), "A@Example.com", "B@example.ORG"); err != nil {
 		t.Fatalf("Allow: %v", err)
 	}
-	tr, _ := e.st.triplet("192.0.2.0/24", "a@example.com", "b@example.org")
+	tr, _ := stored(t, e.st, "192.0.2.0/24", "a@example.com", "b@example.org")
 	if !tr.PassedAt.Equal(e.now) || !tr.Expires.Equal(e.now.Add(35*24*time.Hour)) {
 		t.Errorf("allowed triplet stored as %+v", tr)
 	}
@@ -404,7 +409,7 @@ func TestAllow(t *testing.T) {
 	if err := Allow(ctx, e.st, nb, "", "c@example.org", e.now, 24*time.Hour); err != nil {
 		t.Fatalf("Allow: %v", err)
 	}
-	tr, _ = e.st.triplet("2001:db8::/64", "", "c@example.org")
+	tr, _ = stored(t, e.st, "2001:db8::/64", "", "c@example.org")
 	if !tr.Passed() || !tr.Expires.Equal(e.now.Add(24*time.Hour)) {
 		t.Errorf("allowed triplet stored as %+v", tr)
 	}
@@ -471,7 +476,7 @@ func TestOptionErrors(t *testing.T) {
 		"greylist: delay 1h0m0s must be shorter than the retry window 30m0s",
 		"greylist: IPv4 prefix length 33 is not between 1 and 32",
 		"greylist: IPv6 prefix length -1 is not between 1 and 128",
-		"greylist: reply text contains a control character",
+		"greylist: reply: the text contains a line break, a control character",
 		"greylist: no store",
 	} {
 		if !strings.Contains(err.Error(), want) {
@@ -481,7 +486,7 @@ func TestOptionErrors(t *testing.T) {
 }
 
 func TestZeroOptionsTakeDefaults(t *testing.T) {
-	st := newFakeStore()
+	st := newStore()
 	c, err := New(Options{Store: st, Now: func() time.Time { return t0 }})
 	if err != nil {
 		t.Fatal(err)
@@ -490,7 +495,7 @@ func TestZeroOptionsTakeDefaults(t *testing.T) {
 	if err != nil || v.Reply() != fiveMinutes {
 		t.Fatalf("verdict %q, %v", v.Reply(), err)
 	}
-	if _, ok := st.triplet("192.0.2.0/24", "a@example.com", "b@example.org"); !ok {
+	if _, ok := stored(t, st, "192.0.2.0/24", "a@example.com", "b@example.org"); !ok {
 		t.Error("default IPv4 aggregation is not /24")
 	}
 }

@@ -88,7 +88,7 @@ func TestSampleRecipientFile(t *testing.T) {
 // with FILE:LINE, so the operator fixes them all at once.
 func TestBadFilesReportEveryLine(t *testing.T) {
 	_, err := New(Options{
-		Store:                   newFakeStore(),
+		Store:                   newStore(),
 		WhitelistClients:        []string{"ok.example.com", "", "10.0.0.0/33"},
 		WhitelistClientFiles:    []string{"testdata/bad_whitelist_clients"},
 		WhitelistRecipientFiles: []string{"testdata/bad_whitelist_recipients"},
@@ -225,7 +225,7 @@ func TestServeSkipsBadFileLines(t *testing.T) {
 	var logs strings.Builder
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	c, err := New(Options{
-		Store:                newFakeStore(),
+		Store:                newStore(),
 		WhitelistClientFiles: []string{"testdata/bad_whitelist_clients"},
 		SkipBadFileLines:     true,
 		Log:                  log,
@@ -244,7 +244,7 @@ func TestServeSkipsBadFileLines(t *testing.T) {
 			t.Errorf("no warning containing %q:\n%s", want, logs.String())
 		}
 	}
-	if _, err := New(Options{Store: newFakeStore(), WhitelistClients: []string{"/(?!x)y/"}, SkipBadFileLines: true, Log: log}); err == nil {
+	if _, err := New(Options{Store: newStore(), WhitelistClients: []string{"/(?!x)y/"}, SkipBadFileLines: true, Log: log}); err == nil {
 		t.Error("a bad inline entry was skipped; only file lines are")
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"mailwarden/internal/netset"
 	"mailwarden/internal/policy"
+	"mailwarden/internal/reply"
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
 )
@@ -23,14 +24,6 @@ import (
 const (
 	DefaultReplyText = "Mail from {client} is blocked: {reason}. Contact {contact}, ref {id}"
 	DefaultContact   = "your mail administrator"
-)
-
-// maxReplyText keeps the configured text, and maxReply the rendered
-// reply, inside an SMTP reply line (RFC 5321 §4.5.3.1.5 allows 512
-// octets including the code and CRLF).
-const (
-	maxReplyText = 400
-	maxReply     = 480
 )
 
 // Options configures a Check. Zero ReplyText, DefaultContact, Now and Log
@@ -109,18 +102,18 @@ func New(o Options) (*Check, error) {
 
 // checkText refuses text that cannot go into one SMTP reply line.
 func checkText(what, s string) error {
-	if len(s) > maxReplyText {
-		return fmt.Errorf("latch: %s is longer than %d bytes", what, maxReplyText)
-	}
-	if strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		// A CR or LF would end the SMTP reply early (RFC 5321 §4.2).
-		return fmt.Errorf("latch: %s contains a control character", what)
+	if err := reply.Check(s); err != nil {
+		return fmt.Errorf("latch: %s: %w", what, err)
 	}
 	return nil
 }
 
-// Name returns "latch".
-func (c *Check) Name() string { return "latch" }
+// Name is the check's name in verdicts, events, the mail log and the
+// fail_open setting.
+const Name = "latch"
+
+// Name returns Name.
+func (c *Check) Name() string { return Name }
 
 // Check refuses outbound mail from a latched client address or SASL user
 // at MAIL and at every RCPT; other stages and inbound mail continue. The
@@ -153,7 +146,13 @@ func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict,
 			continue // cleared meanwhile
 		}
 		if err != nil {
-			return policy.Verdict{}, fmt.Errorf("latch: counting a refusal by %s %s: %w", k.kind, k.key, err)
+			// The latch is known: it refuses whatever happens to the
+			// count of its refusals. Returning the error would let
+			// fail_open accept mail from a latched host.
+			c.o.Log.Error("latch: counting a refusal failed; refusing anyway", "kind", k.kind, "key", k.key, "id", l.ID, "err", err)
+			v := c.Refusal(req, l)
+			v.Reason += "; the refusal was not counted: " + err.Error()
+			return v, nil
 		}
 		return c.Refusal(req, counted), nil
 	}
@@ -206,15 +205,12 @@ func (c *Check) Refusal(req *policy.Request, l store.Latch) policy.Verdict {
 // made safe for one SMTP reply line.
 func (c *Check) Reply(req *policy.Request, l store.Latch) string {
 	r := strings.NewReplacer(
-		"{client}", safe(l.Key),
-		"{reason}", safe(replyReason(l)),
-		"{contact}", safe(c.contact(req, l)),
-		"{id}", safe(l.ID),
+		"{client}", reply.Safe(l.Key),
+		"{reason}", reply.Safe(replyReason(l)),
+		"{contact}", reply.Safe(c.contact(req, l)),
+		"{id}", reply.Safe(l.ID),
 	)
 	text := r.Replace(c.o.ReplyText)
-	if len(text) > maxReply {
-		text = text[:maxReply]
-	}
 	return text
 }
 
@@ -257,17 +253,6 @@ func (c *Check) contact(req *policy.Request, l store.Latch) string {
 	return c.o.Sites.Contact(req.ClientIP, c.o.DefaultContact)
 }
 
-// safe replaces what cannot appear in an SMTP reply line (RFC 5321 §4.2:
-// printable US-ASCII) with '?'.
-func safe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r > '~' {
-			return '?'
-		}
-		return r
-	}, s)
-}
-
 // Latch latches whoever sent req: the SASL user if the client
 // authenticated, else the client address, unless that user or address is
 // exempt. rule names what tripped ("sender_domain", "rate_user" ...),
@@ -302,4 +287,18 @@ func (c *Check) Latch(ctx context.Context, req *policy.Request, rule, reason, ev
 	c.o.Log.Warn("latched", "kind", stored.Kind, "key", stored.Key, "id", stored.ID,
 		"rule", rule, "reason", reason, "site", req.Site, "count", stored.Count)
 	return stored, true, nil
+}
+
+// Unwritten turns v, a refusal whose latch could not be stored, into a
+// temporary failure. A refusal that left the sender free would let its
+// next message out; a tempfailed message stays with the sending MTA,
+// whose retry is refused again and latches once the store writes. The
+// check has decided, so this is a verdict, not an error: fail_open,
+// which is for a check that cannot decide, does not turn it into an
+// acceptance.
+func Unwritten(v policy.Verdict, err error) policy.Verdict {
+	v.Action, v.Code, v.Status = policy.Tempfail, 451, "4.7.1"
+	v.Latched = ""
+	v.Reason += "; latching failed, so tempfailed for a retry to latch: " + err.Error()
+	return v
 }

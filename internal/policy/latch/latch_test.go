@@ -9,16 +9,18 @@ import (
 	"time"
 
 	"mailwarden/internal/policy"
-	"mailwarden/internal/policy/latch/latchtest"
+	"mailwarden/internal/reply"
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/memory"
+	"mailwarden/internal/store/storetest"
 )
 
 var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 
 type env struct {
 	t   *testing.T
-	st  *latchtest.Store
+	st  *storetest.Faulty // a memory store, failing when told
 	reg *sites.Registry
 	now time.Time
 	c   *Check
@@ -32,7 +34,7 @@ func newEnv(t *testing.T, mod func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, st: &latchtest.Store{}, reg: reg, now: t0}
+	e := &env{t: t, st: storetest.WithFaults(memory.New()), reg: reg, now: t0}
 	o := Options{
 		Store:          e.st,
 		Sites:          reg,
@@ -217,7 +219,7 @@ func TestExpiry(t *testing.T) {
 
 func TestInboundUntouched(t *testing.T) {
 	e := newEnv(t, nil)
-	e.st.Err = errors.New("store down")
+	e.st.FailAll(errors.New("store down"))
 	for _, st := range []policy.Stage{policy.StageConnect, policy.StageMail, policy.StageRcpt, policy.StageEOM} {
 		// An external, unauthenticated client never reaches the store.
 		if v := e.check(e.req(st, "198.51.100.7", "")); v.Action != policy.Continue {
@@ -228,7 +230,7 @@ func TestInboundUntouched(t *testing.T) {
 
 func TestStoreError(t *testing.T) {
 	e := newEnv(t, nil)
-	e.st.Err = errors.New("disk full")
+	e.st.FailAll(errors.New("disk full"))
 	_, err := e.c.Check(context.Background(), e.req(policy.StageMail, "10.1.2.3", ""))
 	if err == nil || !strings.Contains(err.Error(), "disk full") || !strings.HasPrefix(err.Error(), "latch: ") {
 		t.Errorf("Check error = %v", err)
@@ -248,7 +250,7 @@ func TestReplyIsOneSafeLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := e.check(e.req(policy.StageMail, "10.1.2.3", ""))
-	if strings.ContainsAny(v.Text, "\r\n\u00e9") || len(v.Text) > maxReply {
+	if strings.ContainsAny(v.Text, "\r\n\u00e9") || len(reply.Clean(v.Reply())) > reply.MaxLine {
 		t.Errorf("unsafe reply text (%d bytes): %q", len(v.Text), v.Text)
 	}
 }

@@ -17,19 +17,13 @@ import (
 	"mailwarden/internal/netset"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/latch"
+	"mailwarden/internal/reply"
 	"mailwarden/internal/store"
 )
 
 // DefaultReplyText is used when Options.ReplyText is empty; it matches
 // config.Default().
 const DefaultReplyText = "Too much mail from {what}, please try again later"
-
-// maxReplyText keeps the reply inside an SMTP reply line (RFC 5321
-// §4.5.3.1.5).
-const (
-	maxReplyText = 400
-	maxReply     = 480
-)
 
 // Limit is a rate: at most Messages messages and Recipients recipients
 // per Per. A zero count does not limit.
@@ -89,12 +83,8 @@ func New(o Options) (*Check, error) {
 	if o.ReplyText == "" {
 		o.ReplyText = DefaultReplyText
 	}
-	if len(o.ReplyText) > maxReplyText {
-		errs = append(errs, fmt.Errorf("ratelimit: reply text is longer than %d bytes", maxReplyText))
-	}
-	if strings.ContainsFunc(o.ReplyText, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		// A CR or LF would end the SMTP reply early (RFC 5321 §4.2).
-		errs = append(errs, errors.New("ratelimit: reply text contains a control character"))
+	if err := reply.Check(o.ReplyText); err != nil {
+		errs = append(errs, fmt.Errorf("ratelimit: %w", err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -108,8 +98,12 @@ func New(o Options) (*Check, error) {
 	return &Check{o: o, exempt: netset.New(o.ExemptClients...), refused: newMemo()}, nil
 }
 
-// Name returns "ratelimit".
-func (c *Check) Name() string { return "ratelimit" }
+// Name is the check's name in verdicts, events, the mail log and the
+// fail_open setting.
+const Name = "ratelimit"
+
+// Name returns Name.
+func (c *Check) Name() string { return Name }
 
 // bucket is one rate to charge: a key in the store and its limit.
 type bucket struct {
@@ -208,7 +202,8 @@ func (c *Check) trip(ctx context.Context, req *policy.Request, b bucket, retry t
 		// reply, so the reason says what tripped, not when to retry.
 		l, latched, err := c.o.Latch.Latch(ctx, req, b.rule, over, "sender "+req.Sender)
 		if err != nil {
-			return policy.Verdict{}, fmt.Errorf("ratelimit: %w", err)
+			c.o.Log.Error("ratelimit: latching failed; the trip still tempfails", "client", req.ClientIP, "user", req.SASLUser, "err", err)
+			return latch.Unwritten(v, err), nil
 		}
 		if latched {
 			reason = fmt.Sprintf("%s; latched %s %s (ref %s)", over, l.Kind, l.Key, l.ID)
@@ -222,10 +217,7 @@ func (c *Check) trip(ctx context.Context, req *policy.Request, b bucket, retry t
 }
 
 func (c *Check) tempfail(what, reason string) policy.Verdict {
-	text := strings.ReplaceAll(c.o.ReplyText, "{what}", safe(what))
-	if len(text) > maxReply {
-		text = text[:maxReply]
-	}
+	text := strings.ReplaceAll(c.o.ReplyText, "{what}", reply.Safe(what))
 	return policy.Verdict{
 		Action: policy.Tempfail,
 		Code:   451,
@@ -234,15 +226,4 @@ func (c *Check) tempfail(what, reason string) policy.Verdict {
 		Reason: reason,
 		Check:  c.Name(),
 	}
-}
-
-// safe replaces what cannot appear in an SMTP reply line (RFC 5321 §4.2)
-// with '?'; user names and domains come from the client.
-func safe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r > '~' {
-			return '?'
-		}
-		return r
-	}, s)
 }

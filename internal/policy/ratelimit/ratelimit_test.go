@@ -11,25 +11,33 @@ import (
 
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/latch"
-	"mailwarden/internal/policy/latch/latchtest"
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/memory"
+	"mailwarden/internal/store/storetest"
 )
 
 var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 
 type env struct {
 	t   *testing.T
-	st  *fakeRates
-	ls  *latchtest.Store
+	st  *storetest.Faulty // a memory store, failing when told
+	ls  *memory.Store
 	c   *Check
 	now time.Time
+	// charged counts the units each key was charged: allowed takes only.
+	charged map[string]int
 }
 
 // newEnv limits users to 3 messages and 5 recipients an hour, clients to
 // 10 and 20, sender domains to 100 and 200.
 func newEnv(t *testing.T, mod func(*env, *Options)) *env {
 	t.Helper()
-	e := &env{t: t, st: newFakeRates(), ls: &latchtest.Store{}, now: t0}
+	e := &env{t: t, st: storetest.WithFaults(memory.New()), ls: memory.New(), now: t0, charged: map[string]int{}}
+	e.st.OnCall(func(c storetest.Call) {
+		if c.Method == "TakeRate" && c.Results[0] == true {
+			e.charged[c.Args[0].(string)] += c.Args[1].(int)
+		}
+	})
 	o := Options{
 		Store:         e.st,
 		User:          Limit{Messages: 3, Recipients: 5, Per: time.Hour},
@@ -104,8 +112,8 @@ func TestUserMessageLimit(t *testing.T) {
 	}
 	// The trip is one event; the message's other recipients are refused
 	// without charging anything.
-	if vs[1].Event != "" || e.st.charged["user:rcpt:alice"] != 3 {
-		t.Errorf("recipient 2 event %q; user recipients charged %d, want 3", vs[1].Event, e.st.charged["user:rcpt:alice"])
+	if vs[1].Event != "" || e.charged["user:rcpt:alice"] != 3 {
+		t.Errorf("recipient 2 event %q; user recipients charged %d, want 3", vs[1].Event, e.charged["user:rcpt:alice"])
 	}
 	// Another user is not affected; alice may send again when the rate
 	// allows another message.
@@ -128,7 +136,7 @@ func TestUserRecipientLimit(t *testing.T) {
 		t.Errorf("6th recipient: %+v", vs[5])
 	}
 	// The refused recipients were not charged to later limits.
-	if got := e.st.charged["client:rcpt:198.51.100.7"]; got != 5 {
+	if got := e.charged["client:rcpt:198.51.100.7"]; got != 5 {
 		t.Errorf("client recipients charged %d, want 5", got)
 	}
 }
@@ -141,20 +149,20 @@ func TestOrderAndKeys(t *testing.T) {
 		"domain:msg:shop.example": 1, "domain:rcpt:shop.example": 2,
 	}
 	for k, n := range want {
-		if e.st.charged[k] != n {
-			t.Errorf("%s charged %d, want %d", k, e.st.charged[k], n)
+		if e.charged[k] != n {
+			t.Errorf("%s charged %d, want %d", k, e.charged[k], n)
 		}
 	}
-	if len(e.st.charged) != len(want) {
-		t.Errorf("charged %v, want exactly %v", e.st.charged, want)
+	if len(e.charged) != len(want) {
+		t.Errorf("charged %v, want exactly %v", e.charged, want)
 	}
 	// The user's message limit refuses first; nothing after it is taken.
-	before := e.st.charged["client:msg:10.1.2.3"]
+	before := e.charged["client:msg:10.1.2.3"]
 	if got := actions(e.send("10.1.2.3", "alice", "alice@shop.example", 1)); got != "tempfail" {
 		t.Fatalf("second message: %s", got)
 	}
-	if e.st.charged["client:msg:10.1.2.3"] != before || e.st.charged["domain:msg:shop.example"] != 1 {
-		t.Errorf("a refused message was charged to later limits: %v", e.st.charged)
+	if e.charged["client:msg:10.1.2.3"] != before || e.charged["domain:msg:shop.example"] != 1 {
+		t.Errorf("a refused message was charged to later limits: %v", e.charged)
 	}
 }
 
@@ -177,7 +185,7 @@ func TestClientAndDomainLimits(t *testing.T) {
 	if !strings.Contains(vs[1].Text, "from domain school.example") {
 		t.Errorf("domain trip: %+v", vs[1])
 	}
-	if _, ok := e.st.charged["client:msg:10.0.0.25"]; ok {
+	if _, ok := e.charged["client:msg:10.0.0.25"]; ok {
 		t.Error("exempt relay charged per address")
 	}
 }
@@ -260,7 +268,7 @@ func TestTripNotLatchingSaysRetry(t *testing.T) {
 
 func TestInboundUntouched(t *testing.T) {
 	e := newEnv(t, nil)
-	e.st.err = errors.New("store down")
+	e.st.FailAll(errors.New("store down"))
 	for range 10 {
 		if got := actions(e.send("198.51.100.7", "", "news@list.example", 3)); got != "continue continue continue" {
 			t.Fatalf("inbound: %s", got)
@@ -274,10 +282,11 @@ func TestInboundUntouched(t *testing.T) {
 
 func TestStoreError(t *testing.T) {
 	e := newEnv(t, nil)
-	e.st.err = errors.New("disk full")
+	boom := errors.New("disk full")
+	e.st.FailAll(boom)
 	r := &policy.Request{Stage: policy.StageRcpt, ClientIP: netip.MustParseAddr("10.1.2.3"), Internal: true}
 	_, err := e.c.Check(context.Background(), r)
-	if err == nil || !strings.HasPrefix(err.Error(), "ratelimit: ") || !errors.Is(err, e.st.err) {
+	if err == nil || !strings.HasPrefix(err.Error(), "ratelimit: ") || !errors.Is(err, boom) {
 		t.Errorf("error = %v", err)
 	}
 }
@@ -294,7 +303,7 @@ func TestNewErrors(t *testing.T) {
 		}
 	}
 	// Zero limits turn limiting off and need no period.
-	if _, err := New(Options{Store: newFakeRates()}); err != nil {
+	if _, err := New(Options{Store: memory.New()}); err != nil {
 		t.Errorf("New with no limits: %v", err)
 	}
 }

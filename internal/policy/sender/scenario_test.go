@@ -10,18 +10,11 @@ import (
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/freeze"
 	"mailwarden/internal/policy/latch"
-	"mailwarden/internal/policy/latch/latchtest"
 	"mailwarden/internal/policy/sender"
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/memory"
 )
-
-// noFreezes is a store.Freezes with no freezes.
-type noFreezes struct{}
-
-func (noFreezes) SetFreeze(context.Context, store.Freeze) error       { return nil }
-func (noFreezes) LiftFreeze(context.Context, string, string) error    { return store.ErrNotFound }
-func (noFreezes) ListFreezes(context.Context) ([]store.Freeze, error) { return nil, nil }
 
 // TestWormDay runs PRODUCT.md §1 Day A through a pipeline in the
 // product's order: an infected machine at a school forges a bank's
@@ -38,8 +31,8 @@ func TestWormDay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	latches := &latchtest.Store{}
-	fz, err := freeze.New(freeze.Options{Store: noFreezes{}})
+	latches := memory.New()
+	fz, err := freeze.New(freeze.Options{Store: latches})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/latch"
+	"mailwarden/internal/reply"
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
 )
@@ -21,13 +22,6 @@ import (
 // DefaultReplyText is used when Options.ReplyText is empty; it matches
 // config.Default().
 const DefaultReplyText = "Sender domain {domain} is not allowed from {client}"
-
-// maxReplyText and maxReply keep the reply inside an SMTP reply line
-// (RFC 5321 §4.5.3.1.5).
-const (
-	maxReplyText = 400
-	maxReply     = 480
-)
 
 // Rules, as recorded in latches.
 const (
@@ -67,12 +61,8 @@ func New(o Options) (*Check, error) {
 	if o.ReplyText == "" {
 		o.ReplyText = DefaultReplyText
 	}
-	if len(o.ReplyText) > maxReplyText {
-		errs = append(errs, fmt.Errorf("sender: reply text is longer than %d bytes", maxReplyText))
-	}
-	if strings.ContainsFunc(o.ReplyText, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-		// A CR or LF would end the SMTP reply early (RFC 5321 §4.2).
-		errs = append(errs, errors.New("sender: reply text contains a control character"))
+	if err := reply.Check(o.ReplyText); err != nil {
+		errs = append(errs, fmt.Errorf("sender: %w", err))
 	}
 	for _, list := range []*[]string{&o.SenderDomains, &o.HeaderFromDomains} {
 		norm := make([]string, 0, len(*list))
@@ -95,8 +85,12 @@ func New(o Options) (*Check, error) {
 	return &Check{o: o}, nil
 }
 
-// Name returns "sender".
-func (c *Check) Name() string { return "sender" }
+// Name is the check's name in verdicts, events, the mail log and the
+// fail_open setting.
+const Name = "sender"
+
+// Name returns Name.
+func (c *Check) Name() string { return Name }
 
 // Check applies the policy to internal clients: the envelope sender at
 // every RCPT and the header From at end of message. Clients that are only
@@ -194,7 +188,7 @@ func (c *Check) violation(ctx context.Context, req *policy.Request, rule, domain
 		Action: policy.Reject,
 		Code:   550,
 		Status: "5.7.1",
-		Text:   c.reply(domain, req),
+		Text:   c.replyText(domain, req),
 		Reason: reason,
 		Check:  c.Name(),
 		Event:  store.EventReject,
@@ -205,7 +199,8 @@ func (c *Check) violation(ctx context.Context, req *policy.Request, rule, domain
 	}
 	l, latched, err := c.o.Latch.Latch(ctx, req, rule, why, evidence)
 	if err != nil {
-		return policy.Verdict{}, fmt.Errorf("sender: %w", err)
+		c.o.Log.Error("sender: latching a forger failed; tempfailing its message", "client", req.ClientIP, "user", req.SASLUser, "err", err)
+		return latch.Unwritten(v, err), nil
 	}
 	if latched {
 		// Still a reject, the forgery it was; the latch is its own event.
@@ -215,21 +210,8 @@ func (c *Check) violation(ctx context.Context, req *policy.Request, rule, domain
 	return v, nil
 }
 
-// reply renders the reply text. The domain comes from the attacker, so it
-// is made safe for one SMTP reply line (RFC 5321 §4.2).
-func (c *Check) reply(domain string, req *policy.Request) string {
-	text := strings.NewReplacer("{domain}", safe(domain), "{client}", safe(latch.ClientKey(req.ClientIP))).Replace(c.o.ReplyText)
-	if len(text) > maxReply {
-		text = text[:maxReply]
-	}
-	return text
-}
-
-func safe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r > '~' {
-			return '?'
-		}
-		return r
-	}, s)
+// replyText renders the reply text. The domain comes from the attacker,
+// so it is made safe for one SMTP reply line (RFC 5321 §4.2).
+func (c *Check) replyText(domain string, req *policy.Request) string {
+	return strings.NewReplacer("{domain}", reply.Safe(domain), "{client}", reply.Safe(latch.ClientKey(req.ClientIP))).Replace(c.o.ReplyText)
 }

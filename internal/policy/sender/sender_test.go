@@ -10,9 +10,11 @@ import (
 
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/latch"
-	"mailwarden/internal/policy/latch/latchtest"
+	"mailwarden/internal/reply"
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/memory"
+	"mailwarden/internal/store/storetest"
 )
 
 var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
@@ -22,7 +24,7 @@ var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 type env struct {
 	t   *testing.T
 	reg *sites.Registry
-	st  *latchtest.Store
+	st  *storetest.Faulty // a memory store, failing when told
 	lc  *latch.Check
 	c   *Check
 	now time.Time
@@ -38,7 +40,7 @@ func newEnv(t *testing.T, mod func(*Options)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, reg: reg, st: &latchtest.Store{}, now: t0}
+	e := &env{t: t, reg: reg, st: storetest.WithFaults(memory.New()), now: t0}
 	e.lc, err = latch.New(latch.Options{
 		Store: e.st, Sites: reg, DefaultContact: "the IT office",
 		ExemptClients: []netip.Prefix{netip.MustParsePrefix("10.0.0.25/32")},
@@ -241,19 +243,31 @@ func TestHeaderFromLatches(t *testing.T) {
 	}
 }
 
+// TestLatchStoreError: a forgery whose latch cannot be written is still
+// refused, as a temporary failure so that the retry latches, and as a
+// verdict, not an error: a fail-open pipeline would accept an error
+// (issue 21: forgeries accepted with fail_open: [sender] on a full disk).
 func TestLatchStoreError(t *testing.T) {
 	e := newEnv(t, nil)
-	e.st.Err = errors.New("disk full")
-	_, err := e.c.Check(context.Background(), e.req(policy.StageRcpt, "10.1.2.3", "ceo@bank.example"))
-	if err == nil || !strings.HasPrefix(err.Error(), "sender: ") || !errors.Is(err, e.st.Err) {
-		t.Errorf("error = %v", err)
+	e.st.FailAll(errors.New("disk full"))
+	v, err := e.c.Check(context.Background(), e.req(policy.StageRcpt, "10.1.2.3", "ceo@bank.example"))
+	if err != nil {
+		t.Fatalf("Check returned %v; a fail-open pipeline would then accept the forgery", err)
+	}
+	if v.Action != policy.Tempfail || v.Code != 451 || v.Latched != "" || !strings.Contains(v.Reason, "latching failed") ||
+		!strings.Contains(v.Reason, "disk full") {
+		t.Errorf("verdict %+v, want a 451 tempfail saying latching failed", v)
+	}
+	e.st.Heal()
+	if v := e.check(e.req(policy.StageRcpt, "10.1.2.3", "ceo@bank.example")); v.Action != policy.Reject || v.Latched == "" {
+		t.Errorf("the retry after the store heals: %+v, want refused and latched", v)
 	}
 }
 
 func TestReplyIsOneSafeLine(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.Latch = nil })
 	v := e.check(e.req(policy.StageRcpt, "10.9.1.1", "x@evil\r\n250-ok\u00e9"+strings.Repeat(".x", 400)))
-	if strings.ContainsAny(v.Text, "\r\n\u00e9") || len(v.Text) > maxReply {
+	if strings.ContainsAny(v.Text, "\r\n\u00e9") || len(reply.Clean(v.Reply())) > reply.MaxLine {
 		t.Errorf("unsafe reply (%d bytes): %q", len(v.Text), v.Text)
 	}
 	if _, err := New(Options{ReplyText: "a\nb", SenderDomains: []string{""}}); err == nil ||

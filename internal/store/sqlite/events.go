@@ -44,7 +44,7 @@ func (s *Store) AppendEvents(ctx context.Context, evs ...store.Event) error {
 	for i, ev := range evs {
 		rows[i] = toRow(ev)
 	}
-	err := s.w.async(func(w *writer) error {
+	err := s.w.as(writeEvent).async(func(w *writer) error {
 		for _, r := range rows {
 			if _, err := w.out.insertEvent.ExecContext(context.Background(), r[:]...); err != nil {
 				return err
@@ -53,7 +53,7 @@ func (s *Store) AppendEvents(ctx context.Context, evs ...store.Event) error {
 		return nil
 	}, func(err error) {
 		if err != nil {
-			s.log.Warn("events not saved", "events", len(rows), "err", err)
+			s.log.Debug("events not saved", "events", len(rows), "err", err)
 		}
 	})
 	if err != nil {
@@ -94,9 +94,14 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 	if f.User != "" {
 		cond(` AND user_name = ?`, f.User)
 	}
-	// Ids break ties between events of the same millisecond, in the order
-	// they were appended.
-	q.WriteString(` ORDER BY time DESC, id DESC`)
+	if f.Tail {
+		// A tail reads in the order events were stored.
+		cond(` AND id > ? ORDER BY id`, f.AfterID)
+	} else {
+		// Ids break ties between events of the same millisecond, in the
+		// order they were appended.
+		q.WriteString(` ORDER BY time DESC, id DESC`)
+	}
 	if f.Limit > 0 {
 		fmt.Fprintf(&q, " LIMIT %d", f.Limit)
 	}
@@ -127,4 +132,32 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		return nil, fmt.Errorf("sqlite: query events: %w", err)
 	}
 	return out, nil
+}
+
+// pendingAudit returns the audit event ctx carries for the change being
+// made, as a row, or nil.
+func pendingAudit(ctx context.Context) (*store.Audit, *eventRow) {
+	a := store.AuditFrom(ctx)
+	if a == nil {
+		return nil, nil
+	}
+	r := toRow(a.Event)
+	return a, &r
+}
+
+// insertAudit stores the audit row inside the writer's transaction, if
+// there is one, so the change and its record commit together.
+func (w *writer) insertAudit(r *eventRow) error {
+	if r == nil {
+		return nil
+	}
+	_, err := w.out.insertEvent.ExecContext(context.Background(), r[:]...)
+	return err
+}
+
+// markAudit marks a stored once the transaction committed.
+func markAudit(a *store.Audit, err error) {
+	if a != nil && err == nil {
+		a.MarkStored()
+	}
 }

@@ -19,10 +19,14 @@ func (s *Store) SetFreeze(ctx context.Context, f store.Freeze) error {
 		return errors.New("sqlite: set freeze: scope must be set")
 	}
 	f.Since = msTime(f.Since)
-	err := s.w.doCommitted(ctx, func(w *writer) error {
-		_, err := w.out.putFreeze.ExecContext(context.Background(), f.Scope, f.Value, ms(f.Since), f.By, f.Note)
-		return err
+	audit, row := pendingAudit(ctx)
+	err := s.w.as(writeFreeze).doCommitted(ctx, func(w *writer) error {
+		if _, err := w.out.putFreeze.ExecContext(context.Background(), f.Scope, f.Value, ms(f.Since), f.By, f.Note); err != nil {
+			return err
+		}
+		return w.insertAudit(row)
 	}, func() {
+		markAudit(audit, nil)
 		if s.out != nil {
 			s.out.putFreeze(f)
 		}
@@ -39,15 +43,21 @@ func (s *Store) LiftFreeze(ctx context.Context, scope, value string) error {
 		return ErrClosed
 	}
 	missing := false
-	err := s.w.doCommitted(ctx, func(w *writer) error {
+	audit, row := pendingAudit(ctx)
+	err := s.w.as(writeFreeze).doCommitted(ctx, func(w *writer) error {
 		res, err := w.out.deleteFreeze.ExecContext(context.Background(), scope, value)
 		if err != nil {
 			return err
 		}
 		n, err := res.RowsAffected()
-		missing = n == 0
-		return err
+		if missing = n == 0; missing || err != nil {
+			return err
+		}
+		return w.insertAudit(row)
 	}, func() {
+		if !missing {
+			markAudit(audit, nil)
+		}
 		if s.out != nil {
 			s.out.liftFreeze(scope, value)
 		}

@@ -125,17 +125,30 @@ func (s *Store) PutTriplet(ctx context.Context, t store.Triplet) error {
 	if s.mirror != nil {
 		s.mirror.apply(mirrorOp{t: t})
 	}
-	err := s.w.async(func(w *writer) error {
-		_, err := w.putTriplet.ExecContext(context.Background(), t.Client, t.Sender, t.Recipient,
-			ms(t.FirstSeen), ms(t.LastSeen), ms(t.PassedAt), t.Attempts, t.Expires.UnixMilli())
-		return err
-	}, func(err error) {
+	audit, row := pendingAudit(ctx)
+	fn := func(w *writer) error {
+		if _, err := w.putTriplet.ExecContext(context.Background(), t.Client, t.Sender, t.Recipient,
+			ms(t.FirstSeen), ms(t.LastSeen), ms(t.PassedAt), t.Attempts, t.Expires.UnixMilli()); err != nil {
+			return err
+		}
+		return w.insertAudit(row)
+	}
+	finished := func(err error) {
 		s.pending.done(k, seq)
 		if err != nil {
-			s.log.Warn("greylist triplet not saved; its sender will be delayed again",
+			s.log.Debug("greylist triplet not saved; its sender will be delayed again",
 				"client", t.Client, "sender", t.Sender, "recipient", t.Recipient, "err", err)
 		}
-	})
+	}
+	var err error
+	if audit != nil {
+		// An administrator let the triplet through: that waits for the
+		// commit, so the change and its record are known stored.
+		err = s.w.wait(ctx, &writeOp{ctx: ctx, kind: writeTriplet, fn: fn, done: make(chan error, 1), finished: finished})
+		markAudit(audit, err)
+	} else {
+		err = s.w.as(writeTriplet).async(fn, finished)
+	}
 	if err != nil {
 		s.pending.done(k, seq)
 		return fmt.Errorf("sqlite: put triplet: %w", err)
@@ -153,7 +166,7 @@ func (s *Store) DeleteTriplet(ctx context.Context, client, sender, recipient str
 	// dropped only once the delete has committed; a later put stays.
 	k := tripletKey{client, sender, recipient}
 	seq := s.pending.current(k)
-	err := s.w.do(ctx, func(w *writer) error {
+	err := s.w.as(writeTriplet).do(ctx, func(w *writer) error {
 		_, err := w.deleteTriplet.ExecContext(context.Background(), client, sender, recipient)
 		return err
 	})
@@ -239,12 +252,12 @@ func (s *Store) AddClientPass(ctx context.Context, client string, now, expires t
 		// Counted in memory, written behind like triplets: the count a
 		// caller sees is the one the write will store.
 		c := s.mirror.addPass(client, now, expires)
-		err := s.w.async(func(w *writer) error {
+		err := s.w.as(writePass).async(func(w *writer) error {
 			_, err := w.setClientPass.ExecContext(context.Background(), client, c.passes, c.expires.UnixMilli())
 			return err
 		}, func(err error) {
 			if err != nil {
-				s.log.Warn("greylist pass count not saved", "client", client, "err", err)
+				s.log.Debug("greylist pass count not saved", "client", client, "err", err)
 			}
 		})
 		if err != nil {
@@ -253,7 +266,7 @@ func (s *Store) AddClientPass(ctx context.Context, client string, now, expires t
 		return c.passes, nil
 	}
 	var n int
-	err := s.w.do(ctx, func(w *writer) error {
+	err := s.w.as(writePass).do(ctx, func(w *writer) error {
 		return w.addClientPass.QueryRowContext(context.Background(), client, now.UnixMilli(), expires.UnixMilli()).Scan(&n)
 	})
 	if err != nil {
@@ -370,7 +383,7 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 		// fn may run again if a write batched with it fails, so it
 		// recomputes its counts from scratch each time.
 		var most, sum int64
-		err := s.w.do(ctx, func(w *writer) error {
+		err := s.w.as(writeExpire).do(ctx, func(w *writer) error {
 			most, sum = 0, 0
 			for _, st := range []struct {
 				stmt    *sql.Stmt

@@ -75,7 +75,7 @@ func (s *Store) AddTrapHits(ctx context.Context, recs ...store.TrapRecord) error
 		rows[i] = []any{r.Client, first.UnixMilli(), r.LastSeen.UnixMilli(), r.Count,
 			r.LastDst, r.LastHelo, r.LastMailFrom}
 	}
-	err := s.w.do(ctx, func(w *writer) error {
+	err := s.w.as(writeHost).do(ctx, func(w *writer) error {
 		for _, r := range rows {
 			if _, err := w.conn.ExecContext(context.Background(), upsertTrapSQL, r...); err != nil {
 				return err
@@ -132,12 +132,12 @@ func (s *Store) RecordPort(ctx context.Context, f store.PortFinding) error {
 		q = upsertOpenPortSQL
 	}
 	args := []any{f.Client, f.Port, f.Time.UnixMilli()}
-	err := s.w.async(func(w *writer) error {
+	err := s.w.as(writeHost).async(func(w *writer) error {
 		_, err := w.conn.ExecContext(context.Background(), q, args...)
 		return err
 	}, func(err error) {
 		if err != nil {
-			s.log.Warn("port finding not saved", "client", f.Client, "port", f.Port, "err", err)
+			s.log.Debug("port finding not saved", "client", f.Client, "port", f.Port, "err", err)
 		}
 	})
 	if err != nil {
@@ -193,12 +193,12 @@ func (s *Store) RecordLogin(ctx context.Context, l store.MailLogin) error {
 		return fmt.Errorf("sqlite: record login: client %q and time must be set", l.Client)
 	}
 	args := []any{l.Client, l.User, l.Service, l.Time.UnixMilli()}
-	err := s.w.async(func(w *writer) error {
+	err := s.w.as(writeHost).async(func(w *writer) error {
 		_, err := w.conn.ExecContext(context.Background(), upsertLoginSQL, args...)
 		return err
 	}, func(err error) {
 		if err != nil {
-			s.log.Warn("mail login not saved", "client", l.Client, "user", l.User, "err", err)
+			s.log.Debug("mail login not saved", "client", l.Client, "user", l.User, "err", err)
 		}
 	})
 	if err != nil {
@@ -306,10 +306,15 @@ func (s *Store) addHostRecord(ctx context.Context, q, client, by, text string, a
 	if client == "" || at.IsZero() {
 		return errors.New("client and time must be set")
 	}
-	return s.w.do(ctx, func(w *writer) error {
-		_, err := w.conn.ExecContext(context.Background(), q, client, by, text, at.UnixMilli())
-		return err
+	audit, row := pendingAudit(ctx)
+	err := s.w.as(writeHost).do(ctx, func(w *writer) error {
+		if _, err := w.conn.ExecContext(context.Background(), q, client, by, text, at.UnixMilli()); err != nil {
+			return err
+		}
+		return w.insertAudit(row)
 	})
+	markAudit(audit, err)
+	return err
 }
 
 func (s *Store) hostRecords(ctx context.Context, q, client string, add func(client, by, text string, at time.Time)) error {

@@ -60,7 +60,7 @@ func (s *Store) AddLatch(ctx context.Context, l store.Latch, now time.Time) (sto
 		return store.Latch{}, fmt.Errorf("sqlite: add latch: kind %q and key %q must both be set", l.Kind, l.Key)
 	}
 	var out store.Latch
-	err := s.w.doCommitted(ctx, func(w *writer) error {
+	err := s.w.as(writeLatch).doCommitted(ctx, func(w *writer) error {
 		var err error
 		out, err = s.addLatchTx(w, l, now)
 		return err
@@ -125,7 +125,7 @@ func (s *Store) AddLatchRefusal(ctx context.Context, id string, now time.Time) (
 	// As in ClearLatch, a refusal is a result, not a failed write.
 	var out store.Latch
 	var refused error
-	err := s.w.doCommitted(ctx, func(w *writer) error {
+	err := s.w.as(writeLatch).doCommitted(ctx, func(w *writer) error {
 		bg := context.Background()
 		at := msTime(now)
 		refused = nil
@@ -250,7 +250,8 @@ func (s *Store) ClearLatch(ctx context.Context, id, by, note string, now time.Ti
 	// would roll back and rerun the writes batched with this one.
 	var out store.Latch
 	var refused error
-	err := s.w.doCommitted(ctx, func(w *writer) error {
+	audit, row := pendingAudit(ctx)
+	err := s.w.as(writeLatch).doCommitted(ctx, func(w *writer) error {
 		bg := context.Background()
 		refused = nil
 		cur, err := scanLatch(w.out.latchByID.QueryRowContext(bg, id))
@@ -266,12 +267,17 @@ func (s *Store) ClearLatch(ctx context.Context, id, by, note string, now time.Ti
 			return nil
 		}
 		cur.ClearedAt, cur.ClearedBy, cur.ClearNote = msTime(now), by, note
-		_, err = w.out.clearLatch.ExecContext(bg, id, cur.ClearedAt.UnixMilli(), by, note)
+		if _, err = w.out.clearLatch.ExecContext(bg, id, cur.ClearedAt.UnixMilli(), by, note); err != nil {
+			return err
+		}
 		out = cur
-		return err
+		return w.insertAudit(row)
 	}, func() {
-		if refused == nil && s.out != nil {
-			s.out.putLatch(out)
+		if refused == nil {
+			markAudit(audit, nil)
+			if s.out != nil {
+				s.out.putLatch(out)
+			}
 		}
 	})
 	if err != nil {

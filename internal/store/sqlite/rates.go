@@ -193,7 +193,7 @@ func (s *Store) saveRates() {
 	taken := false
 	// An error means the store is closing, and it refuses every later
 	// call anyway.
-	_ = s.w.async(func(w *writer) error {
+	_ = s.w.as(writeRate).async(func(w *writer) error {
 		if !taken {
 			snap, taken = s.rates.takeDirty(), true
 		}
@@ -206,7 +206,7 @@ func (s *Store) saveRates() {
 	}, func(err error) {
 		if err != nil {
 			s.rates.markDirty(snap)
-			s.log.Warn("rate limiter state not saved; it is kept in memory and saved with the next change",
+			s.log.Debug("rate limiter state not saved; it is kept in memory and saved with the next change",
 				"keys", len(snap), "err", err)
 		}
 	})

@@ -58,6 +58,9 @@ type Store struct {
 	// latchID draws a new latch id; tests replace it to force clashes.
 	latchID func() string
 
+	// opened is the database file as opened, for CheckFile.
+	opened os.FileInfo
+
 	mirror       *mirror // nil unless Options.Mirror
 	reloadReq    chan struct{}
 	reloaderDone chan struct{}
@@ -100,11 +103,16 @@ func OpenWith(dir string, log *slog.Logger, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open database file %s: %w", abs, err)
 	}
+	opened, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("sqlite: open database file %s: %w", abs, err)
+	}
 	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("sqlite: open database file %s: %w", abs, err)
 	}
 
-	s := &Store{path: abs, log: log, latchID: newLatchID}
+	s := &Store{path: abs, log: log, latchID: newLatchID, opened: opened}
 	s.rates.init()
 	if o.Mirror {
 		s.mirror = &mirror{}
@@ -153,9 +161,12 @@ func dsn(path string, params ...string) string {
 }
 
 func (s *Store) open(ctx context.Context) error {
-	// synchronous=NORMAL in WAL mode keeps the database consistent after a
-	// power loss and loses at most the last commits; an SMTP retry redoes
-	// those (https://www.sqlite.org/pragma.html#pragma_synchronous).
+	// synchronous=FULL in WAL mode syncs the WAL at every commit
+	// (https://www.sqlite.org/pragma.html#pragma_synchronous): a latch,
+	// a freeze, a user or an audit entry that a caller was told is stored
+	// survives an OS crash or power loss. NORMAL lost the last seconds of
+	// them (issue 21). The writer commits a whole batch of queued writes
+	// at once, so the sync is paid once per batch, not per write.
 	// A checkpoint every 10,000 WAL pages (~40 MB) instead of 1,000:
 	// greylist pages change over and over, and each checkpoint copies a
 	// page once however often it changed.
@@ -163,7 +174,7 @@ func (s *Store) open(ctx context.Context) error {
 	// thousands of puts dirties pages all over the triplet table, and
 	// pages pushed out of the cache mid-transaction are written and read
 	// back again.
-	wdb, err := sql.Open("sqlite", dsn(s.path, "_pragma=synchronous(NORMAL)",
+	wdb, err := sql.Open("sqlite", dsn(s.path, "_pragma=synchronous(FULL)",
 		"_pragma=wal_autocheckpoint(10000)", "_pragma=cache_size(-65536)"))
 	if err != nil {
 		return err

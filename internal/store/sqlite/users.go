@@ -51,7 +51,8 @@ func (s *Store) AddUser(ctx context.Context, u store.User) error {
 	// fn may run twice if a write batched with it fails, so it sets
 	// added afresh each time.
 	var added bool
-	err := s.w.do(ctx, func(w *writer) error {
+	audit, row := pendingAudit(ctx)
+	err := s.w.as(writeUser).do(ctx, func(w *writer) error {
 		res, err := w.conn.ExecContext(context.Background(), `INSERT INTO web_user (`+userCols+`)
 			VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO NOTHING`,
 			u.Name, u.Role, u.Hash, u.Created.UnixMilli(), u.Changed.UnixMilli())
@@ -59,9 +60,14 @@ func (s *Store) AddUser(ctx context.Context, u store.User) error {
 			return err
 		}
 		n, err := res.RowsAffected()
-		added = n == 1
-		return err
+		if added = n == 1; !added || err != nil {
+			return err
+		}
+		return w.insertAudit(row)
 	})
+	if added {
+		markAudit(audit, err)
+	}
 	if err != nil {
 		return fmt.Errorf("sqlite: add user %q: %w", u.Name, err)
 	}
@@ -110,16 +116,24 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 }
 
 // userExec runs q in the writer and returns how many rows it changed.
+// userExec runs a change to one user and returns the rows it changed;
+// the audit ctx carries is stored with it when a row changed.
 func (s *Store) userExec(ctx context.Context, q string, args ...any) (int64, error) {
 	var n int64
-	err := s.w.do(ctx, func(w *writer) error {
+	audit, row := pendingAudit(ctx)
+	err := s.w.as(writeUser).do(ctx, func(w *writer) error {
 		res, err := w.conn.ExecContext(context.Background(), q, args...)
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
-		return err
+		if n, err = res.RowsAffected(); n == 0 || err != nil {
+			return err
+		}
+		return w.insertAudit(row)
 	})
+	if n > 0 {
+		markAudit(audit, err)
+	}
 	return n, err
 }
 

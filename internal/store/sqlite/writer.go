@@ -23,7 +23,10 @@ const queueLen = 16384
 // op's caller waits on done; finished, if set, is called with the outcome
 // from the writer goroutine, in commit order, before done is answered.
 type writeOp struct {
-	ctx      context.Context
+	ctx context.Context
+	// kind names what the write stores ("triplet", "latch" ...) for the
+	// write-failure counts (failures.go); "" is not counted (flush, probe).
+	kind     string
 	fn       func(w *writer) error
 	done     chan error
 	finished func(error)
@@ -46,11 +49,12 @@ func (op *writeOp) reply(err error) {
 // per-commit cost (WAL append, lock handover) is paid once per batch
 // instead of once per recipient.
 type writer struct {
-	log  *slog.Logger
-	conn *sql.Conn
-	ops  chan *writeOp
-	quit chan struct{}
-	done chan struct{}
+	log   *slog.Logger
+	fails *writeFailures
+	conn  *sql.Conn
+	ops   chan *writeOp
+	quit  chan struct{}
+	done  chan struct{}
 
 	// onExternal, if set, is called when another connection (another
 	// process) has committed since the last check: PRAGMA data_version
@@ -71,6 +75,7 @@ type writer struct {
 func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger, onExternal func()) (*writer, error) {
 	w := &writer{
 		log:        log,
+		fails:      newWriteFailures(log, summaryEvery),
 		onExternal: onExternal,
 		conn:       conn,
 		ops:        make(chan *writeOp, queueLen),
@@ -123,9 +128,10 @@ func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger, onExternal
 
 // do queues fn and waits for its transaction to commit. A canceled ctx
 // returns at once; the write may or may not still be committed then, as
-// with any store reached over a network.
+// with any store reached over a network. Its failure is not counted by
+// kind; writes of records go through as(kind).
 func (w *writer) do(ctx context.Context, fn func(w *writer) error) error {
-	return w.wait(ctx, &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)})
+	return w.as("").do(ctx, fn)
 }
 
 // doCommitted is do with a function the writer goroutine calls once fn's
@@ -133,11 +139,43 @@ func (w *writer) do(ctx context.Context, fn func(w *writer) error) error {
 // a time in commit order, so in-memory copies they update follow the
 // database exactly; they run even if the caller has stopped waiting.
 func (w *writer) doCommitted(ctx context.Context, fn func(w *writer) error, committed func()) error {
-	return w.wait(ctx, &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), finished: func(err error) {
+	return w.as("").doCommitted(ctx, fn, committed)
+}
+
+// kindWriter is the writer writing one kind of record, so that a failed
+// write is counted by its kind (failures.go).
+type kindWriter struct {
+	w    *writer
+	kind string
+}
+
+// as returns the writer for writes of kind.
+func (w *writer) as(kind string) kindWriter { return kindWriter{w: w, kind: kind} }
+
+// do is writer.do for a write of k's kind.
+func (k kindWriter) do(ctx context.Context, fn func(w *writer) error) error {
+	return k.w.wait(ctx, &writeOp{ctx: ctx, kind: k.kind, fn: fn, done: make(chan error, 1)})
+}
+
+// doCommitted is writer.doCommitted for a write of k's kind.
+func (k kindWriter) doCommitted(ctx context.Context, fn func(w *writer) error, committed func()) error {
+	return k.w.wait(ctx, &writeOp{ctx: ctx, kind: k.kind, fn: fn, done: make(chan error, 1), finished: func(err error) {
 		if err == nil {
 			committed()
 		}
 	}})
+}
+
+// async queues fn, a write of k's kind, without waiting for its commit;
+// finished is called with the outcome from the writer goroutine.
+func (k kindWriter) async(fn func(w *writer) error, finished func(error)) error {
+	op := &writeOp{ctx: context.Background(), kind: k.kind, fn: fn, finished: finished}
+	select {
+	case k.w.ops <- op:
+		return nil
+	case <-k.w.quit:
+		return ErrClosed
+	}
 }
 
 func (w *writer) wait(ctx context.Context, op *writeOp) error {
@@ -156,18 +194,6 @@ func (w *writer) wait(ctx context.Context, op *writeOp) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// async queues fn without waiting for its commit; finished is called
-// with the outcome from the writer goroutine.
-func (w *writer) async(fn func(w *writer) error, finished func(error)) error {
-	op := &writeOp{ctx: context.Background(), fn: fn, finished: finished}
-	select {
-	case w.ops <- op:
-		return nil
-	case <-w.quit:
-		return ErrClosed
 	}
 }
 
@@ -298,7 +324,7 @@ func (w *writer) runBatch(batch []*writeOp) {
 	pending := batch[:0:0]
 	for _, op := range batch {
 		if err := op.ctx.Err(); err != nil {
-			op.reply(err)
+			w.answer(op, err)
 			continue
 		}
 		pending = append(pending, op)
@@ -308,7 +334,7 @@ func (w *writer) runBatch(batch []*writeOp) {
 			// Clear a transaction a failed COMMIT may have left open, so
 			// the next batch starts clean.
 			_, _ = w.rollback.ExecContext(ctx)
-			reply(pending, fmt.Errorf("sqlite: begin write transaction: %w", err))
+			w.answerAll(pending, fmt.Errorf("sqlite: begin write transaction: %w", err))
 			return
 		}
 		failed := -1
@@ -323,16 +349,16 @@ func (w *writer) runBatch(batch []*writeOp) {
 			if _, err := w.rollback.ExecContext(ctx); err != nil {
 				w.log.Warn("store rollback failed", "err", err)
 			}
-			pending[failed].reply(opErr)
+			w.answer(pending[failed], opErr)
 			pending = append(pending[:failed], pending[failed+1:]...)
 			continue
 		}
 		if _, err := w.commit.ExecContext(ctx); err != nil {
 			_, _ = w.rollback.ExecContext(ctx)
-			reply(pending, fmt.Errorf("sqlite: commit: %w", err))
+			w.answerAll(pending, fmt.Errorf("sqlite: commit: %w", err))
 			return
 		}
-		reply(pending, nil)
+		w.answerAll(pending, nil)
 		return
 	}
 }
@@ -349,17 +375,25 @@ func (w *writer) call(op *writeOp) (err error) {
 	return op.fn(w)
 }
 
-func reply(ops []*writeOp, err error) {
+// answer tells op's caller the outcome, counting a failed write by its
+// kind first.
+func (w *writer) answer(op *writeOp, err error) {
+	w.fails.add(op.kind, err)
+	op.reply(err)
+}
+
+func (w *writer) answerAll(ops []*writeOp, err error) {
 	for _, op := range ops {
-		op.reply(err)
+		w.answer(op, err)
 	}
 }
 
 // stop ends the writer goroutine after committing what is queued; writes
-// not yet queued get ErrClosed.
+// not yet queued get ErrClosed. Failures not yet summarised are logged.
 func (w *writer) stop() {
 	close(w.quit)
 	<-w.done
+	w.fails.stop()
 }
 
 func (w *writer) closeStmts() {

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -177,4 +178,40 @@ func testExpireOutbound(t *testing.T, s store.Store) {
 	}
 	activeLatch(t, s, store.LatchUser, "alice", base)
 	assertFreezes(t, listFreezes(t, s), []store.Freeze{freeze})
+}
+
+// testEventsAfterID: a reader tailing the log gets what came after the
+// last ID it saw, oldest first, whatever the events' own times.
+func testEventsAfterID(t *testing.T, s store.Store) {
+	base := baseTime()
+	keep := time.Now().Add(time.Hour)
+	// Appended out of time order: IDs follow the order of appending.
+	for i, at := range []time.Duration{3, 1, 2, 5, 4} {
+		appendEvents(t, s, store.Event{Time: base.Add(at * time.Second), Kind: store.EventAdmin,
+			Reason: fmt.Sprintf("e%d", i), Expires: keep})
+	}
+	first := queryEvents(t, s, store.EventFilter{})
+	if got := reasons(first); got != "e3 e4 e0 e2 e1" {
+		t.Errorf("without AfterID: %q, want newest first", got)
+	}
+	var minID int64 = -1
+	for _, ev := range first {
+		if minID < 0 || ev.ID < minID {
+			minID = ev.ID
+		}
+	}
+	after := queryEvents(t, s, store.EventFilter{Tail: true, AfterID: minID})
+	if got := reasons(after); got != "e1 e2 e3 e4" {
+		t.Errorf("after the first ID: %q, want \"e1 e2 e3 e4\" (in the order stored)", got)
+	}
+	if got := reasons(queryEvents(t, s, store.EventFilter{Tail: true, AfterID: minID, Limit: 2})); got != "e1 e2" {
+		t.Errorf("after the first ID, limit 2: %q, want the oldest two", got)
+	}
+	last := after[len(after)-1].ID
+	if got := reasons(queryEvents(t, s, store.EventFilter{Tail: true})); got != "e0 e1 e2 e3 e4" {
+		t.Errorf("the whole tail: %q, want every event in the order stored", got)
+	}
+	if got := queryEvents(t, s, store.EventFilter{Tail: true, AfterID: last}); len(got) != 0 {
+		t.Errorf("after the last ID: %s, want none", reasons(got))
+	}
 }

@@ -122,6 +122,23 @@ func testPing(t *testing.T, s store.Store) {
 	}
 }
 
+// testProbe checks that an open store takes the write probe, again and
+// again, and that a closed one refuses it.
+func testProbe(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for i := range 3 {
+		if err := s.Probe(ctx); err != nil {
+			t.Fatalf("Probe %d: %v", i+1, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Probe(ctx); err == nil {
+		t.Errorf("Probe on a closed store succeeded")
+	}
+}
+
 // testCanceledContext checks that every context-taking method returns an
 // error wrapping context.Canceled instead of blocking. The wait bound is
 // only a guard against a hang, not a timing requirement.
@@ -163,6 +180,7 @@ func testCanceledContext(t *testing.T, s store.Store) {
 			return err
 		}},
 		{"Ping", func() error { return s.Ping(ctx) }},
+		{"Probe", func() error { return s.Probe(ctx) }},
 	}
 	for _, c := range calls {
 		done := make(chan error, 1)

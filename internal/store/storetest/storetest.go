@@ -1,6 +1,8 @@
 // Package storetest is the conformance suite every store.Store backend must
 // pass. It checks only the behaviour documented in package store, so the
-// embedded SQLite backend and the Redis backend run the same tests.
+// embedded SQLite backend, the in-memory backend and the Redis backend run
+// the same tests. It also holds Faulty, a store decorator that makes
+// chosen methods fail, for tests of what breaks when the store does.
 //
 // Conventions a backend can rely on:
 //
@@ -29,13 +31,16 @@ import (
 // Run runs the conformance suite against stores made by open, which must
 // return a fresh, empty store for each subtest. Run closes that store when
 // the subtest ends, so an opener that also registers a Close needs a
-// backend whose Close tolerates a second call.
+// backend whose Close tolerates a second call. The suite includes the
+// audit contract (store.WithAudit): an admin change and its audit event
+// are stored together or not at all.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Helper()
-	tests := []struct {
+	type test struct {
 		name string
 		fn   func(t *testing.T, s store.Store)
-	}{
+	}
+	tests := []test{
 		{"GetMissing", testGetMissing},
 		{"PutGetRoundTrip", testPutGetRoundTrip},
 		{"SubMillisecondTimes", testSubMillisecond},
@@ -52,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"UnusualKeys", testUnusualKeys},
 		{"KeysDoNotCollide", testKeysDoNotCollide},
 		{"Ping", testPing},
+		{"Probe", testProbe},
 		{"CanceledContext", testCanceledContext},
 		{"AddLatchCreates", testAddLatchCreates},
 		{"AddLatchRepeats", testAddLatchRepeats},
@@ -69,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EventsRoundTrip", testEventsRoundTrip},
 		{"QueryEvents", testQueryEvents},
 		{"EventsPastRetention", testEventsPastRetention},
+		{"EventsAfterID", testEventsAfterID},
 		{"ExpireOutbound", testExpireOutbound},
 		{"OutboundCanceledContext", testOutboundCanceledContext},
 		{"TrapMerge", testTrapMerge},
@@ -78,6 +85,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListClientPasses", testListClientPasses},
 		{"Users", testUsers},
 		{"ListUsers", testListUsers},
+	}
+	for _, a := range auditTests() {
+		tests = append(tests, test{"Audit" + a.name, a.fn})
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

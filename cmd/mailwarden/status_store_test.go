@@ -1,0 +1,45 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"mailwarden/internal/adminapi"
+	"mailwarden/internal/adminapi/adminapitest"
+)
+
+// TestStatusCommandStore: status says whether the store can write, how
+// many writes were lost, and what to look at while it cannot.
+func TestStatusCommandStore(t *testing.T) {
+	now := time.Now()
+	state := adminapi.StoreStatus{Backend: "sqlite", Up: false, Since: now.Add(-3 * time.Minute),
+		Checked: now.Add(-time.Second), LastError: "sqlite: commit: database or disk is full (13)", LastErrorAt: now,
+		LostWrites: 12, WriteFailures: map[string]uint64{"triplet": 10, "event": 2, "latch": 0}}
+	data := startStatusAdmin(t, adminapi.Options{Backend: adminapitest.New(), Version: "1.4.2",
+		Started: now.Add(-time.Hour), Store: func() adminapi.StoreStatus { return state }})
+
+	code, stdout, stderr := runCmd("status", "--data", data)
+	if code != 0 {
+		t.Fatalf("status with the store down: code %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{
+		"Store:           sqlite, CANNOT WRITE since ",
+		"(3m ago): sqlite: commit: database or disk is full (13)\n",
+		"Lost writes:     12 since the start (event=2 triplet=10)\n",
+		"\nSTORE CANNOT WRITE: ",
+		// The labels before keep their alignment.
+		"Active latches:  0\n",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, stdout)
+		}
+	}
+
+	state.Up, state.Since, state.WriteFailures, state.LostWrites = true, now, nil, 0
+	_, stdout, _ = runCmd("status", "--data", data)
+	if !strings.Contains(stdout, "Store:           sqlite, writing (checked ") ||
+		strings.Contains(stdout, "Lost writes:") || strings.Contains(stdout, "STORE CANNOT WRITE") {
+		t.Errorf("status with the store up:\n%s", stdout)
+	}
+}

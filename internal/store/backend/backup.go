@@ -1,0 +1,136 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"mailwarden/internal/config"
+	"mailwarden/internal/store/sqlite"
+)
+
+// Backup writes a consistent copy of the store in cfg.DataDir to path,
+// while the daemon runs or not.
+func Backup(ctx context.Context, cfg config.Config, path string) error {
+	st, err := Open(cfg, Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	s, ok := st.(*sqlite.Store)
+	if !ok {
+		return fmt.Errorf("store backend %q has no backup", cfg.Store.Backend)
+	}
+	return s.BackupTo(ctx, path)
+}
+
+// Restore puts the backup at path in place of the store in cfg.DataDir;
+// the daemon must be stopped. The database there, if any, is moved aside
+// (to a name ending ".replaced-TIME"), never deleted. A backup of
+// another store than the one the directory held is refused unless
+// force. It returns the restored store's identity.
+func Restore(cfg config.Config, path string, force bool, log *slog.Logger) (int32, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Store.Backend != "sqlite" {
+		return 0, fmt.Errorf("store backend %q has no restore", cfg.Store.Backend)
+	}
+	b, err := sqlite.InspectFile(path)
+	if err != nil {
+		return 0, err
+	}
+	if !b.Exists || b.Schema == 0 {
+		return 0, fmt.Errorf("%s is not a backup of a mailwarden store (no tables in it)", path)
+	}
+	dir := cfg.DataDir
+	m, hasMarker, err := readMarker(dir)
+	if err != nil && !force {
+		return 0, err
+	}
+	if hasMarker && b.ID != m.ID && !force {
+		return 0, fmt.Errorf("%s is a backup of store %d, but %s held store %d; --force restores it anyway", path, b.ID, dir, m.ID)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return 0, fmt.Errorf("creating data directory %s: %w", dir, err)
+	}
+	// The copy is made and synced beside the database first, so the
+	// database is never half a backup.
+	tmp, err := copyTemp(dir, path)
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(tmp)
+	suffix := ".replaced-" + time.Now().UTC().Format("20060102T150405Z")
+	for _, name := range []string{sqlite.FileName, sqlite.FileName + "-wal", sqlite.FileName + "-shm"} {
+		old := filepath.Join(dir, name)
+		if _, err := os.Lstat(old); err == nil {
+			if err := os.Rename(old, old+suffix); err != nil {
+				return 0, fmt.Errorf("moving %s aside: %w", old, err)
+			}
+			log.Warn("moved aside", "file", old, "to", old+suffix)
+		}
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, sqlite.FileName)); err != nil {
+		return 0, fmt.Errorf("putting the backup in place: %w", err)
+	}
+	syncDir(dir)
+	id := b.ID
+	if id == 0 {
+		// A backup from before identities: it gets one now.
+		st, err := sqlite.Open(dir, log)
+		if err != nil {
+			return 0, err
+		}
+		id = newID()
+		err = st.SetID(context.Background(), id)
+		st.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
+	if err := writeMarker(dir, marker{ID: id, Created: time.Now()}); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// copyTemp copies src into a new file in dir, synced, mode 0640, and
+// returns its name.
+func copyTemp(dir, src string) (string, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return "", fmt.Errorf("reading the backup: %w", err)
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(dir, ".restore-")
+	if err != nil {
+		return "", fmt.Errorf("copying the backup: %w", err)
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Chmod(0o640)
+	}
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(out.Name())
+		return "", fmt.Errorf("copying the backup: %w", err)
+	}
+	return out.Name(), nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
