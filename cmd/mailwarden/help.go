@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 	"unicode"
 	"unicode/utf8"
+
+	"mailwarden/internal/typo"
 )
 
 // usageText is what "mailwarden help" prints, made from the command
@@ -108,36 +110,9 @@ func unknown(w io.Writer, typed string) int {
 // suggest returns the command or noun nearest to typed, if it is near
 // enough to be a typo.
 func suggest(typed string) string {
-	best, bestDist := "", 3
-	try := func(name string) {
-		if d := editDistance(typed, name); d < bestDist {
-			best, bestDist = name, d
-		}
-	}
+	var names []string
 	for i := range commands {
-		try(commands[i].name)
-		try(commands[i].noun())
+		names = append(names, commands[i].name, commands[i].noun())
 	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return typo.Closest(typed, names, 3)
 }

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"mailwarden/internal/adminapi"
 	"mailwarden/internal/config"
 	"mailwarden/internal/daemon"
 	"mailwarden/internal/events"
+	"mailwarden/internal/store"
 	"mailwarden/internal/store/backend"
 )
 
@@ -34,20 +37,7 @@ func storeInit(fs *flag.FlagSet) runFunc {
 			what += ", the one before moved aside"
 		}
 		// The new store's audit log starts with who made it.
-		st, err := backend.Open(cfg, backend.Options{})
-		if err != nil {
-			return c.fail(err)
-		}
-		defer st.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		log := events.NewLog(events.LogOptions{Store: st, Settings: func() config.Events { return cfg.Events }})
-		if err := log.Audit(ctx, events.Admin{Who: c.who(), Action: c.cmd.name, Reason: what}, nil); err != nil {
-			fmt.Fprintf(c.stderr, "mailwarden %s: %s, but %v\n", c.cmd.name, what, err)
-			return 1
-		}
-		fmt.Fprintln(c.stdout, what)
-		return 0
+		return c.auditIn(cfg, what)
 	}
 }
 
@@ -90,19 +80,39 @@ func storeRestore(fs *flag.FlagSet) runFunc {
 			return c.fail(err)
 		}
 		what := fmt.Sprintf("restored store %d in %s from %s", id, cfg.DataDir, c.pos[0])
-		st, err := backend.Open(cfg, backend.Options{})
-		if err != nil {
-			return c.fail(err)
-		}
-		defer st.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		log := events.NewLog(events.LogOptions{Store: st, Settings: func() config.Events { return cfg.Events }})
-		if err := log.Audit(ctx, events.Admin{Who: c.who(), Action: c.cmd.name, Reason: what}, nil); err != nil {
-			fmt.Fprintf(c.stderr, "mailwarden %s: %s, but %v\n", c.cmd.name, what, err)
-			return 1
-		}
-		fmt.Fprintln(c.stdout, what)
-		return 0
+		return c.auditIn(cfg, what)
 	}
+}
+
+// auditIn records what a store command did, already done, in the audit
+// log of the store in cfg.DataDir, and reports it.
+func (c *call) auditIn(cfg config.Config, what string) int {
+	st, err := backend.Open(cfg, backend.Options{})
+	if err != nil {
+		return c.fail(fmt.Errorf("%s, but opening the store to record it: %w", what, err))
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return c.audited(ctx, st, cfg, what, nil)
+}
+
+// audited makes a change through the event log, so that the change and
+// its audit entry, naming the system user who ran the command, commit
+// together (fn nil: the change is already made and only recorded); then
+// it reports what was done. The commands that change the store without
+// the daemon (user, store) record their changes so; the dashboard's
+// audit page shows them.
+func (c *call) audited(ctx context.Context, st store.Store, cfg config.Config, what string, fn func(ctx context.Context) error) int {
+	log := events.NewLog(events.LogOptions{Store: st, Settings: func() config.Events { return cfg.Events }})
+	err := log.Audit(ctx, events.Admin{Who: c.who(), Action: c.cmd.name, Reason: what}, fn)
+	switch {
+	case errors.Is(err, events.ErrUnrecorded):
+		fmt.Fprintf(c.stderr, "mailwarden %s: %s, but %s\n", c.cmd.name, what, strings.TrimPrefix(err.Error(), "events: "))
+		return 1
+	case err != nil:
+		return c.fail(err)
+	}
+	fmt.Fprintln(c.stdout, what)
+	return 0
 }

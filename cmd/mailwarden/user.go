@@ -17,7 +17,6 @@ import (
 	"mailwarden/internal/account"
 	"mailwarden/internal/config"
 	"mailwarden/internal/daemon"
-	"mailwarden/internal/events"
 	"mailwarden/internal/store"
 	"mailwarden/internal/store/backend"
 )
@@ -129,7 +128,7 @@ func (u *userCmd) add(st store.Store, cfg config.Config, name, role string, from
 	ctx, cancel := context.WithTimeout(context.Background(), userTimeout)
 	defer cancel()
 	now := time.Now()
-	return u.change(ctx, st, cfg, fmt.Sprintf("added dashboard user %s (%s)", name, role), func(ctx context.Context) error {
+	return u.audited(ctx, st, cfg, fmt.Sprintf("added dashboard user %s (%s)", name, role), func(ctx context.Context) error {
 		return st.AddUser(ctx, store.User{Name: name, Role: role, Hash: hash, Created: now, Changed: now})
 	})
 }
@@ -149,7 +148,7 @@ func (u *userCmd) passwd(st store.Store, cfg config.Config, name string, fromStd
 		return u.fail(err)
 	}
 	cur.Hash, cur.Changed = hash, time.Now()
-	return u.change(ctx, st, cfg, "changed the password of dashboard user "+name, func(ctx context.Context) error {
+	return u.audited(ctx, st, cfg, "changed the password of dashboard user "+name, func(ctx context.Context) error {
 		return st.UpdateUser(ctx, cur)
 	})
 }
@@ -167,7 +166,7 @@ func (u *userCmd) setRole(st store.Store, cfg config.Config, name, role string) 
 	}
 	old := cur.Role
 	cur.Role, cur.Changed = role, time.Now()
-	return u.change(ctx, st, cfg, fmt.Sprintf("changed the role of dashboard user %s from %s to %s", name, old, role),
+	return u.audited(ctx, st, cfg, fmt.Sprintf("changed the role of dashboard user %s from %s to %s", name, old, role),
 		func(ctx context.Context) error { return st.UpdateUser(ctx, cur) })
 }
 
@@ -178,7 +177,7 @@ func (u *userCmd) del(st store.Store, cfg config.Config, name string) int {
 	if err != nil {
 		return u.fail(err)
 	}
-	return u.change(ctx, st, cfg, fmt.Sprintf("deleted dashboard user %s (%s)", name, cur.Role),
+	return u.audited(ctx, st, cfg, fmt.Sprintf("deleted dashboard user %s (%s)", name, cur.Role),
 		func(ctx context.Context) error { return st.DeleteUser(ctx, name) })
 }
 
@@ -226,24 +225,6 @@ func (u *userCmd) exists(st store.Store, name string, want bool) int {
 	case err != nil:
 		return u.fail(err)
 	}
-	return 0
-}
-
-// change makes one change to the user store through the event log, so
-// the change and its audit entry, naming the system user who ran the
-// command, are committed together; then it reports what was done. The
-// dashboard's audit page shows the entry.
-func (u *userCmd) change(ctx context.Context, st store.Store, cfg config.Config, what string, fn func(ctx context.Context) error) int {
-	log := events.NewLog(events.LogOptions{Store: st, Settings: func() config.Events { return cfg.Events }})
-	err := log.Audit(ctx, events.Admin{Who: u.who(), Action: u.cmd.name, Reason: what}, fn)
-	switch {
-	case errors.Is(err, events.ErrUnrecorded):
-		fmt.Fprintf(u.stderr, "mailwarden %s: %s, but %s\n", u.cmd.name, what, strings.TrimPrefix(err.Error(), "events: "))
-		return 1
-	case err != nil:
-		return u.fail(err)
-	}
-	fmt.Fprintln(u.stdout, what)
 	return 0
 }
 

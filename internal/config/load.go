@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"mailwarden/internal/typo"
 )
 
 // MaxFileSize bounds a configuration file. The full example with every
@@ -405,35 +409,8 @@ func joinKey(parent, name string) string {
 // suggest offers the known key closest to a misspelt one, if any is
 // close enough to be a likely typo.
 func suggest(name string, fields map[string]int) string {
-	best, bestDist := "", 3
-	for f := range fields {
-		if dist := editDistance(name, f); dist < bestDist || dist == bestDist && f < best {
-			best, bestDist = f, dist
-		}
+	if best := typo.Closest(name, slices.Collect(maps.Keys(fields)), 3); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
-	if best == "" || bestDist >= len(name) {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// editDistance is the Levenshtein distance between a and b in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return ""
 }

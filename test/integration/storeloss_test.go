@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,4 +61,39 @@ func TestLostStoreRefusesToStartEmpty(t *testing.T) {
 	id := harness.UniqueID(t)
 	requireRefused(t, s.send(t, client, "teacher@school.test", rcptTo, id), "550 ")
 	s.neverArrived(t, id)
+}
+
+// TestStoreRemovedUnderTheDaemon: the database deleted under a running
+// daemon is noticed at once (issue 21: nothing was logged, writes kept
+// "succeeding" and the next start was empty): /-/ready answers 503 and
+// status shows the store down naming the removal, mail is still decided
+// from memory (the latched client stays refused), and the next start
+// refuses instead of starting empty.
+func TestStoreRemovedUnderTheDaemon(t *testing.T) {
+	t.Parallel()
+	const client = "127.0.94.5"
+	s := startStack(t, viaPolicy, siteYAML("127.0.94.0/24"))
+	requireRefused(t, s.send(t, client, "worm@evil.test", rcptTo, harness.UniqueID(t)), "550 ")
+	waitLatch(t, s.mw, client)
+
+	for _, n := range []string{"mailwarden.db", "mailwarden.db-wal", "mailwarden.db-shm"} {
+		os.Remove(filepath.Join(s.mw.DataDir, n))
+	}
+	removed := time.Now()
+	at, body := waitReadyCode(t, s.mw, http.StatusServiceUnavailable, 15*time.Second)
+	t.Logf("database removed: /-/ready 503 after %v: %s", at.Sub(removed).Round(time.Millisecond), body)
+	if st := storeStatus(t, s.mw); st.Up || !strings.Contains(st.LastError, "removed") {
+		t.Errorf("status after the removal: %+v, want the store down, saying the file was removed", st)
+	}
+	id := harness.UniqueID(t)
+	requireRefused(t, s.send(t, client, "teacher@school.test", rcptTo, id), "550 ")
+	s.neverArrived(t, id)
+
+	s.mw.Stop(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary(t), "serve", "--config", s.mw.ConfigFile, "--data", s.mw.DataDir).CombinedOutput()
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "store restore") {
+		t.Errorf("the start after the removal: %v, want a refusal naming store restore:\n%s", err, out)
+	}
 }
