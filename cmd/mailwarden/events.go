@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -36,20 +37,10 @@ func eventsCmd(fs *flag.FlagSet) runFunc {
 		if *limit < 1 || *limit > adminapi.MaxEventLimit {
 			return c.usage("--limit %d: want 1 to %d", *limit, adminapi.MaxEventLimit)
 		}
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		evs, err := cl.Events(ctx, f)
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(evs)
-		}
-		printEvents(c.stdout, evs)
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) ([]adminapi.Event, error) { return cl.Events(ctx, f) },
+			func(w io.Writer, evs []adminapi.Event) {
+				printEvents(w, evs)
+			})
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -102,20 +103,10 @@ func freezeSwitch(fs *flag.FlagSet, on bool) runFunc {
 func freezeStatus(fs *flag.FlagSet) runFunc {
 	asJSON := jsonFlag(fs)
 	return func(c *call) int {
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		fz, err := cl.Freezes(ctx)
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(fz)
-		}
-		printFreezes(c.stdout, fz, time.Now())
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) ([]adminapi.Freeze, error) { return cl.Freezes(ctx) },
+			func(w io.Writer, fz []adminapi.Freeze) {
+				printFreezes(w, fz, time.Now())
+			})
 	}
 }
 

@@ -89,21 +89,13 @@ func openGreylist(c *call, configPath, dataDir string) (store.Store, config.Conf
 func greylistAllow(fs *flag.FlagSet) runFunc {
 	asJSON := jsonFlag(fs)
 	return func(c *call) int {
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		t, err := cl.AllowTriplet(ctx, adminapi.AllowRequest{Client: c.pos[0], Sender: c.pos[1], Recipient: c.pos[2]})
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(t)
-		}
-		fmt.Fprintf(c.stdout, "allowed: %s %s -> %s (passes from now on)\n", printable(t.Client),
-			printable(displayAddr(t.Sender)), printable(t.Recipient))
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.AllowRequest, error) {
+			return cl.AllowTriplet(ctx, adminapi.AllowRequest{Client: c.pos[0], Sender: c.pos[1], Recipient: c.pos[2]})
+		},
+			func(w io.Writer, t adminapi.AllowRequest) {
+				fmt.Fprintf(w, "allowed: %s %s -> %s (passes from now on)\n", printable(t.Client),
+					printable(displayAddr(t.Sender)), printable(t.Recipient))
+			})
 	}
 }
 

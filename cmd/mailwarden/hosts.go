@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -34,20 +35,12 @@ func hostsList(fs *flag.FlagSet) runFunc {
 		if code != 0 {
 			return code
 		}
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		hs, err := cl.Hosts(ctx, hosts.HostFilter{Site: *site, Status: *status, Since: from, Limit: *limit})
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(hs)
-		}
-		printHosts(c.stdout, hs, now)
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) ([]adminapi.Host, error) {
+			return cl.Hosts(ctx, hosts.HostFilter{Site: *site, Status: *status, Since: from, Limit: *limit})
+		},
+			func(w io.Writer, hs []adminapi.Host) {
+				printHosts(w, hs, now)
+			})
 	}
 }
 
@@ -60,20 +53,12 @@ func hostsTimeline(fs *flag.FlagSet) runFunc {
 		if code != 0 {
 			return code
 		}
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		es, err := cl.Timeline(ctx, from, *limit)
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(es)
-		}
-		printTimeline(c.stdout, es)
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) ([]adminapi.TimelineEntry, error) {
+			return cl.Timeline(ctx, from, *limit)
+		},
+			func(w io.Writer, es []adminapi.TimelineEntry) {
+				printTimeline(w, es)
+			})
 	}
 }
 
@@ -106,20 +91,10 @@ func hostsShow(fs *flag.FlagSet) runFunc {
 		if code != 0 {
 			return code
 		}
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		h, err := cl.Host(ctx, ip)
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(h)
-		}
-		printHost(c.stdout, h, time.Now())
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.Host, error) { return cl.Host(ctx, ip) },
+			func(w io.Writer, h adminapi.Host) {
+				printHost(w, h, time.Now())
+			})
 	}
 }
 
@@ -130,20 +105,12 @@ func hostsNote(fs *flag.FlagSet) runFunc {
 		if code != 0 {
 			return code
 		}
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		n, err := cl.NoteHost(ctx, ip, strings.Join(c.pos[1:], " "))
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(n)
-		}
-		fmt.Fprintf(c.stdout, "noted on %s (by %s): %s\n", ip, printable(n.By), printableText(n.Text))
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.HostNote, error) {
+			return cl.NoteHost(ctx, ip, strings.Join(c.pos[1:], " "))
+		},
+			func(w io.Writer, n adminapi.HostNote) {
+				fmt.Fprintf(w, "noted on %s (by %s): %s\n", ip, printable(n.By), printableText(n.Text))
+			})
 	}
 }
 
@@ -158,28 +125,20 @@ func hostsDisinfect(fs *flag.FlagSet) runFunc {
 		if strings.TrimSpace(*note) == "" {
 			return c.usage(`--note is required: say what was done, e.g. --note "reimaged, ticket 4411"; it goes into the audit log`)
 		}
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		d, err := cl.DisinfectHost(ctx, ip, *note)
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(d)
-		}
-		ids := make([]string, 0, len(d.Cleared))
-		for _, l := range d.Cleared {
-			ids = append(ids, printable(l.ID))
-		}
-		cleared := "no active latches"
-		if len(ids) > 0 {
-			cleared = "cleared latches " + strings.Join(ids, ", ")
-		}
-		fmt.Fprintf(c.stdout, "%s declared disinfected; %s\n", d.IP, cleared)
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.DisinfectResult, error) {
+			return cl.DisinfectHost(ctx, ip, *note)
+		},
+			func(w io.Writer, d adminapi.DisinfectResult) {
+				ids := make([]string, 0, len(d.Cleared))
+				for _, l := range d.Cleared {
+					ids = append(ids, printable(l.ID))
+				}
+				cleared := "no active latches"
+				if len(ids) > 0 {
+					cleared = "cleared latches " + strings.Join(ids, ", ")
+				}
+				fmt.Fprintf(w, "%s declared disinfected; %s\n", d.IP, cleared)
+			})
 	}
 }
 

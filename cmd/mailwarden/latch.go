@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -21,40 +22,22 @@ func latchList(fs *flag.FlagSet) runFunc {
 		if *kind != "" && *kind != store.LatchClient && *kind != store.LatchUser {
 			return c.usage("--kind %q: want client or user", *kind)
 		}
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		ls, err := cl.Latches(ctx, store.LatchFilter{Active: !*all, Kind: *kind, Key: *key, Limit: *limit})
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(ls)
-		}
-		printLatches(c.stdout, ls, *all, time.Now())
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) ([]adminapi.Latch, error) {
+			return cl.Latches(ctx, store.LatchFilter{Active: !*all, Kind: *kind, Key: *key, Limit: *limit})
+		},
+			func(w io.Writer, ls []adminapi.Latch) {
+				printLatches(w, ls, *all, time.Now())
+			})
 	}
 }
 
 func latchShow(fs *flag.FlagSet) runFunc {
 	asJSON := jsonFlag(fs)
 	return func(c *call) int {
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		l, err := cl.Latch(ctx, c.pos[0])
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(l)
-		}
-		printLatch(c.stdout, l, time.Now())
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.Latch, error) { return cl.Latch(ctx, c.pos[0]) },
+			func(w io.Writer, l adminapi.Latch) {
+				printLatch(w, l, time.Now())
+			})
 	}
 }
 
@@ -65,21 +48,13 @@ func latchClear(fs *flag.FlagSet) runFunc {
 		if *note == "" {
 			return c.usage(`--note is required: say why, e.g. --note "reimaged, ticket 4411"; it goes into the audit log`)
 		}
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		l, err := cl.ClearLatch(ctx, c.pos[0], *note)
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(l)
-		}
-		fmt.Fprintf(c.stdout, "cleared latch %s on %s %s (by %s: %s)\n", l.ID, l.Kind, printable(l.Key),
-			printable(l.ClearedBy), printableText(l.ClearNote))
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.Latch, error) {
+			return cl.ClearLatch(ctx, c.pos[0], *note)
+		},
+			func(w io.Writer, l adminapi.Latch) {
+				fmt.Fprintf(w, "cleared latch %s on %s %s (by %s: %s)\n", l.ID, l.Kind, printable(l.Key),
+					printable(l.ClearedBy), printableText(l.ClearNote))
+			})
 	}
 }
 

@@ -229,3 +229,23 @@ func versionString() string {
 	}
 	return "dev"
 }
+
+// ask sends one request to the daemon and prints the answer: as JSON
+// with --json, else with show. The commands that ask the daemon one
+// thing and print what it says are each one call of it.
+func ask[T any](c *call, asJSON bool, req func(context.Context, *adminapi.Client) (T, error), show func(w io.Writer, v T)) int {
+	cl, ctx, done, code := c.connect()
+	if cl == nil {
+		return code
+	}
+	defer done()
+	v, err := req(ctx, cl)
+	if err != nil {
+		return c.fail(err)
+	}
+	if asJSON {
+		return c.json(v)
+	}
+	show(c.stdout, v)
+	return 0
+}

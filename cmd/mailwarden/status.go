@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -20,20 +21,10 @@ import (
 func statusCmd(fs *flag.FlagSet) runFunc {
 	asJSON := jsonFlag(fs)
 	return func(c *call) int {
-		cl, ctx, done, code := c.connect()
-		if cl == nil {
-			return code
-		}
-		defer done()
-		st, err := cl.Status(ctx)
-		if err != nil {
-			return c.fail(err)
-		}
-		if *asJSON {
-			return c.json(st)
-		}
-		printStatus(c.stdout, st, time.Now())
-		return 0
+		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.Status, error) { return cl.Status(ctx) },
+			func(w io.Writer, st adminapi.Status) {
+				printStatus(w, st, time.Now())
+			})
 	}
 }
 
