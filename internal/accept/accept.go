@@ -4,7 +4,8 @@
 // loop), and the Tracker, the one place that counts connections, caps
 // them in total and per client address and makes room by closing the
 // oldest idle one. The policy server, the milter and the worm trap use
-// the Tracker; the policy server and the trap use the accept loops.
+// the Tracker; the policy server and the trap use the accept loops
+// through Server, which also orders admission against shutdown.
 package accept
 
 import (

@@ -36,13 +36,12 @@ func (s *Server) serveConn(c *accept.Conn) {
 			}
 		}
 		c.Close()
-		s.wg.Done()
 	}()
 
 	br := bufio.NewReaderSize(c, min(readBufferSize, s.o.MaxRequestBytes))
 	for {
 		c.Idle()
-		if s.shutting.Load() {
+		if s.srv.ShuttingDown() {
 			log.Debug("closing idle policy connection for shutdown")
 			return
 		}

@@ -9,8 +9,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"mailwarden/internal/accept"
@@ -71,20 +69,15 @@ type Options struct {
 
 // Server answers policy requests on any number of listeners.
 type Server struct {
-	o        Options
-	log      *slog.Logger
-	baseCtx  context.Context
-	cancel   context.CancelFunc
-	shutting atomic.Bool
+	o       Options
+	log     *slog.Logger
+	baseCtx context.Context
+	cancel  context.CancelFunc
 
-	lns   accept.Listeners
 	conns *accept.Tracker
+	srv   *accept.Server
 	// instances numbers each message's recipients across connections.
 	instances instances
-
-	// mu orders admitting a connection against Shutdown.
-	mu sync.Mutex
-	wg sync.WaitGroup // connection goroutines
 }
 
 // NewServer returns a server; call Serve to start it.
@@ -108,12 +101,9 @@ func NewServer(o Options) *Server {
 		o.MaxConnsPerClient = DefaultMaxConnsPerClient
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
-		o: o, log: o.Log, baseCtx: ctx, cancel: cancel,
-		lns: accept.Listeners{Name: "policy server", Log: o.Log},
-		conns: accept.NewTracker(accept.TrackerOptions{Name: "policy server", Log: o.Log,
-			MaxConns: o.MaxConns, MaxPerClient: o.MaxConnsPerClient, Evict: true}),
-	}
+	conns := accept.NewTracker(accept.TrackerOptions{Name: "policy server", Log: o.Log,
+		MaxConns: o.MaxConns, MaxPerClient: o.MaxConnsPerClient, Evict: true})
+	return &Server{o: o, log: o.Log, baseCtx: ctx, cancel: cancel, conns: conns, srv: accept.NewServer(conns)}
 }
 
 // ConnStats returns the connection counts: open, evicted, refused.
@@ -121,30 +111,9 @@ func (s *Server) ConnStats() accept.TrackerStats { return s.conns.Stats() }
 
 // Serve accepts connections on ln until Shutdown, then returns nil. It
 // returns an error if accepting fails for another reason. Serve closes ln.
+// A connection the tracker finds no room for is closed (it logs that).
 func (s *Server) Serve(ln net.Listener) error {
-	return s.lns.Serve(ln, s.track)
-}
-
-// track starts serving nc, or closes it when shutting down or when the
-// tracker finds no room (it logs that).
-func (s *Server) track(nc net.Conn) {
-	s.mu.Lock()
-	if s.shutting.Load() {
-		s.mu.Unlock()
-		nc.Close()
-		return
-	}
-	c, err := s.conns.Admit(nc)
-	if err != nil {
-		s.mu.Unlock()
-		nc.Close()
-		return
-	}
-	// Add happens under mu before Shutdown sets shutting, so it always
-	// precedes Shutdown's Wait.
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go s.serveConn(c)
+	return s.srv.Serve(ln, s.serveConn, nil)
 }
 
 // Shutdown stops accepting, closes idle connections at once, lets
@@ -154,29 +123,14 @@ func (s *Server) track(nc net.Conn) {
 // ctx.Err(). Postfix sends a request whose connection was closed again
 // on a new one (SMTPD_POLICY_README), so closing idle ones is safe.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutting.Store(true)
-	s.lns.Close()
-	s.mu.Unlock()
-	// A connection is idle while it waits for the first byte of a
-	// request; one marked idle after this sees shutting and ends.
-	closed := s.conns.CloseIdle()
-	if open := s.conns.Stats().Open; open > 0 {
-		s.log.Info("policy server: closed idle connections, waiting for requests in flight", "closed", closed, "open", open)
-	}
-
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		s.cancel()
-		return nil
-	case <-ctx.Done():
-		s.cancel()
-		s.conns.Each(func(c *accept.Conn) { c.Close() })
-		return ctx.Err()
-	}
+	err := s.srv.Shutdown(ctx, func() {
+		// A connection is idle while it waits for the first byte of a
+		// request; one marked idle after this sees shutting and ends.
+		closed := s.conns.CloseIdle()
+		if open := s.conns.Stats().Open; open > 0 {
+			s.log.Info("policy server: closed idle connections, waiting for requests in flight", "closed", closed, "open", open)
+		}
+	})
+	s.cancel()
+	return err
 }

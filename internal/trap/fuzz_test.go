@@ -54,7 +54,6 @@ func FuzzSession(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.wg.Add(1)
 		s.serveConn(tc)
 
 		out := c.out.Bytes()

@@ -9,8 +9,6 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"mailwarden/internal/accept"
@@ -64,19 +62,14 @@ type Options struct {
 
 // Server is the trap listener.
 type Server struct {
-	o        Options
-	log      *slog.Logger
-	shutting atomic.Bool
+	o   Options
+	log *slog.Logger
 
-	lns accept.Listeners
 	// conns caps conversations without eviction: in a worm flood the
 	// newest connections are refused (and recorded), never the
 	// conversations already under way.
 	conns *accept.Tracker
-
-	// mu orders admitting a conversation against Shutdown.
-	mu sync.Mutex
-	wg sync.WaitGroup // connection goroutines
+	srv   *accept.Server
 }
 
 // NewServer returns a trap server; call Serve to start it.
@@ -107,12 +100,9 @@ func NewServer(o Options) *Server {
 	if o.MaxPerIP <= 0 {
 		o.MaxPerIP = DefaultMaxPerIP
 	}
-	return &Server{
-		o: o, log: o.Log,
-		lns: accept.Listeners{Name: "trap", Log: o.Log},
-		conns: accept.NewTracker(accept.TrackerOptions{Name: "trap", Log: o.Log,
-			MaxConns: o.MaxConns, MaxPerClient: o.MaxPerIP}),
-	}
+	conns := accept.NewTracker(accept.TrackerOptions{Name: "trap", Log: o.Log,
+		MaxConns: o.MaxConns, MaxPerClient: o.MaxPerIP})
+	return &Server{o: o, log: o.Log, conns: conns, srv: accept.NewServer(conns)}
 }
 
 // ConnStats returns the connection counts: open, refused (none are
@@ -121,36 +111,16 @@ func (s *Server) ConnStats() accept.TrackerStats { return s.conns.Stats() }
 
 // Serve accepts connections on ln until Shutdown, then returns nil. It
 // returns an error if accepting fails for another reason. Serve closes ln.
+// The count of tracked connections is the semaphore that bounds
+// goroutines: a connection over a cap is refused inline.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.lns.Serve(ln, s.admit)
-}
-
-// admit starts a conversation on nc, or refuses it when shutting down or
-// over a cap. The count of tracked connections is the semaphore that
-// bounds goroutines: a refused connection is answered here, inline.
-func (s *Server) admit(nc net.Conn) {
-	s.mu.Lock()
-	if s.shutting.Load() {
-		s.mu.Unlock()
-		nc.Close()
-		return
-	}
-	c, err := s.conns.Admit(nc)
-	if err != nil {
-		s.mu.Unlock()
-		s.refuse(nc, remoteAddr(nc))
-		return
-	}
-	// Add happens under mu before Shutdown sets shutting, so it always
-	// precedes Shutdown's Wait.
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go s.serveConn(c)
+	return s.srv.Serve(ln, s.serveConn, s.refuse)
 }
 
 // refuse answers a connection over a cap with 421 (RFC 5321 §4.2.2:
 // service not available, closing) and records it: a flood is evidence.
-func (s *Server) refuse(nc net.Conn, client netip.Addr) {
+func (s *Server) refuse(nc net.Conn) {
+	client := remoteAddr(nc)
 	h := Hit{Client: client, Time: time.Now(), OrigDst: redirectedDst(nc)}
 	nc.SetWriteDeadline(time.Now().Add(rejectTimeout))
 	nc.Write([]byte("421 4.7.0 Too many connections\r\n"))
@@ -169,7 +139,6 @@ func (s *Server) serveConn(c *accept.Conn) {
 		}
 		c.Close()
 		s.record(h)
-		s.wg.Done()
 	}()
 	s.converse(c, &h)
 }
@@ -196,26 +165,9 @@ func (s *Server) record(h Hit) {
 // next read. It waits for them to end; when ctx ends first it closes
 // every connection and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutting.Store(true)
-	s.lns.Close()
-	s.mu.Unlock()
 	// A session arming its next read after this finds shutting set or
 	// its read deadline pinned in the past.
-	s.conns.Each((*accept.Conn).Interrupt)
-
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		s.conns.Each(func(c *accept.Conn) { c.Close() })
-		return ctx.Err()
-	}
+	return s.srv.Shutdown(ctx, func() { s.conns.Each((*accept.Conn).Interrupt) })
 }
 
 // remoteAddr returns the client address of nc, or the zero Addr when it

@@ -61,7 +61,7 @@ func (s *Server) converse(c *accept.Conn, h *Hit) {
 			s.finish(c, end, replyTooLong)
 			return
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if s.shutting.Load() {
+			if s.srv.ShuttingDown() {
 				s.finish(c, end, replyShutdown)
 			} else {
 				s.finish(c, end, replyTimeout)
@@ -114,7 +114,7 @@ func (s *Server) converse(c *accept.Conn, h *Hit) {
 // down; Shutdown interrupts a read armed meanwhile, and the connection
 // then ignores a new deadline.
 func (s *Server) armRead(c *accept.Conn, end time.Time) bool {
-	if s.shutting.Load() {
+	if s.srv.ShuttingDown() {
 		return false
 	}
 	c.SetReadDeadline(earlier(time.Now().Add(s.o.ReadTimeout), end))
