@@ -100,3 +100,10 @@ func (p *Postfix) run(t testing.TB, name string, args ...string) string {
 	}
 	return stdout.String()
 }
+
+// Flush asks this instance to try every deferred message again now
+// (postqueue -f), as an administrator does after fixing what held mail.
+func (p *Postfix) Flush(t testing.TB) {
+	t.Helper()
+	p.run(t, "postqueue", "-c", p.ConfigDir, "-f")
+}
