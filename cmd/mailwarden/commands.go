@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"slices"
 	"strings"
 )
 
@@ -117,6 +118,17 @@ var commands = []command{
 	{name: "mailbox watch", setup: mailboxWatch,
 		summary: "report bursts of new mailboxes as they come"},
 
+	{name: "queue summary", flags: "[--top N] [--json]", setup: queueSummary,
+		summary: "count the MTA's queued messages by sender, domain, age and queue: a spam run at a glance"},
+	{name: "queue list", flags: "[filters] [--json|--csv]", setup: queueList,
+		summary: "list the queued messages the filters select"},
+	{name: "queue purge", flags: "[filters] [--apply]", setup: queuePurge, changes: true,
+		summary: "delete the queued messages the filters select; a dry run unless --apply"},
+	{name: "queue hold", flags: "[filters] [--apply]", setup: queueHold, changes: true,
+		summary: "put the queued messages the filters select on hold; a dry run unless --apply"},
+	{name: "queue release", flags: "[filters] [--apply]", setup: queueRelease, changes: true,
+		summary: "release the held messages the filters select; a dry run unless --apply"},
+
 	{name: "version", setup: versionCmd,
 		summary: "print mailwarden's version"},
 }
@@ -128,7 +140,8 @@ func commonFlag(name string) bool {
 	case "config", "data", "layout", "root", "home", "passwd-file":
 		return true
 	}
-	return false
+	// The queue commands' filters, shown as "[filters]".
+	return slices.Contains(queueFilterFlags, name)
 }
 
 // synopsis is the command's usage line without "usage: ".

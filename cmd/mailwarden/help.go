@@ -41,6 +41,13 @@ does. With no --config, built-in defaults apply: listeners on 127.0.0.1
 The mailbox commands work on the passwd files (mailbox: in the config;
 --layout, --root, --home and --passwd-file override it). See
 docs/mailbox.md.
+The queue commands work on the MTA's queue (queue: in the config), with
+no daemon. Their [filters], all of which must match, are --sender and
+--recipient PATTERN (* any characters, ? one), --sender-domain and
+--recipient-domain D, --sender-regexp and --recipient-regexp RE,
+--older-than and --newer-than AGE (2h, 3d), --queue NAME (active,
+deferred, hold, incoming, maildrop), --min-size and --max-size BYTES.
+See docs/queue.md.
 `)
 	return b.String()
 }

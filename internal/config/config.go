@@ -41,6 +41,7 @@ type Config struct {
 	MailLogin    MailLogin    `yaml:"mail_login"`
 	Web          Web          `yaml:"web"`
 	Mailbox      Mailbox      `yaml:"mailbox"`
+	Queue        Queue        `yaml:"queue"`
 }
 
 // Trap is the listener the firewall redirects internal machines'
@@ -387,6 +388,7 @@ func Default() Config {
 		MailLogin: MailLogin{Poll: Duration(time.Second)},
 		Web:       defaultWeb(),
 		Mailbox:   defaultMailbox(),
+		Queue:     defaultQueue(),
 	}
 }
 

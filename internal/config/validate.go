@@ -157,6 +157,7 @@ func (c *Config) Validate() []Error {
 	c.validateHosts(add)
 	c.validateWeb(add)
 	c.validateMailbox(add)
+	c.validateQueue(add)
 	return errs
 }
 
