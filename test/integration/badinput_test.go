@@ -156,8 +156,11 @@ func startHealthyPolicy(t *testing.T, addr string) *healthyPolicy {
 		t.Fatalf("connecting to the policy server: %v", err)
 	}
 	h := &healthyPolicy{done: make(chan struct{}), finished: make(chan struct{})}
+	// An outside client: the stream's requests are greylisted, answered
+	// all the same, and never count against an internal client's rate
+	// limits, however long a slow machine keeps the stream going.
 	req := "request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n" +
-		"client_address=127.0.42.20\nclient_name=unknown\nreverse_client_name=unknown\n" +
+		"client_address=198.51.100.20\nclient_name=unknown\nreverse_client_name=unknown\n" +
 		"helo_name=healthy.test\nsender=healthy@ext.test\nrecipient=user@dest.test\n" +
 		"recipient_count=0\nqueue_id=\ninstance=1.2.3.4\nsize=0\n\n"
 	go func() {
