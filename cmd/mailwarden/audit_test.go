@@ -55,6 +55,7 @@ func TestEveryChangingVerbIsAudited(t *testing.T) {
 	// store init and store restore work on data directories of their own
 	// (restore refuses one whose daemon runs); their events are read there.
 	fresh, restored := filepath.Join(t.TempDir(), "new"), filepath.Join(t.TempDir(), "restored")
+	qcfg, _ := fakeQueue(t)
 	backup := filepath.Join(t.TempDir(), "backup.db")
 	if code, _, stderr := runCmd("store", "backup", "--data", data, backup); code != 0 {
 		t.Fatalf("store backup: %s", stderr)
@@ -76,14 +77,16 @@ func TestEveryChangingVerbIsAudited(t *testing.T) {
 		"user del":        {[]string{"carol"}, ""},
 		"store init":      {[]string{"--data", fresh}, ""},
 		"store restore":   {[]string{"--data", restored, backup}, ""},
+		// The queue tools act on the MTA's queue (stand-ins here) and
+		// record what --apply did in the store of --data.
+		"queue purge":   {[]string{"--config", qcfg, "--sender", "*@victim-one.example", "--apply"}, ""},
+		"queue hold":    {[]string{"--config", qcfg, "--queue", "deferred", "--apply"}, ""},
+		"queue release": {[]string{"--config", qcfg, "--queue", "hold", "--apply"}, ""},
 	}
 	// The mailbox tools change passwd files offline, where there may be
 	// no mailwarden store at all; their record is the backup manifest
 	// each removal and restore writes (docs/mailbox.md).
-	offline := map[string]bool{"mailbox snapshot": true, "mailbox remove": true, "mailbox restore": true,
-		// The queue tools act on the MTA's queue, not on mailwarden's
-		// store; their record is their output and the MTA's log.
-		"queue purge": true, "queue hold": true, "queue release": true}
+	offline := map[string]bool{"mailbox snapshot": true, "mailbox remove": true, "mailbox restore": true}
 	seen := 0
 	for _, c := range commands {
 		if !c.changes || offline[c.name] {

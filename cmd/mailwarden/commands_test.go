@@ -57,10 +57,11 @@ func TestCommandTable(t *testing.T) {
 // TestStateChangesGoThroughTheDaemon: a command that changes state goes
 // through the daemon, which checks and audits it, unless it works
 // without the daemon by design: dashboard users (to make the first one
-// before the daemon runs, audited the same way) and the offline mailbox
-// tools on the passwd files, and the queue tools, which act on the MTA's
-// queue, not on mailwarden's store: their record is their output and the
-// MTA's log.
+// before the daemon runs), the store commands (the daemon is stopped for
+// a restore) and the queue tools, which act on the MTA's queue, all
+// audited through the same event log (TestEveryChangingVerbIsAudited);
+// and the offline mailbox tools on the passwd files, whose record is
+// their backup manifest.
 func TestStateChangesGoThroughTheDaemon(t *testing.T) {
 	for _, c := range commands {
 		if c.changes && !c.daemon && c.noun() != "user" && c.noun() != "mailbox" && c.noun() != "store" && c.noun() != "queue" {

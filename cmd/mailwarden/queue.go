@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"mailwarden/internal/config"
 	"mailwarden/internal/daemon"
 	"mailwarden/internal/mtaqueue"
+	"mailwarden/internal/store/backend"
 )
 
 // The queue commands work on the MTA's queue through its own programs
@@ -40,6 +42,7 @@ type queueCmd struct {
 	filter     mtaqueue.Filter
 	olderThan  ageFlag
 	newerThan  ageFlag
+	cfg        config.Config
 }
 
 func newQueueCmd(fs *flag.FlagSet, filters bool) *queueCmd {
@@ -70,6 +73,7 @@ func (q *queueCmd) open(c *call) (mtaqueue.Queue, *mtaqueue.Matcher, int) {
 	if err != nil {
 		return nil, nil, q.usage("%v", err)
 	}
+	q.cfg = cfg
 	q.filter.OlderThan, q.filter.NewerThan = time.Duration(q.olderThan), time.Duration(q.newerThan)
 	m, err := q.filter.Compile(time.Now())
 	if err != nil {
@@ -279,6 +283,7 @@ func queueRelease(fs *flag.FlagSet) runFunc {
 // it would do and changes nothing.
 func queueActCmd(fs *flag.FlagSet, a queueAction) runFunc {
 	q := newQueueCmd(fs, true)
+	dataDir := fs.String("data", "", "data `directory` of mailwarden's store, whose audit log records what --apply did")
 	apply := fs.Bool("apply", false, "really "+a.verb+" them (without it: a dry run that changes nothing)")
 	return func(c *call) int {
 		qu, m, code := q.open(c)
@@ -313,6 +318,13 @@ func queueActCmd(fs *flag.FlagSet, a queueAction) runFunc {
 		}
 		fmt.Fprintf(out, "%s %d messages; %d %s\n", a.done, len(res.Done), len(res.Gone), a.gone)
 		out.Flush()
+		// It is an admin action: the audit log of the mailwarden store on
+		// this host records it, if there is one (the queue tools also run
+		// where mailwarden keeps no store).
+		if len(res.Done) > 0 {
+			q.recordAction(*dataDir, fmt.Sprintf("%s %d messages of the %s queue matching %s; %d %s",
+				a.done, len(res.Done), q.cfg.Queue.MTA, setFilters(fs), len(res.Gone), a.gone))
+		}
 		if err != nil {
 			return q.fail(err)
 		}
@@ -343,4 +355,33 @@ func (a *ageFlag) Set(s string) error {
 	}
 	*a = ageFlag(d)
 	return nil
+}
+
+// setFilters describes the filter flags given, for the audit log.
+func setFilters(fs *flag.FlagSet) string {
+	var parts []string
+	fs.Visit(func(f *flag.Flag) {
+		if slices.Contains(queueFilterFlags, f.Name) {
+			parts = append(parts, fmt.Sprintf("--%s %q", f.Name, f.Value.String()))
+		}
+	})
+	if len(parts) == 0 {
+		return "no filter (every message)"
+	}
+	return strings.Join(parts, " ")
+}
+
+// recordAction records what --apply did in the audit log of the store in
+// dataDir (or the config's data_dir), and says so when there is none.
+func (q *queueCmd) recordAction(dataDir, what string) {
+	cfg := q.cfg
+	if dataDir != "" {
+		cfg.DataDir = dataDir
+	}
+	switch err := q.record(cfg, what); {
+	case errors.Is(err, backend.ErrNoStore):
+		fmt.Fprintf(q.stderr, "mailwarden %s: not recorded in an audit log: no mailwarden store in %s\n", q.cmd.name, cfg.DataDir)
+	case err != nil:
+		fmt.Fprintf(q.stderr, "mailwarden %s: done, but recording it in the audit log failed: %v\n", q.cmd.name, err)
+	}
 }

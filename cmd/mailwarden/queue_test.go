@@ -27,7 +27,10 @@ func fakeQueue(t *testing.T) (cfg, log string) {
 		return p
 	}
 	pq := write("postqueue", "#!/bin/sh\ncat "+sample+"\n")
-	ps := write("postsuper", "#!/bin/sh\nwhile read id; do echo \"$* $id\" >> "+log+"; echo \"postsuper: $id: removed\" >&2; done\n")
+	// postsuper reports each message it acted on with the word of its
+	// operation: -d removed, -h placed on hold, -H released from hold.
+	ps := write("postsuper", "#!/bin/sh\ncase \"$1\" in -h) w='placed on hold';; -H) w='released from hold';; *) w=removed;; esac\n"+
+		"while read id; do echo \"$* $id\" >> "+log+"; echo \"postsuper: $id: $w\" >&2; done\n")
 	cfg = write("mailwarden.yaml", "queue:\n  postqueue: "+pq+"\n  postsuper: "+ps+"\n")
 	return cfg, log
 }

@@ -97,6 +97,21 @@ func (c *call) auditIn(cfg config.Config, what string) int {
 	return c.audited(ctx, st, cfg, what, nil)
 }
 
+// record puts what a command did, already done, in the audit log of the
+// store in cfg.DataDir, without printing it. An error wrapping
+// backend.ErrNoStore means there is no store there to record in.
+func (c *call) record(cfg config.Config, what string) error {
+	st, err := backend.Open(cfg, backend.Options{})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log := events.NewLog(events.LogOptions{Store: st, Settings: func() config.Events { return cfg.Events }})
+	return log.Audit(ctx, events.Admin{Who: c.who(), Action: c.cmd.name, Reason: what}, nil)
+}
+
 // audited makes a change through the event log, so that the change and
 // its audit entry, naming the system user who ran the command, commit
 // together (fn nil: the change is already made and only recorded); then
