@@ -314,7 +314,7 @@ func TestThrottleIsBounded(t *testing.T) {
 	}
 	// Entries that are not locked go first, so a flood of single
 	// guesses does not free a locked name.
-	if !th.locked("victim", "", now, lim) {
+	if ok, _ := th.reserve("victim", "192.0.2.99", now, lim); ok {
 		t.Error("the flood evicted a locked name")
 	}
 }

@@ -42,13 +42,6 @@ func newThrottle(max int) *throttle {
 	return &throttle{max: max, names: make(map[string]strike), addrs: make(map[string]strike)}
 }
 
-// locked reports whether the name or the address is locked out at now.
-func (t *throttle) locked(name, addr string, now time.Time, lim limits) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.names[name].locked(now, lim) || t.addrs[addr].locked(now, lim)
-}
-
 // reserve counts a login attempt as failed before its password is
 // compared, or refuses it when the name or the address is locked. The
 // check and the count are one step under the lock, so attempts arriving

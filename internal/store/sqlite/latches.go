@@ -128,18 +128,9 @@ func (s *Store) AddLatchRefusal(ctx context.Context, id string, now time.Time) (
 	err := s.w.as(writeLatch).doCommitted(ctx, func(w *writer) error {
 		bg := context.Background()
 		at := msTime(now)
-		refused = nil
-		cur, err := scanLatch(w.out.latchByID.QueryRowContext(bg, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			refused = store.ErrNotFound
-			return nil
-		}
-		if err != nil {
+		cur, err := activeLatchTx(w, id, now, &refused)
+		if err != nil || refused != nil {
 			return err
-		}
-		if !cur.Active(now) {
-			refused = store.ErrNotActive
-			return nil
 		}
 		if _, err := w.out.refuseLatch.ExecContext(bg, id, at.UnixMilli()); err != nil {
 			return err
@@ -253,18 +244,9 @@ func (s *Store) ClearLatch(ctx context.Context, id, by, note string, now time.Ti
 	audit, row := pendingAudit(ctx)
 	err := s.w.as(writeLatch).doCommitted(ctx, func(w *writer) error {
 		bg := context.Background()
-		refused = nil
-		cur, err := scanLatch(w.out.latchByID.QueryRowContext(bg, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			refused = store.ErrNotFound
-			return nil
-		}
-		if err != nil {
+		cur, err := activeLatchTx(w, id, now, &refused)
+		if err != nil || refused != nil {
 			return err
-		}
-		if !cur.Active(now) {
-			refused = store.ErrNotActive
-			return nil
 		}
 		cur.ClearedAt, cur.ClearedBy, cur.ClearNote = msTime(now), by, note
 		if _, err = w.out.clearLatch.ExecContext(bg, id, cur.ClearedAt.UnixMilli(), by, note); err != nil {
@@ -287,4 +269,25 @@ func (s *Store) ClearLatch(ctx context.Context, id, by, note string, now time.Ti
 		return store.Latch{}, fmt.Errorf("sqlite: clear latch %s: %w", id, refused)
 	}
 	return out, nil
+}
+
+// activeLatchTx reads latch id inside the writer's transaction. A latch
+// that is missing or no longer active is a result, not a failed write:
+// it is set in *refused (store.ErrNotFound or store.ErrNotActive) with a
+// nil error, since an error would roll back and rerun the writes batched
+// with this one.
+func activeLatchTx(w *writer, id string, now time.Time, refused *error) (store.Latch, error) {
+	*refused = nil
+	cur, err := scanLatch(w.out.latchByID.QueryRowContext(context.Background(), id))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		*refused = store.ErrNotFound
+		return store.Latch{}, nil
+	case err != nil:
+		return store.Latch{}, err
+	case !cur.Active(now):
+		*refused = store.ErrNotActive
+		return store.Latch{}, nil
+	}
+	return cur, nil
 }
