@@ -33,7 +33,7 @@ const queueSample = 10
 // queueFilterFlags are the filter flags purge, hold, release and list
 // take; commonFlag lets their synopses say "[filters]".
 var queueFilterFlags = []string{"sender", "recipient", "sender-domain", "recipient-domain",
-	"sender-regexp", "recipient-regexp", "older-than", "newer-than", "queue", "min-size", "max-size"}
+	"sender-regexp", "recipient-regexp", "auth-user", "older-than", "newer-than", "queue", "min-size", "max-size"}
 
 // queueCmd is one run of a "mailwarden queue" command.
 type queueCmd struct {
@@ -57,9 +57,10 @@ func newQueueCmd(fs *flag.FlagSet, filters bool) *queueCmd {
 	fs.StringVar(&f.RecipientDomain, "recipient-domain", "", "recipient `domain`")
 	fs.StringVar(&f.SenderRegexp, "sender-regexp", "", "regular `expression` (RE2) searched for in the sender")
 	fs.StringVar(&f.RecipientRegexp, "recipient-regexp", "", "regular `expression` (RE2) searched for in a recipient")
+	fs.StringVar(&f.AuthUser, "auth-user", "", "authenticated `user` (where the queue records it: Exim)")
 	fs.Var(&q.olderThan, "older-than", "queued longer than this `age` (90m, 2h, 3d)")
 	fs.Var(&q.newerThan, "newer-than", "queued for less than this `age` (90m, 2h, 3d)")
-	fs.StringVar(&f.Queue, "queue", "", "only this `queue`: active, deferred, hold, incoming or maildrop")
+	fs.StringVar(&f.Queue, "queue", "", "only this `queue`: active, deferred, hold, incoming, maildrop (Postfix) or frozen (Exim)")
 	fs.Int64Var(&f.MinSize, "min-size", 0, "at least this many `bytes`")
 	fs.Int64Var(&f.MaxSize, "max-size", 0, "at most this many `bytes`")
 	return q
@@ -79,15 +80,11 @@ func (q *queueCmd) open(c *call) (mtaqueue.Queue, *mtaqueue.Matcher, int) {
 	if err != nil {
 		return nil, nil, q.usage("%v", err)
 	}
-	qc := cfg.Queue
-	if qc.MTA != config.QueuePostfix {
-		return nil, nil, q.usage("queue.mta %q: only postfix is available yet", qc.MTA)
-	}
-	p := &mtaqueue.Postfix{Postqueue: qc.Postqueue, Postsuper: qc.Postsuper, ConfigDir: qc.ConfigDirectory}
-	if err := p.Check(); err != nil {
+	qu, err := mtaqueue.Open(cfg.Queue)
+	if err != nil {
 		return nil, nil, q.fail(err)
 	}
-	return p, m, -1
+	return qu, m, -1
 }
 
 // queueContext is cancelled by an interrupt, which stops the listing or
@@ -153,6 +150,9 @@ func printSummary(w io.Writer, s mtaqueue.Summary) {
 	block("top senders", s.DistinctSenders, s.BySender)
 	block("top sender domains", s.DistinctSenderDomains, s.BySenderDomain)
 	block("top recipient domains (messages)", s.DistinctRecipientDomains, s.ByRecipientDomain)
+	if s.DistinctAuthUsers > 0 {
+		block("top authenticated users", s.DistinctAuthUsers, s.ByAuthUser)
+	}
 }
 
 func humanBytes(n int64) string {
@@ -202,10 +202,10 @@ func queueList(fs *flag.FlagSet) runFunc {
 		case *asCSV:
 			cw := csv.NewWriter(out)
 			defer cw.Flush()
-			cw.Write([]string{"queue_id", "queue", "arrival", "size", "sender", "recipients"})
+			cw.Write([]string{"queue_id", "queue", "arrival", "size", "sender", "recipients", "auth_user"})
 			write = func(msg mtaqueue.Message) error {
 				return cw.Write([]string{msg.ID, msg.Queue, msg.Arrival.UTC().Format(time.RFC3339),
-					strconv.FormatInt(msg.Size, 10), msg.Sender, strings.Join(addresses(msg), " ")})
+					strconv.FormatInt(msg.Size, 10), msg.Sender, strings.Join(addresses(msg), " "), msg.AuthUser})
 			}
 		default:
 			fmt.Fprintf(out, "%-15s %-8s %-20s %8s  %s\n", "ID", "QUEUE", "ARRIVED", "SIZE", "SENDER -> RECIPIENTS")

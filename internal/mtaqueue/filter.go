@@ -23,6 +23,9 @@ type Filter struct {
 	SenderRegexp, RecipientRegexp string
 	// OlderThan and NewerThan compare the message's age with a duration.
 	OlderThan, NewerThan time.Duration
+	// AuthUser is the authenticated user, exactly (case-insensitive);
+	// a message with no recorded user never matches it.
+	AuthUser string
 	// Queue is one of QueueNames.
 	Queue string
 	// MinSize and MaxSize bound the message size in bytes; 0: no bound.
@@ -67,6 +70,9 @@ func (f Filter) Compile(now time.Time) (*Matcher, error) {
 	}
 	if f.Queue != "" && !slices.Contains(QueueNames, f.Queue) {
 		return nil, fmt.Errorf("queue %q: want one of %s", f.Queue, strings.Join(QueueNames, ", "))
+	}
+	if strings.ContainsAny(f.AuthUser, "\r\n") {
+		return nil, fmt.Errorf("authenticated user %q contains a line break", f.AuthUser)
 	}
 	if f.OlderThan < 0 || f.NewerThan < 0 {
 		return nil, fmt.Errorf("ages must not be negative")
@@ -127,6 +133,9 @@ func senderAddr(s string) string {
 func (m *Matcher) Match(msg Message) bool {
 	f := &m.f
 	if f.Queue != "" && msg.Queue != f.Queue {
+		return false
+	}
+	if f.AuthUser != "" && !strings.EqualFold(msg.AuthUser, f.AuthUser) {
 		return false
 	}
 	if f.MinSize > 0 && msg.Size < f.MinSize || f.MaxSize > 0 && msg.Size > f.MaxSize {

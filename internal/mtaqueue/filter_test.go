@@ -76,7 +76,8 @@ func TestFilterInvalid(t *testing.T) {
 	}{
 		{Filter{SenderRegexp: "(office"}, "sender regular expression"},
 		{Filter{RecipientRegexp: "a[b"}, "recipient regular expression"},
-		{Filter{Queue: "frozen"}, `queue "frozen"`},
+		{Filter{Queue: "bogus"}, `queue "bogus"`},
+		{Filter{AuthUser: "a\nb"}, "line break"},
 		{Filter{SenderDomain: "a@b"}, "want a domain"},
 		{Filter{MinSize: 10, MaxSize: 5}, "more than maximum"},
 		{Filter{OlderThan: -time.Hour}, "negative"},
@@ -127,3 +128,33 @@ func TestSummary(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestAuthUser: the authenticated user filters and is counted where the
+// MTA records it, and a message without one is never selected by it.
+func TestAuthUser(t *testing.T) {
+	now := time.Unix(1796600500, 0)
+	msgs := []Message{
+		{ID: "a", Sender: "x@a.example", AuthUser: "webmaster", Arrival: now},
+		{ID: "b", Sender: "y@a.example", AuthUser: "WebMaster", Arrival: now},
+		{ID: "c", Sender: "z@a.example", Arrival: now},
+	}
+	m, err := Filter{AuthUser: "webmaster"}.Compile(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	s := NewSummarizer(now)
+	for _, msg := range msgs {
+		if m.Match(msg) {
+			got = append(got, msg.ID)
+		}
+		s.Add(msg)
+	}
+	if !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("auth user webmaster selects %q, want a b", got)
+	}
+	sum := s.Summary(0)
+	if sum.DistinctAuthUsers != 2 || len(sum.ByAuthUser) != 2 || sum.ByAuthUser[0].Messages != 1 {
+		t.Errorf("summary by auth user = %+v (%d distinct), want 2 users of 1 message each", sum.ByAuthUser, sum.DistinctAuthUsers)
+	}
+}

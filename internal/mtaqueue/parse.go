@@ -65,7 +65,7 @@ func parseLine(b []byte) (Message, error) {
 	if !ValidID(j.QueueID) {
 		return Message{}, fmt.Errorf("queue_id %q is not a Postfix queue ID", j.QueueID)
 	}
-	if !slices.Contains(QueueNames, j.QueueName) {
+	if !slices.Contains(postfixQueues, j.QueueName) {
 		return Message{}, fmt.Errorf("message %s: unknown queue_name %q", j.QueueID, j.QueueName)
 	}
 	if j.ArrivalTime == nil {

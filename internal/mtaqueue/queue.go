@@ -18,21 +18,31 @@ const (
 	Active   = "active"
 	Deferred = "deferred"
 	Hold     = "hold"
+	// Frozen is Exim's: a message Exim stopped trying to deliver, or
+	// one "queue hold" froze (exim -Mf).
+	Frozen = "frozen"
 )
 
 // QueueNames are the queues a filter may name.
-var QueueNames = []string{Active, Deferred, Hold, Incoming, Maildrop}
+var QueueNames = []string{Active, Deferred, Hold, Incoming, Maildrop, Frozen}
+
+// postfixQueues are the queues postqueue -j reports.
+var postfixQueues = []string{Active, Deferred, Hold, Incoming, Maildrop}
 
 // ErrNotAvailable is returned for an MTA whose backend is not written yet.
 var ErrNotAvailable = errors.New("mtaqueue: not available yet")
 
 // Message is one queued message.
 type Message struct {
-	ID           string      `json:"queue_id"`
-	Queue        string      `json:"queue_name"`
-	Arrival      time.Time   `json:"arrival_time"`
-	Size         int64       `json:"message_size"`
-	Sender       string      `json:"sender"`
+	ID      string    `json:"queue_id"`
+	Queue   string    `json:"queue_name"`
+	Arrival time.Time `json:"arrival_time"`
+	Size    int64     `json:"message_size"`
+	Sender  string    `json:"sender"`
+	// AuthUser is the name the sender authenticated with, where the
+	// MTA's listing records it (Exim's spool does; postqueue -j does
+	// not); "" otherwise.
+	AuthUser     string      `json:"auth_user,omitempty"`
 	Recipients   []Recipient `json:"recipients"`
 	ForcedExpire bool        `json:"forced_expire,omitempty"`
 }

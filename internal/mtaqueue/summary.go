@@ -35,6 +35,8 @@ type Summary struct {
 	BySender          []Count `json:"by_sender"`
 	BySenderDomain    []Count `json:"by_sender_domain"`
 	ByRecipientDomain []Count `json:"by_recipient_domain"`
+	// ByAuthUser counts the messages that record an authenticated user.
+	ByAuthUser []Count `json:"by_auth_user,omitempty"`
 	// ByAge has every bucket of AgeBuckets in order; ByQueue every
 	// queue that has messages, most first.
 	ByAge   []Count `json:"by_age"`
@@ -43,6 +45,7 @@ type Summary struct {
 	DistinctSenders          int `json:"distinct_senders"`
 	DistinctSenderDomains    int `json:"distinct_sender_domains"`
 	DistinctRecipientDomains int `json:"distinct_recipient_domains"`
+	DistinctAuthUsers        int `json:"distinct_auth_users,omitempty"`
 }
 
 // Summarizer adds messages up one at a time, so that a summary of a large
@@ -52,6 +55,7 @@ type Summarizer struct {
 	messages, recipients       int
 	bytes                      int64
 	sender, senderDomain, rcpt map[string]int
+	authUser                   map[string]int
 	age                        []int
 	queue                      map[string]int
 }
@@ -59,7 +63,7 @@ type Summarizer struct {
 // NewSummarizer returns an empty summary, with ages counted from now.
 func NewSummarizer(now time.Time) *Summarizer {
 	return &Summarizer{now: now, sender: map[string]int{}, senderDomain: map[string]int{},
-		rcpt: map[string]int{}, age: make([]int, len(AgeBuckets)), queue: map[string]int{}}
+		rcpt: map[string]int{}, authUser: map[string]int{}, age: make([]int, len(AgeBuckets)), queue: map[string]int{}}
 }
 
 // Add counts one message.
@@ -69,6 +73,9 @@ func (s *Summarizer) Add(m Message) {
 	s.bytes += m.Size
 	s.sender[senderAddr(m.Sender)]++
 	s.senderDomain[senderDomainKey(m.Sender)]++
+	if m.AuthUser != "" {
+		s.authUser[m.AuthUser]++
+	}
 	var seen []string // a message has few recipient domains
 	for _, r := range m.Recipients {
 		d := Domain(r.Address)
@@ -102,10 +109,12 @@ func (s *Summarizer) Summary(n int) Summary {
 		BySender:                 top(s.sender, n),
 		BySenderDomain:           top(s.senderDomain, n),
 		ByRecipientDomain:        top(s.rcpt, n),
+		ByAuthUser:               top(s.authUser, n),
 		ByQueue:                  top(s.queue, 0),
 		DistinctSenders:          len(s.sender),
 		DistinctSenderDomains:    len(s.senderDomain),
 		DistinctRecipientDomains: len(s.rcpt),
+		DistinctAuthUsers:        len(s.authUser),
 	}
 	for i, b := range AgeBuckets {
 		out.ByAge = append(out.ByAge, Count{Key: b.Name, Messages: s.age[i]})
