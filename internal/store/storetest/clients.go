@@ -12,20 +12,12 @@ import (
 
 func addPass(t *testing.T, s store.Store, client string, now, expires time.Time) int {
 	t.Helper()
-	n, err := s.AddClientPass(context.Background(), client, now, expires)
-	if err != nil {
-		t.Fatalf("AddClientPass(%q): %v", client, err)
-	}
-	return n
+	return ret(s.AddClientPass(context.Background(), client, now, expires)).must(t, "AddClientPass(%q)", client)
 }
 
 func passes(t *testing.T, s store.Store, client string, now time.Time) int {
 	t.Helper()
-	n, err := s.ClientPasses(context.Background(), client, now)
-	if err != nil {
-		t.Fatalf("ClientPasses(%q): %v", client, err)
-	}
-	return n
+	return ret(s.ClientPasses(context.Background(), client, now)).must(t, "ClientPasses(%q)", client)
 }
 
 func testAddClientPass(t *testing.T, s store.Store) {

@@ -20,11 +20,7 @@ func appendEvents(t *testing.T, s store.Store, evs ...store.Event) {
 
 func queryEvents(t *testing.T, s store.Store, f store.EventFilter) []store.Event {
 	t.Helper()
-	evs, err := s.QueryEvents(context.Background(), f)
-	if err != nil {
-		t.Fatalf("QueryEvents(%+v): %v", f, err)
-	}
-	return evs
+	return ret(s.QueryEvents(context.Background(), f)).must(t, "QueryEvents(%+v)", f)
 }
 
 // assertEvent compares every field but the ID, which the store assigns.
@@ -161,15 +157,9 @@ func testExpireOutbound(t *testing.T, s store.Store) {
 		t.Fatalf("SetFreeze: %v", err)
 	}
 
-	if n, err := s.Expire(ctx, base.Add(30*time.Minute)); err != nil || n != 0 {
-		t.Fatalf("Expire before any expiry = %d, %v; want 0, nil", n, err)
-	}
-	if n, err := s.Expire(ctx, base.Add(2*time.Hour)); err != nil || n != 2 {
-		t.Fatalf("Expire = %d, %v; want 2 events, nil", n, err)
-	}
-	if n, err := s.Expire(ctx, base.Add(2*time.Hour)); err != nil || n != 0 {
-		t.Fatalf("second Expire = %d, %v; want 0, nil", n, err)
-	}
+	assertExpire(t, s, base.Add(30*time.Minute), 0, "Expire before any expiry")
+	assertExpire(t, s, base.Add(2*time.Hour), 2, "Expire")
+	assertExpire(t, s, base.Add(2*time.Hour), 0, "second Expire")
 	if got := reasons(queryEvents(t, s, store.EventFilter{})); got != "c" {
 		t.Errorf("events after Expire = [%s], want [c]", got)
 	}

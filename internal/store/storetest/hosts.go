@@ -18,11 +18,7 @@ func addTrap(t *testing.T, s store.Store, recs ...store.TrapRecord) {
 
 func trapRecords(t *testing.T, s store.Store, client string) []store.TrapRecord {
 	t.Helper()
-	recs, err := s.TrapRecords(context.Background(), client)
-	if err != nil {
-		t.Fatalf("TrapRecords(%q): %v", client, err)
-	}
-	return recs
+	return ret(s.TrapRecords(context.Background(), client)).must(t, "TrapRecords(%q)", client)
 }
 
 func assertTrap(t *testing.T, got, want store.TrapRecord) {

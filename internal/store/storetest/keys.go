@@ -49,16 +49,7 @@ func testUnusualKeys(t *testing.T, s store.Store) {
 		{"10.0.0.*", "a@example.org", "b@example.net"},
 		{"{10.0.0.1}", "a@example.org", "b@example.net"},
 	}
-	var trs []store.Triplet
-	for i, k := range keys {
-		tr := triplet(k[0], k[1], k[2], base)
-		tr.Attempts = i + 1
-		trs = append(trs, tr)
-	}
-	put(t, s, trs...)
-	for _, tr := range trs {
-		assertTriplet(t, mustGet(t, s, tr, base), tr)
-	}
+	putAndCheck(t, s, keys, base)
 	// A look-up that would match under LIKE or glob rules must not.
 	for _, k := range [][3]string{
 		{"192.0.2.0/24", "100_@example.org", "under%score@example.net"},
@@ -95,16 +86,7 @@ func testKeysDoNotCollide(t *testing.T, s store.Store) {
 		{"a", "b/c", "d"}, {"a/b", "c", "d"},
 		{"a", "", "bd"}, {"a", "b", "d"}, {"ab", "", "d"},
 	}
-	var trs []store.Triplet
-	for i, k := range keys {
-		tr := triplet(k[0], k[1], k[2], base)
-		tr.Attempts = i + 1
-		trs = append(trs, tr)
-	}
-	put(t, s, trs...)
-	for _, tr := range trs {
-		assertTriplet(t, mustGet(t, s, tr, base), tr)
-	}
+	putAndCheck(t, s, keys, base)
 	addPass(t, s, "a|b", base, base.Add(time.Hour))
 	addPass(t, s, "a|b", base, base.Add(time.Hour))
 	addPass(t, s, "a", base, base.Add(time.Hour))
@@ -149,10 +131,7 @@ func testCanceledContext(t *testing.T, s store.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 
-	calls := []struct {
-		name string
-		fn   func() error
-	}{
+	calls := []canceledCall{
 		{"GetTriplet", func() error {
 			_, err := s.GetTriplet(ctx, tr.Client, tr.Sender, tr.Recipient, base)
 			return err
@@ -182,6 +161,21 @@ func testCanceledContext(t *testing.T, s store.Store) {
 		{"Ping", func() error { return s.Ping(ctx) }},
 		{"Probe", func() error { return s.Probe(ctx) }},
 	}
+	assertCanceled(t, calls)
+	// The store still works with a live context.
+	mustGet(t, s, tr, base)
+}
+
+// canceledCall is a store method called with a canceled context.
+type canceledCall struct {
+	name string
+	fn   func() error
+}
+
+// assertCanceled checks that each call returns context.Canceled, and
+// returns at all.
+func assertCanceled(t *testing.T, calls []canceledCall) {
+	t.Helper()
 	for _, c := range calls {
 		done := make(chan error, 1)
 		go func() { done <- c.fn() }()
@@ -194,6 +188,20 @@ func testCanceledContext(t *testing.T, s store.Store) {
 			t.Fatalf("%s with a canceled context did not return", c.name)
 		}
 	}
-	// The store still works with a live context.
-	mustGet(t, s, tr, base)
+}
+
+// putAndCheck stores a triplet for each key, with distinct attempt
+// counts, and checks that each reads back as itself.
+func putAndCheck(t *testing.T, s store.Store, keys [][3]string, base time.Time) {
+	t.Helper()
+	var trs []store.Triplet
+	for i, k := range keys {
+		tr := triplet(k[0], k[1], k[2], base)
+		tr.Attempts = i + 1
+		trs = append(trs, tr)
+	}
+	put(t, s, trs...)
+	for _, tr := range trs {
+		assertTriplet(t, mustGet(t, s, tr, base), tr)
+	}
 }

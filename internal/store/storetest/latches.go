@@ -30,29 +30,17 @@ func sampleLatch(kind, key string) store.Latch {
 
 func addLatch(t *testing.T, s store.Store, l store.Latch, now time.Time) store.Latch {
 	t.Helper()
-	got, err := s.AddLatch(context.Background(), l, now)
-	if err != nil {
-		t.Fatalf("AddLatch(%s %q): %v", l.Kind, l.Key, err)
-	}
-	return got
+	return ret(s.AddLatch(context.Background(), l, now)).must(t, "AddLatch(%s %q)", l.Kind, l.Key)
 }
 
 func activeLatch(t *testing.T, s store.Store, kind, key string, now time.Time) store.Latch {
 	t.Helper()
-	got, err := s.ActiveLatch(context.Background(), kind, key, now)
-	if err != nil {
-		t.Fatalf("ActiveLatch(%s %q): %v", kind, key, err)
-	}
-	return got
+	return ret(s.ActiveLatch(context.Background(), kind, key, now)).must(t, "ActiveLatch(%s %q)", kind, key)
 }
 
 func getLatch(t *testing.T, s store.Store, id string) store.Latch {
 	t.Helper()
-	got, err := s.GetLatch(context.Background(), id)
-	if err != nil {
-		t.Fatalf("GetLatch(%q): %v", id, err)
-	}
-	return got
+	return ret(s.GetLatch(context.Background(), id)).must(t, "GetLatch(%q)", id)
 }
 
 func checkLatchID(t *testing.T, id string) {
@@ -75,19 +63,12 @@ func assertLatch(t *testing.T, got, want store.Latch) {
 	if got.Count != want.Count || got.Refused != want.Refused {
 		t.Errorf("latch %s Count = %d, Refused = %d; want %d and %d", got.ID, got.Count, got.Refused, want.Count, want.Refused)
 	}
-	for _, tm := range []struct {
-		name      string
-		got, want time.Time
-	}{
+	assertTimes(t, "latch "+got.ID, []timePair{
 		{"FirstSeen", got.FirstSeen, want.FirstSeen},
 		{"LastSeen", got.LastSeen, want.LastSeen},
 		{"Expires", got.Expires, want.Expires},
 		{"ClearedAt", got.ClearedAt, want.ClearedAt},
-	} {
-		if !tm.got.Equal(tm.want) {
-			t.Errorf("latch %s %s = %v, want %v", got.ID, tm.name, tm.got, tm.want)
-		}
-	}
+	})
 }
 
 func testAddLatchCreates(t *testing.T, s store.Store) {

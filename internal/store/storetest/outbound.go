@@ -2,7 +2,6 @@ package storetest
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -21,10 +20,7 @@ func testOutboundCanceledContext(t *testing.T, s store.Store) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 
-	calls := []struct {
-		name string
-		fn   func() error
-	}{
+	calls := []canceledCall{
 		{"AddLatch", func() error {
 			_, err := s.AddLatch(ctx, sampleLatch(store.LatchClient, "10.1.2.3"), base)
 			return err
@@ -63,18 +59,7 @@ func testOutboundCanceledContext(t *testing.T, s store.Store) {
 			return err
 		}},
 	}
-	for _, c := range calls {
-		done := make(chan error, 1)
-		go func() { done <- c.fn() }()
-		select {
-		case err := <-done:
-			if !errors.Is(err, context.Canceled) {
-				t.Errorf("%s with a canceled context: err = %v, want context.Canceled", c.name, err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("%s with a canceled context did not return", c.name)
-		}
-	}
+	assertCanceled(t, calls)
 	// The store still works with a live context.
 	getLatch(t, s, l.ID)
 	listFreezes(t, s)

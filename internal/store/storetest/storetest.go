@@ -185,11 +185,24 @@ func get(t *testing.T, s store.Store, tr store.Triplet, now time.Time) (store.Tr
 
 func mustGet(t *testing.T, s store.Store, tr store.Triplet, now time.Time) store.Triplet {
 	t.Helper()
-	got, err := get(t, s, tr, now)
-	if err != nil {
-		t.Fatalf("GetTriplet(%q, %q, %q): %v", tr.Client, tr.Sender, tr.Recipient, err)
+	return ret(get(t, s, tr, now)).must(t, "GetTriplet(%q, %q, %q)", tr.Client, tr.Sender, tr.Recipient)
+}
+
+// result holds what a store method returned, for must.
+type result[T any] struct {
+	v   T
+	err error
+}
+
+func ret[T any](v T, err error) result[T] { return result[T]{v, err} }
+
+// must returns the value, or stops the test with what failed.
+func (r result[T]) must(t *testing.T, format string, args ...any) T {
+	t.Helper()
+	if r.err != nil {
+		t.Fatalf(format+": %v", append(args, r.err)...)
 	}
-	return got
+	return r.v
 }
 
 func assertNotFound(t *testing.T, err error, what string) {
@@ -210,21 +223,38 @@ func assertTriplet(t *testing.T, got, want store.Triplet) {
 	if got.Attempts != want.Attempts {
 		t.Errorf("Attempts = %d, want %d", got.Attempts, want.Attempts)
 	}
-	times := []struct {
-		name      string
-		got, want time.Time
-	}{
+	assertTimes(t, "triplet", []timePair{
 		{"FirstSeen", got.FirstSeen, want.FirstSeen},
 		{"LastSeen", got.LastSeen, want.LastSeen},
 		{"PassedAt", got.PassedAt, want.PassedAt},
 		{"Expires", got.Expires, want.Expires},
-	}
-	for _, tm := range times {
-		if !tm.got.Equal(tm.want) {
-			t.Errorf("%s = %v, want %v", tm.name, tm.got, tm.want)
-		}
-	}
+	})
 	if got.Passed() != want.Passed() {
 		t.Errorf("Passed() = %v, want %v", got.Passed(), want.Passed())
+	}
+}
+
+// timePair is one time field of a record, as got and as wanted.
+type timePair struct {
+	name      string
+	got, want time.Time
+}
+
+// assertTimes compares times with Equal, so that the location a backend
+// hands back does not matter.
+func assertTimes(t *testing.T, what string, times []timePair) {
+	t.Helper()
+	for _, tm := range times {
+		if !tm.got.Equal(tm.want) {
+			t.Errorf("%s %s = %v, want %v", what, tm.name, tm.got, tm.want)
+		}
+	}
+}
+
+// assertExpire runs Expire at now and checks how many records it removed.
+func assertExpire(t *testing.T, s store.Store, now time.Time, want int, what string) {
+	t.Helper()
+	if n, err := s.Expire(context.Background(), now); err != nil || n != want {
+		t.Fatalf("%s = %d, %v; want %d, nil", what, n, err, want)
 	}
 }

@@ -147,16 +147,10 @@ func testExpire(t *testing.T, s store.Store) {
 		t.Fatalf("AddClientPass: %v", err)
 	}
 
-	if n, err := s.Expire(ctx, base.Add(30*time.Minute)); err != nil || n != 0 {
-		t.Fatalf("Expire before any expiry = %d, %v; want 0, nil", n, err)
-	}
+	assertExpire(t, s, base.Add(30*time.Minute), 0, "Expire before any expiry")
 	// Two triplets and one client record expire at or before base+2h.
-	if n, err := s.Expire(ctx, base.Add(2*time.Hour)); err != nil || n != 3 {
-		t.Fatalf("Expire = %d, %v; want 3, nil", n, err)
-	}
-	if n, err := s.Expire(ctx, base.Add(2*time.Hour)); err != nil || n != 0 {
-		t.Fatalf("second Expire = %d, %v; want 0, nil", n, err)
-	}
+	assertExpire(t, s, base.Add(2*time.Hour), 3, "Expire")
+	assertExpire(t, s, base.Add(2*time.Hour), 0, "second Expire")
 
 	// Asking at base shows what is really gone rather than merely expired.
 	for _, tr := range trs[:2] {

@@ -25,11 +25,7 @@ func addUser(t *testing.T, s store.Store, u store.User) {
 
 func getUser(t *testing.T, s store.Store, name string) store.User {
 	t.Helper()
-	u, err := s.GetUser(context.Background(), name)
-	if err != nil {
-		t.Fatalf("GetUser(%q): %v", name, err)
-	}
-	return u
+	return ret(s.GetUser(context.Background(), name)).must(t, "GetUser(%q)", name)
 }
 
 func assertUser(t *testing.T, got, want store.User) {
