@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"mailwarden/internal/human"
 )
 
 // adminTimeout bounds one admin command's conversation with the daemon.
@@ -25,32 +27,9 @@ func when(t, now time.Time) string {
 	}
 	d := now.Sub(t)
 	if d < 0 {
-		return localTime(t) + " (in " + humanDuration(-d) + ")"
+		return localTime(t) + " (in " + human.Duration(-d, "") + ")"
 	}
-	return localTime(t) + " (" + humanDuration(d) + " ago)"
-}
-
-// humanDuration rounds d to its two largest units: "45s", "2h5m", "3d4h".
-func humanDuration(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return strconv.Itoa(int(d/time.Second)) + "s"
-	case d < time.Hour:
-		m, s := d/time.Minute, d%time.Minute/time.Second
-		return twoUnits(int(m), "m", int(s), "s")
-	case d < 24*time.Hour:
-		h, m := d/time.Hour, d%time.Hour/time.Minute
-		return twoUnits(int(h), "h", int(m), "m")
-	}
-	days, h := d/(24*time.Hour), d%(24*time.Hour)/time.Hour
-	return twoUnits(int(days), "d", int(h), "h")
-}
-
-func twoUnits(a int, ua string, b int, ub string) string {
-	if b == 0 {
-		return strconv.Itoa(a) + ua
-	}
-	return strconv.Itoa(a) + ua + strconv.Itoa(b) + ub
+	return localTime(t) + " (" + human.Duration(d, "") + " ago)"
 }
 
 // printableText is printable for free text in the last column of a table

@@ -251,17 +251,3 @@ func TestAdminCommandsWithoutDaemon(t *testing.T) {
 	}
 }
 
-func TestHumanDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		45 * time.Second:              "45s",
-		3*time.Minute + 5*time.Second: "3m5s",
-		2 * time.Hour:                 "2h",
-		2*time.Hour + 5*time.Minute:   "2h5m",
-		76*time.Hour + 30*time.Minute: "3d4h",
-		9 * 24 * time.Hour:            "9d",
-	} {
-		if got := humanDuration(d); got != want {
-			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
-		}
-	}
-}

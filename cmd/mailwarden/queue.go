@@ -19,6 +19,7 @@ import (
 
 	"mailwarden/internal/config"
 	"mailwarden/internal/daemon"
+	"mailwarden/internal/human"
 	"mailwarden/internal/mtaqueue"
 	"mailwarden/internal/store/backend"
 )
@@ -128,7 +129,7 @@ func queueSummary(fs *flag.FlagSet) runFunc {
 }
 
 func printSummary(w io.Writer, s mtaqueue.Summary) {
-	fmt.Fprintf(w, "%d messages, %d recipients, %s\n", s.Messages, s.Recipients, humanBytes(s.Bytes))
+	fmt.Fprintf(w, "%d messages, %d recipients, %s\n", s.Messages, s.Recipients, human.Bytes(s.Bytes))
 	if s.Messages == 0 {
 		return
 	}
@@ -153,18 +154,6 @@ func printSummary(w io.Writer, s mtaqueue.Summary) {
 	if s.DistinctAuthUsers > 0 {
 		block("top authenticated users", s.DistinctAuthUsers, s.ByAuthUser)
 	}
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 10<<20:
-		return fmt.Sprintf("%.0f MB", float64(n)/(1<<20))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f kB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d bytes", n)
 }
 
 func queueList(fs *flag.FlagSet) runFunc {
@@ -301,7 +290,7 @@ func queueActCmd(fs *flag.FlagSet, a queueAction) runFunc {
 			return 0
 		}
 		if !*apply {
-			fmt.Fprintf(q.stdout, "would %s %d messages (%s); the first %d:\n", a.verb, len(sel.IDs), humanBytes(sel.Bytes), len(sel.Sample))
+			fmt.Fprintf(q.stdout, "would %s %d messages (%s); the first %d:\n", a.verb, len(sel.IDs), human.Bytes(sel.Bytes), len(sel.Sample))
 			for _, msg := range sel.Sample {
 				writeMessage(q.stdout, msg)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"mailwarden/internal/adminapi"
 	"mailwarden/internal/avstatus"
+	"mailwarden/internal/human"
 )
 
 // statusCmd prints a one-look report on the running daemon: version,
@@ -35,7 +36,7 @@ func printStatus(w io.Writer, st adminapi.Status, now time.Time) {
 	if st.Started.IsZero() {
 		line("Uptime:", "-")
 	} else {
-		line("Uptime:", humanDuration(time.Duration(st.UptimeSeconds)*time.Second)+" (since "+localTime(st.Started)+")")
+		line("Uptime:", human.Duration(time.Duration(st.UptimeSeconds)*time.Second, "")+" (since "+localTime(st.Started)+")")
 	}
 	if len(st.Freezes) == 0 {
 		line("Freezes:", "none")
@@ -111,7 +112,7 @@ func signatures(s adminapi.ClamdServer) string {
 	if !s.SignatureDate.IsZero() {
 		v += " of " + s.SignatureDate.Local().Format("2006-01-02 15:04")
 		if age := time.Duration(s.SignatureAgeSeconds) * time.Second; age >= 0 {
-			v += " (" + humanDuration(age) + " ago)"
+			v += " (" + human.Duration(age, "") + " ago)"
 		} else {
 			v += " (ahead of the daemon's clock)"
 		}
@@ -127,5 +128,5 @@ func checked(t, now time.Time) string {
 	if t.IsZero() {
 		return "never"
 	}
-	return humanDuration(max(now.Sub(t), 0)) + " ago"
+	return human.Duration(max(now.Sub(t), 0), "") + " ago"
 }

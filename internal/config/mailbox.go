@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"mailwarden/internal/human"
 )
 
 // Mailbox configures the mailbox tools: "mailwarden mailbox audit",
@@ -139,7 +141,7 @@ func (c *Config) validateMailbox(add func(key, format string, args ...any)) {
 		add("mailbox.burst_count", "%d must be 2 or more", m.BurstCount)
 	}
 	if m.BurstWindow <= 0 {
-		add("mailbox.burst_window", "must be longer than 0s, got %s", formatDuration(m.BurstWindow.D()))
+		add("mailbox.burst_window", "must be longer than 0s, got %s", human.Setting(m.BurstWindow.D()))
 	}
 	// NaN fails both comparisons, so it is caught here too.
 	if !(m.MaxRemoveShare > 0 && m.MaxRemoveShare <= 1) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"mailwarden/internal/human"
 	"mailwarden/internal/policy/antivirus"
 	"mailwarden/internal/policy/freeze"
 	"mailwarden/internal/policy/greylist"
@@ -68,10 +69,7 @@ func (c *Config) Validate() []Error {
 		add("store.backend", "unknown backend %q (available: sqlite)", c.Store.Backend)
 	}
 
-	for _, d := range []struct {
-		key string
-		val Duration
-	}{
+	positiveDurations(add, []named[Duration]{
 		{"store.expire_interval", c.Store.ExpireInterval},
 		{"milter.read_timeout", c.Milter.ReadTimeout},
 		{"milter.write_timeout", c.Milter.WriteTimeout},
@@ -81,11 +79,7 @@ func (c *Config) Validate() []Error {
 		{"greylist.retry_window", c.Greylist.RetryWindow},
 		{"greylist.passed_lifetime", c.Greylist.PassedLifetime},
 		{"events.retention", c.Events.Retention},
-	} {
-		if d.val <= 0 {
-			add(d.key, "must be longer than 0s, got %s", formatDuration(time.Duration(d.val)))
-		}
-	}
+	})
 
 	if n := c.PolicyServer.MaxRequestBytes; n < 1024 || n > 1<<20 {
 		add("policy_server.max_request_bytes", "%d is out of range 1024-1048576", n)
@@ -129,7 +123,7 @@ func (c *Config) Validate() []Error {
 	// delay as long as the window would refuse every new sender forever.
 	if g.Delay > 0 && g.RetryWindow > 0 && g.Delay >= g.RetryWindow {
 		add("greylist.delay", "%s must be shorter than greylist.retry_window (%s)",
-			formatDuration(g.Delay.D()), formatDuration(g.RetryWindow.D()))
+			human.Setting(g.Delay.D()), human.Setting(g.RetryWindow.D()))
 	}
 	if g.AutoWhitelistAfter < 0 {
 		add("greylist.auto_whitelist_after", "%d must be 0 (off) or more", g.AutoWhitelistAfter)
@@ -183,6 +177,12 @@ func checkListen(addr string, unixOK bool) string {
 		}
 		return fmt.Sprintf("%q is not host:port", addr)
 	}
+	return checkHostPort(addr, host, port)
+}
+
+// checkHostPort checks the host (an IP address or a host name; "" for
+// any) and port (1-65535) split from addr.
+func checkHostPort(addr, host, port string) string {
 	if host != "" && !validHost(host) {
 		return fmt.Sprintf("%q: host %q is neither an IP address nor a host name", addr, host)
 	}
@@ -215,4 +215,28 @@ func validHost(h string) bool {
 		}
 	}
 	return true
+}
+
+// named is one setting's key and value, for the checks many share.
+type named[T any] struct {
+	key string
+	val T
+}
+
+// positiveDurations reports each duration that is not more than 0.
+func positiveDurations(add func(key, format string, args ...any), ds []named[Duration]) {
+	for _, d := range ds {
+		if d.val <= 0 {
+			add(d.key, "must be longer than 0s, got %s", human.Setting(time.Duration(d.val)))
+		}
+	}
+}
+
+// positiveInts reports each number that is not more than 0.
+func positiveInts(add func(key, format string, args ...any), ns []named[int]) {
+	for _, n := range ns {
+		if n.val <= 0 {
+			add(n.key, "%d must be more than 0", n.val)
+		}
+	}
 }

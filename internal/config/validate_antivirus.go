@@ -5,9 +5,7 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 )
 
 // maxUnixPath is the longest unix socket path: sockaddr_un's sun_path
@@ -34,19 +32,12 @@ func (c *Config) validateAntivirus(add func(key, format string, args ...any)) {
 			add(fmt.Sprintf("antivirus.servers[%d]", i), "%s", msg)
 		}
 	}
-	for _, d := range []struct {
-		key string
-		val Duration
-	}{
+	positiveDurations(add, []named[Duration]{
 		{"antivirus.connect_timeout", a.ConnectTimeout},
 		{"antivirus.scan_timeout", a.ScanTimeout},
 		{"antivirus.health_interval", a.HealthInterval},
 		{"antivirus.signature_max_age", a.SignatureMaxAge},
-	} {
-		if d.val <= 0 {
-			add(d.key, "must be longer than 0s, got %s", formatDuration(time.Duration(d.val)))
-		}
-	}
+	})
 	if a.MaxScanSize <= 0 {
 		add("antivirus.max_scan_size", "%d must be more than 0 bytes", a.MaxScanSize)
 	}
@@ -93,15 +84,5 @@ func checkClamdAddr(addr string) string {
 	if err != nil || host == "" {
 		return fmt.Sprintf("%q is not %s", addr, form)
 	}
-	if !validHost(host) {
-		return fmt.Sprintf("%q: host %q is neither an IP address nor a host name", addr, host)
-	}
-	n, err := strconv.Atoi(port)
-	if err != nil || strings.TrimLeft(port, "0123456789") != "" {
-		return fmt.Sprintf("%q: port %q is not a number", addr, port)
-	}
-	if n < 1 || n > 65535 {
-		return fmt.Sprintf("%q: port %d is out of range 1-65535", addr, n)
-	}
-	return ""
+	return checkHostPort(addr, host, port)
 }

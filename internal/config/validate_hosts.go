@@ -5,7 +5,8 @@ import (
 	"math"
 	"net/netip"
 	"path/filepath"
-	"time"
+
+	"mailwarden/internal/human"
 )
 
 // Largest scan ranges accepted: a /16 is 65,534 IPv4 hosts, a /112 as
@@ -26,32 +27,18 @@ func (c *Config) validateHosts(add func(key, format string, args ...any)) {
 	} else if t.Listen == "" && t.Enabled {
 		add("trap.listen", "must be set when trap.enabled is true")
 	}
-	for _, n := range []struct {
-		key string
-		val int
-	}{
+	positiveInts(add, []named[int]{
 		{"trap.max_conns", t.MaxConns},
 		{"trap.max_per_ip", t.MaxPerIP},
 		{"scan.concurrency", c.Scan.Concurrency},
-	} {
-		if n.val <= 0 {
-			add(n.key, "%d must be more than 0", n.val)
-		}
-	}
-	for _, d := range []struct {
-		key string
-		val Duration
-	}{
+	})
+	positiveDurations(add, []named[Duration]{
 		{"trap.read_timeout", t.ReadTimeout},
 		{"trap.session_timeout", t.SessionTimeout},
 		{"trap.flush_interval", t.FlushInterval},
 		{"scan.timeout", c.Scan.Timeout},
 		{"mail_login.poll", c.MailLogin.Poll},
-	} {
-		if d.val <= 0 {
-			add(d.key, "must be longer than 0s, got %s", formatDuration(time.Duration(d.val)))
-		}
-	}
+	})
 	// The redirect rules exempt mail servers by address (nft "saddr"),
 	// so each entry must name one host.
 	for i, p := range t.MailServers {
@@ -89,7 +76,7 @@ func (c *Config) validateHosts(add func(key, format string, args ...any)) {
 		add("scan.rate", "%g must be more than 0 connections per second", s.Rate)
 	}
 	if s.Interval < 0 {
-		add("scan.interval", "must be 0 (off) or longer, got %s", formatDuration(s.Interval.D()))
+		add("scan.interval", "must be 0 (off) or longer, got %s", human.Setting(s.Interval.D()))
 	}
 
 	if l := c.MailLogin.Log; l != "" && !filepath.IsAbs(l) {

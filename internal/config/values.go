@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"mailwarden/internal/human"
 )
 
 // UnmarshalYAML accepts a Go duration string ("300s", "5m", "48h"). Bare
@@ -36,20 +38,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML writes the duration the way an administrator would: "5m",
 // "48h", "5m30s" rather than time.Duration's "5m0s" and "48h0m0s".
 func (d Duration) MarshalYAML() (any, error) {
-	return formatDuration(d.D()), nil
-}
-
-// formatDuration drops the zero minutes and seconds that
-// time.Duration.String always prints after a larger unit.
-func formatDuration(d time.Duration) string {
-	s := d.String()
-	if t, ok := strings.CutSuffix(s, "m0s"); ok {
-		s = t + "m"
-	}
-	if t, ok := strings.CutSuffix(s, "h0m"); ok {
-		s = t + "h"
-	}
-	return s
+	return human.Setting(d.D()), nil
 }
 
 // UnmarshalYAML accepts a network in CIDR notation or a bare address.

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"mailwarden/internal/human"
 )
 
 // Web configures the dashboard, served on listen.http beside the metrics
@@ -52,20 +54,13 @@ func (c *Config) validateWeb(add func(key, format string, args ...any)) {
 	if (w.TLSCert == "") != (w.TLSKey == "") {
 		add("web.tls_cert", "tls_cert and tls_key must be set together")
 	}
-	for _, d := range []struct {
-		key string
-		val Duration
-	}{
+	positiveDurations(add, []named[Duration]{
 		{"web.session_ttl", w.SessionTTL},
 		{"web.login_lockout", w.LoginLockout},
 		{"web.refresh", w.Refresh},
-	} {
-		if d.val <= 0 {
-			add(d.key, "must be longer than 0s, got %s", formatDuration(time.Duration(d.val)))
-		}
-	}
+	})
 	if w.Refresh > 0 && w.Refresh.D() < time.Second {
-		add("web.refresh", "must be at least 1s, got %s", formatDuration(w.Refresh.D()))
+		add("web.refresh", "must be at least 1s, got %s", human.Setting(w.Refresh.D()))
 	}
 	if w.LoginMaxFailures <= 0 {
 		add("web.login_max_failures", "%d must be more than 0", w.LoginMaxFailures)

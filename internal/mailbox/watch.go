@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"mailwarden/internal/human"
 )
 
 // WatchOptions configure a Watcher.
@@ -58,20 +60,8 @@ func (b WatchBurst) Summary() string {
 	if len(b.Mailboxes) > 10 {
 		more = fmt.Sprintf(" and %d more", len(b.Mailboxes)-10)
 	}
-	return fmt.Sprintf("%s: %d new mailboxes on %d domains within %s: %s%s", what, b.Count, b.Domains, shortDuration(b.Window),
+	return fmt.Sprintf("%s: %d new mailboxes on %d domains within %s: %s%s", what, b.Count, b.Domains, human.Setting(b.Window),
 		strings.Join(names, ", "), more)
-}
-
-// shortDuration writes "1m" and "2h" rather than "1m0s" and "2h0m0s".
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if t, ok := strings.CutSuffix(s, "m0s"); ok {
-		s = t + "m"
-	}
-	if t, ok := strings.CutSuffix(s, "h0m"); ok {
-		s = t + "h"
-	}
-	return s
 }
 
 // Watcher follows the passwd files through fsnotify on their directories

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"mailwarden/internal/human"
 	"mailwarden/internal/series"
 )
 
@@ -64,7 +65,7 @@ func kindLabel(k string) string {
 // tooltip.
 func newChart(s series.Series, step time.Duration) chart {
 	c := chart{Kind: s.Kind, Label: kindLabel(s.Kind), Total: s.Total, Width: chartWidth,
-		Height: chartHeight, Baseline: chartBottom, Top: chartTop, LabelY: chartHeight - 4, Step: humanDuration(step)}
+		Height: chartHeight, Baseline: chartBottom, Top: chartTop, LabelY: chartHeight - 4, Step: human.Duration(step, " ")}
 	for _, b := range s.Buckets {
 		c.Max = max(c.Max, b.Count)
 	}

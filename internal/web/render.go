@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"mailwarden/internal/adminapi"
+	"mailwarden/internal/human"
 	"mailwarden/internal/store"
 )
 
@@ -86,7 +87,7 @@ func templateFuncs() template.FuncMap {
 		// clearArgs is the data of the "clearform" partial: a latch's
 		// clear form and the page it returns to.
 		"clearArgs": func(id, back string) clearForm { return clearForm{ID: id, Back: back} },
-		"age":       humanDuration,
+		"age":       func(d time.Duration) string { return human.Duration(d, " ") },
 	}
 }
 
@@ -304,26 +305,3 @@ func (sf *staticFiles) serve(w http.ResponseWriter, r *http.Request) {
 	w.Write(f.body)
 }
 
-// humanDuration shows a duration in its two largest units, leaving out
-// a zero second one: "3d 4h", "5h 12m", "10m", "40s".
-func humanDuration(d time.Duration) string {
-	if d < 0 {
-		d = -d
-	}
-	two := func(a int64, ua string, b int64, ub string) string {
-		if b == 0 {
-			return fmt.Sprintf("%d%s", a, ua)
-		}
-		return fmt.Sprintf("%d%s %d%s", a, ua, b, ub)
-	}
-	day := 24 * time.Hour
-	switch {
-	case d >= day:
-		return two(int64(d/day), "d", int64(d%day/time.Hour), "h")
-	case d >= time.Hour:
-		return two(int64(d/time.Hour), "h", int64(d%time.Hour/time.Minute), "m")
-	case d >= time.Minute:
-		return two(int64(d/time.Minute), "m", int64(d%time.Minute/time.Second), "s")
-	}
-	return fmt.Sprintf("%ds", int64(d/time.Second))
-}
