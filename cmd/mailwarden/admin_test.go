@@ -250,4 +250,3 @@ func TestAdminCommandsWithoutDaemon(t *testing.T) {
 		t.Errorf("admin.socket from --config: code %d, stderr %q", code, stderr)
 	}
 }
-

@@ -304,4 +304,3 @@ func (sf *staticFiles) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Write(f.body)
 }
-
