@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"mailwarden/internal/logx"
 )
 
 // ErrFull is Admit's error for a connection over a cap that could not
@@ -86,9 +88,7 @@ type Tracker struct {
 
 // NewTracker returns an empty tracker.
 func NewTracker(o TrackerOptions) *Tracker {
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	o.MaxConns = max(o.MaxConns, 1)
 	o.MaxPerClient = min(max(o.MaxPerClient, 1), o.MaxConns)
 	return &Tracker{o: o, perClient: map[netip.Addr]int{}}

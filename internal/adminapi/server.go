@@ -20,6 +20,7 @@ import (
 	"mailwarden/internal/config"
 	"mailwarden/internal/events"
 	"mailwarden/internal/hosts"
+	"mailwarden/internal/logx"
 	"mailwarden/internal/store"
 )
 
@@ -99,9 +100,7 @@ func NewServer(o Options) *Server {
 		def := config.Default()
 		s.config = func() config.Config { return def }
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s.log = logx.Or(s.log)
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -16,6 +16,7 @@ import (
 
 	"mailwarden/internal/clamd"
 	"mailwarden/internal/events"
+	"mailwarden/internal/logx"
 	"mailwarden/internal/store"
 )
 
@@ -99,9 +100,7 @@ func New(o Options) *Watcher {
 	w := &Watcher{log: o.Log, now: o.Now, events: o.Events,
 		interval: o.Interval, first: o.FirstCheck, clamd: o.Clamd, maxAge: o.MaxAge,
 		seen: map[string]*server{}, desc: newDescs(), updated: make(chan struct{}, 1)}
-	if w.log == nil {
-		w.log = slog.New(slog.DiscardHandler)
-	}
+	w.log = logx.Or(w.log)
 	if w.now == nil {
 		w.now = time.Now
 	}

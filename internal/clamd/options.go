@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"mailwarden/internal/logx"
 )
 
 // Defaults used when an Options field is zero. They match the daemon's
@@ -107,9 +109,7 @@ func (o Options) normalize() (Options, []endpoint, error) {
 		// clamd's StreamMaxLength is at most 4 GB (clamd.conf(5)).
 		errs = append(errs, fmt.Errorf("clamd: max size %d is over clamd's 4 GB stream limit", o.MaxSize))
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	if len(errs) > 0 {
 		return o, nil, errors.Join(errs...)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"mailwarden/internal/config"
+	"mailwarden/internal/logx"
 	"mailwarden/internal/store"
 )
 
@@ -55,9 +56,7 @@ type Log struct {
 
 // NewLog returns the event log over o.Store.
 func NewLog(o LogOptions) *Log {
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

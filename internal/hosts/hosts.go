@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"mailwarden/internal/logx"
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
 )
@@ -62,9 +63,7 @@ func New(o Options) (*Registry, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	if o.Sites == nil {
 		o.Sites = func() *sites.Registry { return nil }
 	}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"mailwarden/internal/typo"
 )
 
 // Flag is one reason the audit looks twice at a mailbox.
@@ -322,7 +324,7 @@ func closestRole(local string, roles []string, maxDist int) (string, int) {
 		if limit == 0 || abs(len(r)-len(local)) > limit {
 			continue
 		}
-		if d := editDistance(local, r, limit); d > 0 && d <= limit && d < bestDist {
+		if d := typo.Within(local, r, limit); d > 0 && d <= limit && d < bestDist {
 			best, bestDist = r, d
 		}
 	}
@@ -330,38 +332,6 @@ func closestRole(local string, roles []string, maxDist int) (string, int) {
 		return "", 0
 	}
 	return best, bestDist
-}
-
-// editDistance is the optimal-string-alignment distance between a and b
-// (insertions, deletions, substitutions and swaps of neighbours, each
-// one edit), in bytes; above limit it returns limit+1 early.
-func editDistance(a, b string, limit int) int {
-	prev2 := make([]int, len(b)+1)
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		rowMin := cur[0]
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
-				cur[j] = min(cur[j], prev2[j-2]+1)
-			}
-			rowMin = min(rowMin, cur[j])
-		}
-		if rowMin > limit {
-			return limit + 1
-		}
-		prev2, prev, cur = prev, cur, prev2
-	}
-	return prev[len(b)]
 }
 
 func abs(n int) int {

@@ -9,31 +9,6 @@ import (
 	"mailwarden/internal/config"
 )
 
-func TestEditDistance(t *testing.T) {
-	cases := []struct {
-		a, b string
-		want int
-	}{
-		{"office", "office", 0},
-		{"ofice", "office", 1},
-		{"offfice", "office", 1},
-		{"offcie", "office", 1}, // a swap is one edit
-		{"servises", "services", 1},
-		{"suport", "support", 1},
-		{"sales", "james", 2},
-		{"", "info", 4},
-		{"info", "", 4},
-	}
-	for _, c := range cases {
-		if got := editDistance(c.a, c.b, 10); got != c.want {
-			t.Errorf("editDistance(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
-		}
-	}
-	if got := editDistance("abcdefgh", "zyxwvuts", 2); got != 3 {
-		t.Errorf("a distance beyond the limit returns limit+1; got %d", got)
-	}
-}
-
 func TestClosestRole(t *testing.T) {
 	roles := config.DefaultRoleNames()
 	cases := []struct {

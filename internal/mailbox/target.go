@@ -61,21 +61,15 @@ func ReadTargetList(path string) ([]Target, error) {
 func ParseTargetList(path string, data []byte) ([]Target, error) {
 	var out []Target
 	var bad []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), maxLineBytes)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
+	err := listLines(data, func(n int, line string) {
 		t, err := ParseTarget(line)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("%s:%d: %v", path, n, err))
-			continue
+			return
 		}
 		out = append(out, t)
-	}
-	if err := sc.Err(); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("mailbox: reading %s: %w", path, err)
 	}
 	if len(bad) > 0 {
@@ -95,4 +89,19 @@ func dedupe(ts []Target) []Target {
 		}
 	}
 	return out
+}
+
+// listLines calls fn with each line of a list file that is not blank or
+// a # comment, trimmed, and its line number.
+func listLines(data []byte, fn func(n int, line string)) error {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), maxLineBytes)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fn(n, line)
+	}
+	return sc.Err()
 }

@@ -1,8 +1,6 @@
 package mailbox
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -157,22 +155,16 @@ func readDomainOwners(path string) (map[string]string, []error) {
 func parseDomainOwners(path string, data []byte) (map[string]string, []error) {
 	owners := map[string]string{}
 	var problems []error
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), maxLineBytes)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
+	err := listLines(data, func(n int, line string) {
 		domain, owner, ok := strings.Cut(line, ":")
 		domain, owner = strings.TrimSpace(domain), strings.TrimSpace(owner)
 		if !ok || !safeName(domain) || !safeName(owner) || strings.ContainsAny(owner, " \t") {
 			problems = append(problems, &ParseError{Path: path, Line: n, Msg: fmt.Sprintf("%q is not \"domain: owner\"", clip(line))})
-			continue
+			return
 		}
 		owners[strings.ToLower(domain)] = owner
-	}
-	if err := sc.Err(); err != nil {
+	})
+	if err != nil {
 		problems = append(problems, fmt.Errorf("mailbox: reading %s: %w", path, err))
 	}
 	return owners, problems

@@ -14,6 +14,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"mailwarden/internal/human"
+	"mailwarden/internal/logx"
 )
 
 // WatchOptions configure a Watcher.
@@ -100,9 +101,7 @@ func NewWatcher(o WatchOptions) (*Watcher, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	fsw, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: starting the watch: %w", err)

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"mailwarden/internal/logx"
 )
 
 // DefaultPoll is how often the Tailer looks for new lines when
@@ -73,9 +75,7 @@ func NewTailer(opt Options) (*Tailer, error) {
 		opt.Location = time.Local
 	}
 	log := opt.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logx.Or(log)
 	return &Tailer{
 		opt:   opt,
 		log:   log.With("path", opt.Path),

@@ -18,6 +18,7 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"mailwarden/internal/accept"
+	"mailwarden/internal/logx"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/reply"
 	"mailwarden/internal/spool"
@@ -87,9 +88,7 @@ var (
 
 // NewServer returns a milter server running o.Pipeline for every session.
 func NewServer(o Options) *Server {
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	if o.CheckTimeout <= 0 {
 		o.CheckTimeout = 20 * time.Second
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"mailwarden/internal/logx"
 )
 
 // Pipeline runs checks in order until one returns a final action.
@@ -34,12 +36,8 @@ type PipelineOptions struct {
 
 // NewPipeline returns a pipeline running checks in the given order.
 func NewPipeline(checks []Check, o PipelineOptions) *Pipeline {
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.MailLog == nil {
-		o.MailLog = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
+	o.MailLog = logx.Or(o.MailLog)
 	return &Pipeline{checks: checks, failOpen: o.FailOpen, log: o.Log, mailLog: o.MailLog, observe: o.Observe, classify: o.Classify}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"mailwarden/internal/accept"
+	"mailwarden/internal/logx"
 	"mailwarden/internal/policy"
 )
 
@@ -82,9 +83,7 @@ type Server struct {
 
 // NewServer returns a server; call Serve to start it.
 func NewServer(o Options) *Server {
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
 	}

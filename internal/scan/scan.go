@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"mailwarden/internal/logx"
 )
 
 // Defaults applied by New to zero Options fields.
@@ -163,9 +165,7 @@ func New(o Options) (*Scanner, error) {
 	if s.dial == nil {
 		s.dial = (&net.Dialer{}).DialContext
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	s.log = logx.Or(s.log)
 	return s, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"mailwarden/internal/accept"
+	"mailwarden/internal/logx"
 )
 
 // Defaults for zero Options fields.
@@ -74,9 +75,7 @@ type Server struct {
 
 // NewServer returns a trap server; call Serve to start it.
 func NewServer(o Options) *Server {
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	if o.Hostname == "" {
 		o.Hostname, _ = os.Hostname()
 	}

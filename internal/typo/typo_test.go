@@ -19,3 +19,28 @@ func TestClosest(t *testing.T) {
 		t.Errorf("Distance = %d, want 3", d)
 	}
 }
+
+func TestWithin(t *testing.T) {
+	cases := []struct {
+		a, b string
+		want int
+	}{
+		{"office", "office", 0},
+		{"ofice", "office", 1},
+		{"offfice", "office", 1},
+		{"offcie", "office", 1}, // a swap is one edit
+		{"servises", "services", 1},
+		{"suport", "support", 1},
+		{"sales", "james", 2},
+		{"", "info", 4},
+		{"info", "", 4},
+	}
+	for _, c := range cases {
+		if got := Within(c.a, c.b, 10); got != c.want {
+			t.Errorf("Within(%q, %q) = %d, want %d", c.a, c.b, got, c.want)
+		}
+	}
+	if got := Within("abcdefgh", "zyxwvuts", 2); got != 3 {
+		t.Errorf("a distance beyond the limit returns limit+1; got %d", got)
+	}
+}

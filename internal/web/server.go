@@ -22,6 +22,7 @@ import (
 	"mailwarden/internal/config"
 	"mailwarden/internal/events"
 	"mailwarden/internal/hosts"
+	"mailwarden/internal/logx"
 	"mailwarden/internal/series"
 	"mailwarden/internal/store"
 )
@@ -109,9 +110,7 @@ func New(o Options) (*Server, error) {
 	if o.Passes == nil {
 		o.Passes, _ = o.Store.(store.ClientPassLister)
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

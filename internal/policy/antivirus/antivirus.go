@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mailwarden/internal/clamd"
+	"mailwarden/internal/logx"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/latch"
 	"mailwarden/internal/reply"
@@ -130,9 +131,7 @@ func New(o Options) (*Check, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	scanned := "clamav via mailwarden"
 	if o.Hostname != "" {
 		scanned += " at " + o.Hostname

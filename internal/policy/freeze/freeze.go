@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"mailwarden/internal/logx"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
@@ -37,9 +38,7 @@ func New(o Options) (*Check, error) {
 	if o.Store == nil {
 		return nil, errors.New("freeze: no store")
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	return &Check{o: o}, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"mailwarden/internal/logx"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/reply"
 	"mailwarden/internal/store"
@@ -143,9 +144,7 @@ func withDefaults(o Options) (Options, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	return o, errors.Join(errs...)
 }
 

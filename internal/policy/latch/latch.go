@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"mailwarden/internal/logx"
 	"mailwarden/internal/netset"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/reply"
@@ -90,9 +91,7 @@ func New(o Options) (*Check, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	users := make(map[string]bool, len(o.ExemptUsers))
 	for _, u := range o.ExemptUsers {
 		users[strings.ToLower(u)] = true

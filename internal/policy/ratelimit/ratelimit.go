@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"mailwarden/internal/logx"
 	"mailwarden/internal/netset"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/latch"
@@ -92,9 +93,7 @@ func New(o Options) (*Check, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	return &Check{o: o, exempt: netset.New(o.ExemptClients...), refused: newMemo()}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"mailwarden/internal/logx"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/policy/latch"
 	"mailwarden/internal/reply"
@@ -79,9 +80,7 @@ func New(o Options) (*Check, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
+	o.Log = logx.Or(o.Log)
 	return &Check{o: o}, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"mailwarden/internal/config"
+	"mailwarden/internal/logx"
 	"mailwarden/internal/store"
 	"mailwarden/internal/store/sqlite"
 )
@@ -40,9 +41,7 @@ type Options struct {
 // (daemon.Options.Store).
 func Open(cfg config.Config, o Options) (store.Store, error) {
 	log := o.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logx.Or(log)
 	switch cfg.Store.Backend {
 	case "sqlite":
 		p, m, err := check(cfg.DataDir, o.Create)
@@ -93,9 +92,7 @@ func identify(st *sqlite.Store, dir string, m marker) error {
 // is set; then its database and marker are moved aside (to names ending
 // ".replaced-TIME"), never deleted.
 func Init(cfg config.Config, force bool, log *slog.Logger) (int32, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logx.Or(log)
 	if cfg.Store.Backend != "sqlite" {
 		return 0, fmt.Errorf("store backend %q is not available (available: sqlite)", cfg.Store.Backend)
 	}

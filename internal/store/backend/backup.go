@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mailwarden/internal/config"
+	"mailwarden/internal/logx"
 	"mailwarden/internal/store/sqlite"
 )
 
@@ -34,9 +35,7 @@ func Backup(ctx context.Context, cfg config.Config, path string) error {
 // another store than the one the directory held is refused unless
 // force. It returns the restored store's identity.
 func Restore(cfg config.Config, path string, force bool, log *slog.Logger) (int32, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log = logx.Or(log)
 	if cfg.Store.Backend != "sqlite" {
 		return 0, fmt.Errorf("store backend %q has no restore", cfg.Store.Backend)
 	}
