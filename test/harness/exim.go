@@ -16,7 +16,8 @@ import (
 	"time"
 )
 
-// EximRoot is where test/setup.sh unpacks Debian 12's exim4-daemon-light,
+// EximRoot is where test/setup.sh unpacks Debian 12's exim4-daemon-heavy (the
+// build with content scanning: the malware ACL condition and av_scanner),
 // exim4-base and exim4-config with dpkg -x. The packages conflict with
 // postfix, which the other tests need, so they are never installed.
 const EximRoot = "/opt/mailwarden-test/exim"

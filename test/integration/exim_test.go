@@ -17,7 +17,7 @@ import (
 // Debian 12's stock Exim configuration exactly where the docs say, must
 // bring every client to mailwarden — internal clients and authenticated
 // users included, whom Debian's acl_check_rcpt accepts long before it
-// refuses relaying. Exim is Debian's own exim4-daemon-light built by
+// refuses relaying. Exim is Debian's own exim4-daemon-heavy built by
 // Debian's update-exim4.conf from the stock conf.d tree (and, once, from
 // the single-file template); the snippet and the places are read from the
 // docs, so docs and test cannot drift. A last subtest puts the snippet
