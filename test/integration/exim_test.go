@@ -312,6 +312,42 @@ func TestEximAntivirus(t *testing.T) {
 		neverReached(t, sink, id)
 	})
 
+	t.Run("single-file template", func(t *testing.T) {
+		// The three snippets go into one file; inserted from the bottom
+		// up, each stock line number still holds.
+		tmpl := harness.EximTemplateFile
+		edits := []func(string) (string, error){
+			insertBefore(placeIn(t, "data-placement", doc.dataPlaces, tmpl),
+				replaceDocumented(t, "data ACL snippet", doc.dataSnippet, "inet:127.0.0.1:10023", "inet:"+mw.PolicyAddr)),
+			insertBefore(doc.place(t, tmpl), doc.snippetFor(t, mw.PolicyAddr)),
+			insertBefore(placeIn(t, "av-scanner-placement", doc.avPlaces, tmpl),
+				replaceDocumented(t, "av_scanner line", doc.avScanner, "clamd:127.0.0.1 3310", "clamd:"+clamdHost+" "+clamdPort)),
+		}
+		single := harness.StartExim(t, harness.EximConfig{
+			SmarthostPort: sink.Port,
+			RelayNets:     eximInternal,
+			RelayDomains:  "dest.test",
+			SingleFile:    true,
+			Edit: map[string]func(string) (string, error){tmpl: func(s string) (string, error) {
+				var err error
+				for _, edit := range edits {
+					if s, err = edit(s); err != nil {
+						return "", err
+					}
+				}
+				return s, nil
+			}},
+		})
+		const client = "127.10.3.9"
+		id := harness.UniqueID(t)
+		m := mail(client, from, id)
+		m.Server = single.Addr
+		requireVirusRefused(t, harness.SendAttached(t, m, eicar), id)
+		if l := waitLatch(t, mw, client); field(l, "rule") != "virus" {
+			t.Errorf("latch = %v, want rule virus", l)
+		}
+	})
+
 	t.Run("virus from an outside client latches nobody", func(t *testing.T) {
 		const outside = "127.20.3.5"
 		id := harness.UniqueID(t)
@@ -320,9 +356,12 @@ func TestEximAntivirus(t *testing.T) {
 		waitEvent(t, mw, func(e map[string]any) bool { return field(e, "client") == outside }, "--kind", "virus")
 		ls := jsonList(t, "latch list", cliOK(t, mw, "latch", "list", "--json").Stdout)
 		for _, l := range ls {
-			if !mentions(l, internal) {
-				t.Errorf("latch list shows %v; only %s sent a virus from inside", l, internal)
+			if mentions(l, outside) {
+				t.Errorf("latch list shows %v for the outside client %s", l, outside)
 			}
+		}
+		if len(ls) != 2 {
+			t.Errorf("latch list shows %d latches, want 2 (the internal senders of a virus): %v", len(ls), ls)
 		}
 	})
 }
