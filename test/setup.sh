@@ -21,7 +21,11 @@ packages="postfix swaks clamav-daemon xxd nftables chromium fonts-liberation m4"
 # they are never installed: their .debs are downloaded into exim_cache and
 # unpacked with dpkg -x into exim_root, where test/harness/exim.go finds
 # the exim4 binary, update-exim4.conf and the stock /etc/exim4 tree.
-exim_debs="exim4-daemon-light exim4-base exim4-config"
+# The daemon is exim4-daemon-heavy, not the default light one: only the
+# heavy build has content scanning (the "malware" ACL condition and the
+# av_scanner option), which the antivirus path of docs/exim.md needs.
+exim_daemon=exim4-daemon-heavy
+exim_debs="$exim_daemon exim4-base exim4-config"
 exim_cache=/var/cache/mailwarden-test/exim
 exim_root=/opt/mailwarden-test/exim
 
@@ -42,13 +46,16 @@ for p in $packages; do
 	fi
 done
 
-# exim_ready reports whether Exim is unpacked, can load its libraries and
-# has its system user.
+# exim_ready reports whether the heavy Exim is unpacked (a tree left by
+# an older run with the light daemon is not ready), has its system user,
+# and its binary loads and has content scanning: "exim4 -bV" with an
+# empty configuration runs it as far as printing what it was built with.
 exim_ready() {
 	[ -f "$exim_root/.unpacked" ] &&
+		grep -q "^${exim_daemon}_" "$exim_root/.unpacked" &&
 		[ -x "$exim_root/usr/sbin/exim4" ] &&
-		! ldd "$exim_root/usr/sbin/exim4" 2>/dev/null | grep -q 'not found' &&
-		getent passwd Debian-exim >/dev/null
+		getent passwd Debian-exim >/dev/null &&
+		"$exim_root/usr/sbin/exim4" -C /dev/null -bV 2>/dev/null | grep -q '^Support for:.* Content_Scanning'
 }
 
 # sendmail_ready reports whether Sendmail is unpacked with its m4
@@ -177,11 +184,17 @@ if ! exim_ready; then
 		dpkg -x "$(deb_in_cache "$p")" "$exim_root.new"
 	done
 
-	# The shared libraries exim4-daemon-light depends on (libidn12 is
-	# the one a Postfix machine usually lacks).
-	install_libs "$(deb_in_cache exim4-daemon-light)"
+	# The shared libraries exim4-daemon-heavy depends on (libidn12,
+	# libspf2-2 and libmariadb3 are the ones a Postfix machine usually
+	# lacks; none conflicts with postfix).
+	install_libs "$(deb_in_cache "$exim_daemon")"
 	if ldd "$exim_root.new/usr/sbin/exim4" | grep 'not found'; then
 		echo "setup: the unpacked exim4 cannot load the libraries above" >&2
+		exit 1
+	fi
+	if ! "$exim_root.new/usr/sbin/exim4" -C /dev/null -bV >/dev/null 2>&1; then
+		echo "setup: the unpacked exim4 does not run:" >&2
+		"$exim_root.new/usr/sbin/exim4" -C /dev/null -bV >&2 || true
 		exit 1
 	fi
 

@@ -84,7 +84,8 @@ type MailLogin struct {
 }
 
 // Antivirus configures scanning every message through clamd at end of
-// message (milter only: the policy server never sees the message).
+// message (milter only: the policy server never sees the message; it
+// acts on a virus Exim's own scan reports, docs/exim.md).
 type Antivirus struct {
 	// Enabled is off by default: with no clamd running, every message
 	// would be tempfailed.

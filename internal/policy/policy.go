@@ -71,7 +71,18 @@ type Request struct {
 	// Message is the whole message at StageEOM in the milter; nil
 	// elsewhere.
 	Message Message
+	// Virus is the signature name a virus scan run by the MTA itself
+	// found, at StageEOM in the policy server: Exim's malware condition
+	// reports it (docs/exim.md), since the policy server never sees the
+	// message. The front end checks it is printable ASCII of at most
+	// MaxVirusName bytes; "" means no virus was reported.
+	Virus string
 }
+
+// MaxVirusName bounds a virus signature name put in a reply or a
+// record; clamd's names are far shorter, and the reply must fit an SMTP
+// line (RFC 5321 §4.5.3.1.5).
+const MaxVirusName = 200
 
 // Message gives checks the message as received: the header fields as
 // "Name: value" lines with CRLF, an empty line, then the body.

@@ -107,6 +107,14 @@ func (s *Server) answer(log *slog.Logger, a Attrs) string {
 	if req.Stage == policy.StageRcpt {
 		req.RcptIndex = s.instances.rcptIndex(a["client_address"], a["instance"], time.Now())
 	}
+	virus, err := ReportedVirus(a, req.Stage)
+	if err != nil {
+		// Not acted on, and not a reason to refuse the rest of the
+		// request: the MTA refuses the message by its own scan anyway.
+		log.Warn("ignoring a virus report that is not well-formed", "err", err,
+			"client", req.ClientIP, "sender", req.Sender, "queue_id", req.QueueID)
+	}
+	req.Virus = virus
 	p := s.o.Pipeline()
 	if p == nil {
 		log.Error("no policy pipeline configured, tempfailing")
@@ -117,6 +125,12 @@ func (s *Server) answer(log *slog.Logger, a Attrs) string {
 	ctx, cancel := context.WithTimeout(s.baseCtx, s.o.RequestTimeout-s.o.RequestTimeout/10)
 	defer cancel()
 	v := p.Evaluate(ctx, &req)
+	if virus != "" && v.Action == policy.Continue {
+		// Only the antivirus check acts on a report; without it the
+		// virus is neither recorded nor latched.
+		log.Warn("virus report not acted on: is antivirus.enabled off?", "virus", virus,
+			"client", req.ClientIP, "sender", req.Sender, "queue_id", req.QueueID)
+	}
 	return FormatAction(v)
 }
 

@@ -9,6 +9,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"mailwarden/internal/policy"
+	"mailwarden/internal/reply"
 )
 
 // postfixRequest is the full attribute list of SMTPD_POLICY_README
@@ -154,6 +157,10 @@ func FuzzReadRequest(f *testing.F) {
 	f.Add([]byte("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.7\nsender=<a@b>\nrecipient=<c@d>\n\n"))
 	f.Add([]byte(""))
 	f.Add([]byte("\x00"))
+	// docs/exim.md's data ACL reporting a virus Exim's malware condition
+	// found, and a Postfix end-of-data request without one.
+	f.Add([]byte("request=smtpd_access_policy\nprotocol_state=END-OF-MESSAGE\ninstance=mx.test.4711.1733529600123\nclient_address=10.1.2.3\nclient_name=unknown\nhelo_name=pc17\nsender=pupil@district.example\nrecipient=\nrecipient_count=1\nsasl_username=\nqueue_id=1tJqkL-000123-AB\nvirus=Eicar-Test-Signature\n\n"))
+	f.Add([]byte("request=smtpd_access_policy\nprotocol_state=END-OF-MESSAGE\nclient_address=10.1.2.3\nsender=a@b\nrecipient=\nrecipient_count=2\nqueue_id=8045F2AB23\nsize=12345\n\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, size := range []int{16, 256, 4096} {
 			in := bytes.NewReader(data)
@@ -180,6 +187,12 @@ func FuzzReadRequest(f *testing.F) {
 				continue
 			}
 			checkAttrs(t, a)
+			// A virus report that is taken is fit for a reply.
+			if v, err := ReportedVirus(a, policy.StageEOM); err == nil && v != "" {
+				if len(v) > policy.MaxVirusName || reply.Safe(v) != v || strings.TrimSpace(v) != v {
+					t.Fatalf("virus report %q taken", v)
+				}
+			}
 			// Writing the attributes back gives the same request.
 			again, err := read(encode(a), 0)
 			if err != nil || !maps.Equal(a, again) {

@@ -1,6 +1,7 @@
 package policyd
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -73,6 +74,41 @@ func stageOf(state string, haveRcpt bool) (policy.Stage, bool) {
 		return policy.StageRcpt, haveRcpt
 	}
 	return 0, false
+}
+
+// VirusAttr is the mailwarden attribute by which an MTA that scans
+// messages itself reports, at END-OF-MESSAGE, the virus it found:
+// Exim's data ACL sends virus=$malware_name (docs/exim.md). Postfix
+// never sends it.
+const VirusAttr = "virus"
+
+// ReportedVirus returns the virus name of a request's VirusAttr, or ""
+// when it has none. The value is checked, not repaired: it must be
+// printable US-ASCII (RFC 5321 §4.2, as it goes into a reply) of at most
+// policy.MaxVirusName bytes, and only an END-OF-MESSAGE request carries
+// it. Anything else is an error saying why, and the report is not to be
+// acted on: the attribute is attacker-influenced (a hand-made request,
+// a broken ACL), and a name that is not what a scanner says is no
+// evidence to latch a client on.
+func ReportedVirus(a Attrs, stage policy.Stage) (string, error) {
+	v, ok := a[VirusAttr]
+	if !ok {
+		return "", nil
+	}
+	switch name := strings.TrimSpace(v); {
+	case stage != policy.StageEOM:
+		return "", fmt.Errorf("policyd: %s attribute in a %s request; it belongs to END-OF-MESSAGE", VirusAttr, stage)
+	case name == "":
+		return "", fmt.Errorf("policyd: empty %s attribute", VirusAttr)
+	case len(name) > policy.MaxVirusName:
+		return "", fmt.Errorf("policyd: %s attribute of %d bytes, at most %d", VirusAttr, len(name), policy.MaxVirusName)
+	case reply.Check(name) != nil:
+		return "", fmt.Errorf("policyd: %s attribute: %w", VirusAttr, reply.Check(name))
+	case reply.Safe(name) != name:
+		return "", fmt.Errorf("policyd: %s attribute is not printable US-ASCII", VirusAttr)
+	default:
+		return name, nil
+	}
 }
 
 // stripBrackets removes the angle brackets a hand-written Exim request

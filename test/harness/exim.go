@@ -16,7 +16,8 @@ import (
 	"time"
 )
 
-// EximRoot is where test/setup.sh unpacks Debian 12's exim4-daemon-light,
+// EximRoot is where test/setup.sh unpacks Debian 12's exim4-daemon-heavy (the
+// build with content scanning: the malware ACL condition and av_scanner),
 // exim4-base and exim4-config with dpkg -x. The packages conflict with
 // postfix, which the other tests need, so they are never installed.
 const EximRoot = "/opt/mailwarden-test/exim"
@@ -92,6 +93,10 @@ type EximConfig struct {
 	// SingleFile is set) and returns the new text; this is where a test
 	// puts what the docs tell an administrator to add.
 	EditRcptACL func(stock string) (string, error)
+	// Edit changes other stock files, by name relative to /etc/exim4
+	// (such as "conf.d/acl/40_exim4-config_check_data"), the same way;
+	// an edit of the file EditRcptACL changes runs after it.
+	Edit map[string]func(stock string) (string, error)
 	// Users, if set, are SMTP AUTH users and their passwords. They turn
 	// on the PLAIN server authenticator Debian ships commented out in
 	// conf.d/auth/30_exim4-config_examples, reading CONFDIR/passwd.
@@ -213,6 +218,16 @@ func (e *Exim) configure(cfg EximConfig) error {
 	}
 	if cfg.EditRcptACL != nil {
 		if err := e.edit(aclFile, cfg.EditRcptACL); err != nil {
+			return err
+		}
+	}
+	names := make([]string, 0, len(cfg.Edit))
+	for name := range cfg.Edit {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := e.edit(name, cfg.Edit[name]); err != nil {
 			return err
 		}
 	}

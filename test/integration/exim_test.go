@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,7 +18,7 @@ import (
 // Debian 12's stock Exim configuration exactly where the docs say, must
 // bring every client to mailwarden — internal clients and authenticated
 // users included, whom Debian's acl_check_rcpt accepts long before it
-// refuses relaying. Exim is Debian's own exim4-daemon-light built by
+// refuses relaying. Exim is Debian's own exim4-daemon-heavy built by
 // Debian's update-exim4.conf from the stock conf.d tree (and, once, from
 // the single-file template); the snippet and the places are read from the
 // docs, so docs and test cannot drift. A last subtest puts the snippet
@@ -211,6 +212,160 @@ func TestExim(t *testing.T) {
 	})
 }
 
+// TestEximAntivirus: docs/exim.md's av_scanner option and data ACL
+// snippet, inserted with its RCPT snippet into Debian 12's stock
+// configuration where the docs say, on Debian's exim4-daemon-heavy and
+// the harness's clamd with the EICAR signature. Exim refuses a virus at
+// the end of data naming it; mailwarden, told by the snippet, records it
+// and latches an internal sender as its milter does, so that client's
+// next clean message is refused at RCPT. An outside sender's virus is
+// refused and latches nobody.
+func TestEximAntivirus(t *testing.T) {
+	t.Parallel()
+	harness.RequireExim(t)
+	doc := readEximDoc(t)
+	clamd := sharedClamd.get(t)
+
+	sink := harness.StartSink(t)
+	// Greylisting off (avYAML) so the outside client reaches DATA at once.
+	mw := harness.StartMailwarden(t, binary(t), avYAML(eximInternal, servers(clamd.TCPServer()),
+		"inbound: reject", "outbound: reject"))
+	clamdHost, clamdPort, ok := strings.Cut(clamd.Addr, ":")
+	if !ok {
+		t.Fatalf("clamd address %q", clamd.Addr)
+	}
+	const (
+		optionsFile = "conf.d/main/02_exim4-config_options"
+		dataACLFile = "conf.d/acl/40_exim4-config_check_data"
+	)
+	exim := harness.StartExim(t, harness.EximConfig{
+		SmarthostPort: sink.Port,
+		RelayNets:     eximInternal,
+		RelayDomains:  "dest.test",
+		EditRcptACL:   insertBefore(doc.place(t, harness.EximRcptACLFile), doc.snippetFor(t, mw.PolicyAddr)),
+		Edit: map[string]func(string) (string, error){
+			optionsFile: insertBefore(placeIn(t, "av-scanner-placement", doc.avPlaces, optionsFile),
+				replaceDocumented(t, "av_scanner line", doc.avScanner, "clamd:127.0.0.1 3310", "clamd:"+clamdHost+" "+clamdPort)),
+			dataACLFile: insertBefore(placeIn(t, "data-placement", doc.dataPlaces, dataACLFile),
+				replaceDocumented(t, "data ACL snippet", doc.dataSnippet, "inet:127.0.0.1:10023", "inet:"+mw.PolicyAddr)),
+		},
+	})
+	eicar := harness.EICARFile(t)
+	mail := func(client, from, id string) harness.Mail {
+		return harness.Mail{Server: exim.Addr, Client: client, From: from, To: rcptTo, ID: id}
+	}
+	// requireVirusRefused checks Exim refused the message at the end of
+	// data, naming the virus, and it never reached the sink.
+	requireVirusRefused := func(t *testing.T, res harness.SwaksResult, id string) {
+		t.Helper()
+		res.RequireReply(t, "RCPT TO", "250 ")
+		res.RequireDataReply(t, virusReply)
+		if got := res.DataReply(); !strings.Contains(got, harness.EICARSignature) {
+			t.Errorf("end-of-data reply %q does not name the virus %s", got, harness.EICARSignature)
+		}
+		neverReached(t, sink, id)
+	}
+
+	const internal, from = "127.10.3.5", "staff@school.test"
+
+	t.Run("clean mail from an internal client passes", func(t *testing.T) {
+		id := harness.UniqueID(t)
+		res := harness.SendAttached(t, mail(internal, from, id), harness.RandomFile(t, "report.pdf", 8<<10))
+		res.RequireReply(t, "RCPT TO", "250 ")
+		res.RequireDataReply(t, "250 ")
+		sink.WaitForID(t, id, 10*time.Second)
+		if ls := latchesFor(t, mw, internal); len(ls) != 0 {
+			t.Errorf("a clean message latched %s: %v", internal, ls)
+		}
+	})
+
+	t.Run("virus from an internal client latches it", func(t *testing.T) {
+		id := harness.UniqueID(t)
+		requireVirusRefused(t, harness.SendAttached(t, mail(internal, from, id), eicar), id)
+
+		l := waitLatch(t, mw, internal)
+		if field(l, "rule") != "virus" || !strings.HasPrefix(field(l, "evidence"), harness.EICARSignature) || field(l, "site") != siteName {
+			t.Errorf("latch = %v, want rule virus, evidence %s and site %s", l, harness.EICARSignature, siteName)
+		}
+		ref := field(l, "id")
+		d := antivirusDecision(t, mw, internal, "reject")
+		if d["frontend"] != "policy" || d["stage"] != "eom" || !strings.HasPrefix(d["reply"], virusReply) {
+			t.Errorf("mail log decision = %v, want frontend=policy stage=eom reply %q…", d, virusReply)
+		}
+		ev := waitEvent(t, mw, func(e map[string]any) bool { return field(e, "client") == internal }, "--kind", "virus")
+		if b, _ := json.Marshal(ev); !strings.Contains(string(b), harness.EICARSignature) || !strings.Contains(string(b), "ref "+ref) {
+			t.Errorf("virus event %s does not name the virus and the latch ref %s", b, ref)
+		}
+		waitEvent(t, mw, func(e map[string]any) bool {
+			return field(e, "check") == "antivirus" && strings.Contains(field(e, "reason"), "ref "+ref)
+		}, "--kind", "latch", "--host", internal)
+
+		// Its next message, clean, is refused at RCPT with the latch
+		// reply, which Exim wraps over several lines.
+		id = harness.UniqueID(t)
+		res := harness.Send(t, mail(internal, from, id))
+		requireRefused(t, res, "550 5.7.1 ")
+		if got := wholeReply(res, "RCPT TO"); !strings.Contains(got, "Mail from "+internal+" is blocked: sent a message infected with "+harness.EICARSignature) ||
+			!strings.Contains(got, "ref "+ref) {
+			t.Errorf("RCPT TO reply %q is not the latch reply naming the virus and ref %s", got, ref)
+		}
+		neverReached(t, sink, id)
+	})
+
+	t.Run("single-file template", func(t *testing.T) {
+		// The three snippets go into one file; inserted from the bottom
+		// up, each stock line number still holds.
+		tmpl := harness.EximTemplateFile
+		edits := []func(string) (string, error){
+			insertBefore(placeIn(t, "data-placement", doc.dataPlaces, tmpl),
+				replaceDocumented(t, "data ACL snippet", doc.dataSnippet, "inet:127.0.0.1:10023", "inet:"+mw.PolicyAddr)),
+			insertBefore(doc.place(t, tmpl), doc.snippetFor(t, mw.PolicyAddr)),
+			insertBefore(placeIn(t, "av-scanner-placement", doc.avPlaces, tmpl),
+				replaceDocumented(t, "av_scanner line", doc.avScanner, "clamd:127.0.0.1 3310", "clamd:"+clamdHost+" "+clamdPort)),
+		}
+		single := harness.StartExim(t, harness.EximConfig{
+			SmarthostPort: sink.Port,
+			RelayNets:     eximInternal,
+			RelayDomains:  "dest.test",
+			SingleFile:    true,
+			Edit: map[string]func(string) (string, error){tmpl: func(s string) (string, error) {
+				var err error
+				for _, edit := range edits {
+					if s, err = edit(s); err != nil {
+						return "", err
+					}
+				}
+				return s, nil
+			}},
+		})
+		const client = "127.10.3.9"
+		id := harness.UniqueID(t)
+		m := mail(client, from, id)
+		m.Server = single.Addr
+		requireVirusRefused(t, harness.SendAttached(t, m, eicar), id)
+		if l := waitLatch(t, mw, client); field(l, "rule") != "virus" {
+			t.Errorf("latch = %v, want rule virus", l)
+		}
+	})
+
+	t.Run("virus from an outside client latches nobody", func(t *testing.T) {
+		const outside = "127.20.3.5"
+		id := harness.UniqueID(t)
+		requireVirusRefused(t, harness.SendAttached(t, mail(outside, "news@ext.test", id), eicar), id)
+		antivirusDecision(t, mw, outside, "reject")
+		waitEvent(t, mw, func(e map[string]any) bool { return field(e, "client") == outside }, "--kind", "virus")
+		ls := jsonList(t, "latch list", cliOK(t, mw, "latch", "list", "--json").Stdout)
+		for _, l := range ls {
+			if mentions(l, outside) {
+				t.Errorf("latch list shows %v for the outside client %s", l, outside)
+			}
+		}
+		if len(ls) != 2 {
+			t.Errorf("latch list shows %d latches, want 2 (the internal senders of a virus): %v", len(ls), ls)
+		}
+	})
+}
+
 // The network Exim relays for (dc_relay_nets) and mailwarden calls
 // internal: they must be the same (docs/exim.md). mailwarden's default
 // internal_networks is 127.0.0.0/8, which would make every test client
@@ -238,6 +393,10 @@ rate_limits:
 type eximDoc struct {
 	snippet string
 	places  map[string]eximPlace // by file under /etc/exim4
+	// The antivirus part: the av_scanner main option and the data ACL
+	// snippet, each with its places.
+	avScanner, dataSnippet string
+	avPlaces, dataPlaces   map[string]eximPlace
 }
 
 // eximPlace is a line of a stock file the snippet goes before, and what
@@ -273,30 +432,43 @@ func readEximDoc(t *testing.T) eximDoc {
 		return body
 	}
 
-	doc := eximDoc{places: map[string]eximPlace{}}
-	code := strings.TrimSpace(between("snippet"))
-	if !strings.HasPrefix(code, "```\n") || !strings.HasSuffix(code, "\n```") {
-		t.Fatalf("the exim-snippet markers in docs/exim.md do not hold one code block:\n%s", code)
+	codeBlock := func(name string) string {
+		code := strings.TrimSpace(between(name))
+		if !strings.HasPrefix(code, "```\n") || !strings.HasSuffix(code, "\n```") {
+			t.Fatalf("the exim-%s markers in docs/exim.md do not hold one code block:\n%s", name, code)
+		}
+		return strings.TrimSuffix(strings.TrimPrefix(code, "```\n"), "```")
 	}
-	doc.snippet = strings.TrimSuffix(strings.TrimPrefix(code, "```\n"), "```")
-
 	// | `/etc/exim4/FILE` (…) | LINE | `TEXT` |
 	row := regexp.MustCompile("^\\| `/etc/exim4/([^`]+)`[^|]*\\| *(\\d+) *\\| *`([^`]*)` *\\|$")
-	for _, line := range strings.Split(between("placement"), "\n") {
-		if m := row.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
-			n, _ := strconv.Atoi(m[2])
-			doc.places[m[1]] = eximPlace{line: n, text: m[3]}
+	table := func(name string) map[string]eximPlace {
+		places := map[string]eximPlace{}
+		for _, line := range strings.Split(between(name), "\n") {
+			if m := row.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+				n, _ := strconv.Atoi(m[2])
+				places[m[1]] = eximPlace{line: n, text: m[3]}
+			}
 		}
+		return places
 	}
-	return doc
+	return eximDoc{
+		snippet: codeBlock("snippet"), places: table("placement"),
+		avScanner: codeBlock("av-scanner"), avPlaces: table("av-scanner-placement"),
+		dataSnippet: codeBlock("data-snippet"), dataPlaces: table("data-placement"),
+	}
 }
 
 // place returns where the docs put the snippet in a stock file.
 func (d eximDoc) place(t *testing.T, file string) eximPlace {
 	t.Helper()
-	p, ok := d.places[file]
+	return placeIn(t, "placement", d.places, file)
+}
+
+func placeIn(t *testing.T, table string, places map[string]eximPlace, file string) eximPlace {
+	t.Helper()
+	p, ok := places[file]
 	if !ok {
-		t.Fatalf("docs/exim.md's placement table has no row for /etc/exim4/%s (rows: %v)", file, d.places)
+		t.Fatalf("docs/exim.md's %s table has no row for /etc/exim4/%s (rows: %v)", table, file, places)
 	}
 	return p
 }
@@ -305,11 +477,17 @@ func (d eximDoc) place(t *testing.T, file string) eximPlace {
 // of the documented 127.0.0.1:10023: the one change the test makes.
 func (d eximDoc) snippetFor(t *testing.T, addr string) string {
 	t.Helper()
-	const documented = "inet:127.0.0.1:10023"
-	if n := strings.Count(d.snippet, documented); n != 1 {
-		t.Fatalf("docs/exim.md's snippet names %s %d times, want once", documented, n)
+	return replaceDocumented(t, "snippet", d.snippet, "inet:127.0.0.1:10023", "inet:"+addr)
+}
+
+// replaceDocumented replaces the documented address in a snippet, which
+// must name it exactly once, by the test's.
+func replaceDocumented(t *testing.T, what, text, documented, actual string) string {
+	t.Helper()
+	if n := strings.Count(text, documented); n != 1 {
+		t.Fatalf("docs/exim.md's %s names %s %d times, want once", what, documented, n)
 	}
-	return strings.Replace(d.snippet, documented, "inet:"+addr, 1)
+	return strings.Replace(text, documented, actual, 1)
 }
 
 // insertBefore returns an edit that puts snippet before line p.line of a

@@ -49,11 +49,6 @@ const (
 // RuleVirus is the latch rule for a sender of a virus.
 const RuleVirus = "virus"
 
-// maxVirusName bounds the signature name put in a reply; clamd's names
-// are far shorter, and the reply must fit an SMTP line (RFC 5321
-// §4.5.3.1.5).
-const maxVirusName = 200
-
 // Options configures a Check.
 type Options struct {
 	Scanner Scanner
@@ -155,10 +150,19 @@ func (c *Check) OwnedHeaders() []string {
 	return nil
 }
 
-// Check scans the message at end of message. Other stages, and requests
-// without a message (the policy server, a milter with no spool), pass.
+// Check scans the message at end of message. A virus the MTA's own scan
+// found and reported (req.Virus, Exim behind the policy server) is
+// treated exactly as one clamd found here: the same action, event and
+// latch. Other stages, and requests without a message or a report (the
+// policy server, a milter with no spool), pass.
 func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict, error) {
-	if req.Stage != policy.StageEOM || req.Message == nil {
+	if req.Stage != policy.StageEOM {
+		return policy.Verdict{}, nil
+	}
+	if req.Virus != "" {
+		return c.infected(ctx, req, req.Virus, "the MTA's own scan (reported to the policy server)"), nil
+	}
+	if req.Message == nil {
 		return policy.Verdict{}, nil
 	}
 	size := req.Message.Size()
@@ -175,7 +179,7 @@ func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict,
 	case err != nil:
 		return c.scanError(ctx, req, err), nil
 	case res.Infected:
-		return c.infected(ctx, req, res), nil
+		return c.infected(ctx, req, res.Virus, "clamd "+res.Server), nil
 	}
 	c.o.Log.Debug("antivirus: clean", "server", res.Server, "size", size, "took", took, "queue_id", req.QueueID)
 	return policy.Verdict{Headers: c.headers("Clean", true)}, nil
@@ -232,10 +236,11 @@ func (c *Check) scanError(ctx context.Context, req *policy.Request, err error) p
 		Reason: fmt.Sprintf("antivirus: scan failed: %v", err), Check: c.Name()}
 }
 
-// infected applies the inbound or outbound action to an infected message
-// and records who sent or was to receive it.
-func (c *Check) infected(ctx context.Context, req *policy.Request, res clamd.Result) policy.Verdict {
-	name := safe(res.Virus)
+// infected applies the inbound or outbound action to a message infected
+// with virus, found by the scanner named in by, and records who sent or
+// was to receive it.
+func (c *Check) infected(ctx context.Context, req *policy.Request, virus, by string) policy.Verdict {
+	name := safe(virus)
 	if name == "" {
 		name = "unknown"
 	}
@@ -244,7 +249,7 @@ func (c *Check) infected(ctx context.Context, req *policy.Request, res clamd.Res
 	if req.Outbound() {
 		direction, action = "outbound", c.o.Outbound
 	}
-	reason := fmt.Sprintf("antivirus: virus %s found in %s message by clamd %s", name, direction, res.Server)
+	reason := fmt.Sprintf("antivirus: virus %s found in %s message by %s", name, direction, by)
 	switch action {
 	case ActionDiscard:
 		v.Action = policy.Discard
@@ -281,7 +286,7 @@ func (c *Check) infected(ctx context.Context, req *policy.Request, res clamd.Res
 	}
 	v.Reason = reason
 	c.o.Log.Warn("antivirus: virus found", "virus", name, "direction", direction, "action", action,
-		"server", res.Server, "client", req.ClientIP, "user", req.SASLUser, "sender", req.Sender, "queue_id", req.QueueID)
+		"by", by, "client", req.ClientIP, "user", req.SASLUser, "sender", req.Sender, "queue_id", req.QueueID)
 	return v
 }
 
@@ -305,8 +310,8 @@ func (c *Check) internalRecipients(rcpts []string) []string {
 // printable US-ASCII) and a quarantine reason.
 func safe(s string) string {
 	s = reply.Safe(strings.TrimSpace(s))
-	if len(s) > maxVirusName {
-		s = s[:maxVirusName]
+	if len(s) > policy.MaxVirusName {
+		s = s[:policy.MaxVirusName]
 	}
 	return s
 }

@@ -496,3 +496,57 @@ func TestPipelineRecordsRecipients(t *testing.T) {
 		t.Errorf("observed event %q with recipients %q", seenV.Event, seenReq.Recipients)
 	}
 }
+
+// TestReportedVirusIsTheSameAsAScannedOne: a virus the MTA's own scan
+// found and reported through the policy server (Exim, docs/exim.md)
+// gets the verdict, event and latch that clamd finding it here gives,
+// without a scan; an outside client's is refused and latches nobody.
+func TestReportedVirusIsTheSameAsAScannedOne(t *testing.T) {
+	scanned := newEnv(t, nil)
+	scanned.infected()
+	want := scanned.check(outbound("10.1.2.3"))
+	wantLatch, err := scanned.latches.ActiveLatch(context.Background(), store.LatchClient, "10.1.2.3", t0.Add(time.Hour))
+	if err != nil {
+		t.Fatalf("clamd's find did not latch: %v", err)
+	}
+
+	e := newEnv(t, nil)
+	req := outbound("10.1.2.3")
+	req.Frontend, req.Message, req.Virus = "policy", nil, eicar
+	v := e.check(req)
+	if e.scanner.calls != 0 {
+		t.Errorf("scanner called %d times for a reported virus", e.scanner.calls)
+	}
+	if v.Action != want.Action || v.Reply() != want.Reply() || v.Event != want.Event || v.Check != want.Check {
+		t.Errorf("reported: %v %q event %q, want %v %q event %q as for clamd's find", v.Action, v.Reply(), v.Event, want.Action, want.Reply(), want.Event)
+	}
+	if !strings.Contains(v.Reason, "found in outbound message by the MTA's own scan") {
+		t.Errorf("reason %q does not say who found it", v.Reason)
+	}
+	l, err := e.latches.ActiveLatch(context.Background(), store.LatchClient, "10.1.2.3", t0.Add(time.Hour))
+	if err != nil {
+		t.Fatalf("reported virus did not latch: %v", err)
+	}
+	if l.Rule != wantLatch.Rule || l.Evidence != wantLatch.Evidence || l.Reason != wantLatch.Reason || l.Site != wantLatch.Site {
+		t.Errorf("latch %+v, want rule, evidence, reason and site of %+v", l, wantLatch)
+	}
+	if v.Latched == "" || strings.Replace(v.Latched, l.ID, wantLatch.ID, 1) != want.Latched {
+		t.Errorf("Latched = %q, want %q (but for the ref)", v.Latched, want.Latched)
+	}
+
+	out := inbound("bob@district.example")
+	out.Frontend, out.Message, out.Virus = "policy", nil, eicar
+	if v := e.check(out); v.Action != policy.Reject || v.Latched != "" || v.Event != store.EventVirus {
+		t.Errorf("outside client: %v latched %q event %q, want a reject latching nobody", v.Action, v.Latched, v.Event)
+	}
+	if _, err := e.latches.ActiveLatch(context.Background(), store.LatchClient, "198.51.100.7", t0.Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("outside client latched: %v", err)
+	}
+
+	// Only at end of message: a report at RCPT is nothing to act on.
+	rcpt := outbound("10.1.2.4")
+	rcpt.Stage, rcpt.Message, rcpt.Virus = policy.StageRcpt, nil, eicar
+	if v := e.check(rcpt); v.Action != policy.Continue {
+		t.Errorf("virus at RCPT: %v, want continue", v.Action)
+	}
+}
