@@ -52,8 +52,9 @@ type EximSubmission struct {
 }
 
 // Submit queues a message with exim -odq: accepted, written to the
-// spool, not delivered.
-func (q *EximQueue) Submit(t testing.TB, m EximSubmission) {
+// spool, not delivered. It may be called from several goroutines: a
+// failure is reported with t.Errorf and false.
+func (q *EximQueue) Submit(t testing.TB, m EximSubmission) bool {
 	t.Helper()
 	args := []string{"-C", q.ConfigFile, "-odq", "-f", m.From}
 	if m.AuthUser != "" {
@@ -64,8 +65,10 @@ func (q *EximQueue) Submit(t testing.TB, m EximSubmission) {
 	cmd := exec.Command(q.Binary, args...)
 	cmd.Stdin = strings.NewReader(fmt.Sprintf("From: %s\nTo: %s\nSubject: queued\n\nA message that stays queued.\n", m.From, strings.Join(m.To, ", ")))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("exim -odq -f %s: %v\n%s", m.From, err, out)
+		t.Errorf("exim -odq -f %s: %v\n%s", m.From, err, out)
+		return false
 	}
+	return true
 }
 
 // EximQueued is one message as exim -bp lists it.
@@ -104,10 +107,16 @@ func (q *EximQueue) Count(t testing.TB) int {
 }
 
 // AuthUser returns the authenticated user Exim recorded for a message,
-// from exim -Mvh, which prints its -H file.
+// from exim -Mvh, which prints its -H file. It may be called from
+// several goroutines: a failure is reported with t.Errorf.
 func (q *EximQueue) AuthUser(t testing.TB, id string) string {
 	t.Helper()
-	for _, l := range strings.Split(q.Run(t, "-Mvh", id), "\n") {
+	out, err := exec.Command(q.Binary, "-C", q.ConfigFile, "-Mvh", id).CombinedOutput()
+	if err != nil {
+		t.Errorf("exim -Mvh %s: %v\n%s", id, err, out)
+		return ""
+	}
+	for _, l := range strings.Split(string(out), "\n") {
 		// "-auth_id alice", or "--auth_id alice" when tainted.
 		if _, v, ok := strings.Cut(l, "-auth_id "); ok && strings.HasPrefix(l, "-") {
 			return v

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -50,21 +51,39 @@ func TestEximQueue(t *testing.T) {
 	// Nothing listens on the smarthost port; nothing is delivered anyway.
 	q := harness.NewEximQueue(t, harness.FreePort(t))
 
+	// exim -odq waits for the spool files to reach the disk: four at a
+	// time fill the queue sooner on a busy machine.
+	var submits []func()
 	for _, s := range eximQueueSenders {
 		for range s.n {
-			q.Submit(t, harness.EximSubmission{From: s.from, To: []string{s.to}, AuthUser: s.auth})
+			submits = append(submits, func() { q.Submit(t, harness.EximSubmission{From: s.from, To: []string{s.to}, AuthUser: s.auth}) })
 		}
+	}
+	fourAtATime(submits)
+	if t.Failed() {
+		t.FailNow()
 	}
 	all := q.Queue(t)
 	const total = 300
 	if len(all) != total || q.Count(t) != total {
 		t.Fatalf("exim -bp lists %d messages, -bpc %d, after submitting %d", len(all), q.Count(t), total)
 	}
+	// What Exim recorded, read through Exim: who authenticated.
 	authOf := map[string]string{}
+	var mu sync.Mutex
+	var reads []func()
 	for id := range all {
-		if u := q.AuthUser(t, id); u != "" {
-			authOf[id] = u
-		}
+		reads = append(reads, func() {
+			if u := q.AuthUser(t, id); u != "" {
+				mu.Lock()
+				authOf[id] = u
+				mu.Unlock()
+			}
+		})
+	}
+	fourAtATime(reads)
+	if t.Failed() {
+		t.FailNow()
 	}
 
 	// Readable by the ordinary user of the unreadable-spool case.
@@ -248,6 +267,27 @@ func TestEximQueue(t *testing.T) {
 		}
 		unchanged("hold and release", before)
 	})
+}
+
+// fourAtATime runs the jobs, four at a time, and returns when all are
+// done.
+func fourAtATime(jobs []func()) {
+	work := make(chan func())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				f()
+			}
+		}()
+	}
+	for _, f := range jobs {
+		work <- f
+	}
+	close(work)
+	wg.Wait()
 }
 
 // queueRunAs runs "mailwarden queue ARGS" as the named user, from a copy
