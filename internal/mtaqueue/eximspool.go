@@ -253,7 +253,10 @@ func (p *eximParser) parse() (EximHeader, error) {
 			return h, err
 		}
 		k, err := io.CopyN(io.Discard, p.r, size)
-		if err != nil || k != size {
+		if err != nil && !errors.Is(err, io.EOF) {
+			return h, err
+		}
+		if k != size {
 			return h, p.bad("a header of %d bytes ends after %d", size, k)
 		}
 		if flag != '*' {
@@ -273,10 +276,13 @@ func (p *eximParser) headerPrefix() (int64, byte, error) {
 	for {
 		c, err := p.r.ReadByte()
 		if err != nil {
-			if errors.Is(err, io.EOF) && digits == 0 {
+			switch {
+			case errors.Is(err, io.EOF) && digits == 0:
 				return 0, 0, io.EOF
+			case errors.Is(err, io.EOF):
+				return 0, 0, io.ErrUnexpectedEOF
 			}
-			return 0, 0, io.ErrUnexpectedEOF
+			return 0, 0, err
 		}
 		if !isDigit(c) {
 			if digits == 0 {
