@@ -25,7 +25,7 @@ import (
 )
 
 // The queue commands work on the MTA's queue through its own programs
-// (postqueue, postsuper), offline: none needs the daemon or the store.
+// (postqueue and postsuper, or Exim's spool and exim), offline: none needs the daemon or the store.
 // Their record is their output and the MTA's log.
 
 // queueSample is how many selected messages a dry run shows.

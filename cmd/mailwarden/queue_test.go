@@ -83,10 +83,10 @@ func TestQueueCommands(t *testing.T) {
 		t.Errorf("missing postqueue: exit %d, %q", code, errs)
 	}
 	exim := filepath.Join(t.TempDir(), "exim.yaml")
-	os.WriteFile(exim, []byte("queue:\n  mta: exim\n"), 0o644)
-	code, _, errs = runCmd("queue", "summary", "--config", exim)
-	if code != 2 || !strings.Contains(errs, "exim is not available yet") {
-		t.Errorf("exim: exit %d, %q", code, errs)
+	os.WriteFile(exim, []byte("queue:\n  mta: exim\n  exim: /nonexistent/exim4\n"), 0o644)
+	code, _, errs = runCmd("queue", "purge", "--config", exim, "--apply")
+	if code != 1 || !strings.Contains(errs, "exim not found at /nonexistent/exim4") {
+		t.Errorf("missing exim: exit %d, %q", code, errs)
 	}
 	if _, err := os.Stat(log); err == nil {
 		t.Fatal("bad input ran postsuper")

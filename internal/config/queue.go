@@ -7,7 +7,7 @@ import "path/filepath"
 // programs, without the daemon.
 type Queue struct {
 	// MTA is the mail server whose queue the tools act on: "postfix"
-	// ("exim" is not available yet).
+	// or "exim".
 	MTA string `yaml:"mta"`
 	// Postqueue and Postsuper are the Postfix programs' paths.
 	Postqueue string `yaml:"postqueue"`
@@ -15,6 +15,14 @@ type Queue struct {
 	// ConfigDirectory is the Postfix instance's config directory
 	// (postqueue -c, postsuper -c); "" means Postfix's default.
 	ConfigDirectory string `yaml:"config_directory"`
+	// Exim is the exim program's path (Debian: /usr/sbin/exim4).
+	Exim string `yaml:"exim"`
+	// EximConfig is the Exim config file, passed as -C; "" means
+	// Exim's default.
+	EximConfig string `yaml:"exim_config"`
+	// SpoolDirectory is Exim's spool directory; "" asks exim -bP
+	// spool_directory.
+	SpoolDirectory string `yaml:"spool_directory"`
 }
 
 // Queue MTAs.
@@ -24,15 +32,14 @@ const (
 )
 
 func defaultQueue() Queue {
-	return Queue{MTA: QueuePostfix, Postqueue: "/usr/sbin/postqueue", Postsuper: "/usr/sbin/postsuper"}
+	return Queue{MTA: QueuePostfix, Postqueue: "/usr/sbin/postqueue", Postsuper: "/usr/sbin/postsuper",
+		Exim: "/usr/sbin/exim4"}
 }
 
 func (c *Config) validateQueue(add func(key, format string, args ...any)) {
 	q := &c.Queue
 	switch q.MTA {
-	case QueuePostfix:
-	case QueueExim:
-		add("queue.mta", "exim is not available yet; only postfix is")
+	case QueuePostfix, QueueExim:
 	default:
 		add("queue.mta", "%q is not one of postfix, exim", q.MTA)
 	}
@@ -40,6 +47,9 @@ func (c *Config) validateQueue(add func(key, format string, args ...any)) {
 		{"queue.postqueue", q.Postqueue},
 		{"queue.postsuper", q.Postsuper},
 		{"queue.config_directory", q.ConfigDirectory},
+		{"queue.exim", q.Exim},
+		{"queue.exim_config", q.EximConfig},
+		{"queue.spool_directory", q.SpoolDirectory},
 	} {
 		if p.val != "" && !filepath.IsAbs(p.val) {
 			add(p.key, "path %q must be absolute", p.val)
@@ -48,10 +58,13 @@ func (c *Config) validateQueue(add func(key, format string, args ...any)) {
 			add(p.key, "path %q has a control character", p.val)
 		}
 	}
-	if q.Postqueue == "" {
+	if q.MTA == QueuePostfix && q.Postqueue == "" {
 		add("queue.postqueue", "must be set")
 	}
-	if q.Postsuper == "" {
+	if q.MTA == QueuePostfix && q.Postsuper == "" {
 		add("queue.postsuper", "must be set")
+	}
+	if q.MTA == QueueExim && q.Exim == "" {
+		add("queue.exim", "must be set")
 	}
 }

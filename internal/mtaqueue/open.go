@@ -18,7 +18,11 @@ func Open(qc config.Queue) (Queue, error) {
 		}
 		return p, nil
 	case config.QueueExim:
-		return nil, fmt.Errorf("queue.mta exim: %w", ErrNotAvailable)
+		e := &Exim{Binary: qc.Exim, Config: qc.EximConfig, SpoolDir: qc.SpoolDirectory}
+		if err := e.Check(); err != nil {
+			return nil, err
+		}
+		return e, nil
 	}
 	return nil, fmt.Errorf("queue.mta %q: want postfix or exim", qc.MTA)
 }

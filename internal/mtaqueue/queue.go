@@ -1,12 +1,12 @@
 // Package mtaqueue lists an MTA's mail queue and deletes, holds and
 // releases messages in it, in batches, for "mailwarden queue". It works
 // offline, through the MTA's own tools: for Postfix, postqueue -j to list
-// and postsuper with queue IDs on standard input to act.
+// and postsuper with queue IDs on standard input to act; for Exim, its
+// spool's -H files to list and exim -Mrm, -Mf and -Mt to act.
 package mtaqueue
 
 import (
 	"context"
-	"errors"
 	"time"
 )
 
@@ -28,9 +28,6 @@ var QueueNames = []string{Active, Deferred, Hold, Incoming, Maildrop, Frozen}
 
 // postfixQueues are the queues postqueue -j reports.
 var postfixQueues = []string{Active, Deferred, Hold, Incoming, Maildrop}
-
-// ErrNotAvailable is returned for an MTA whose backend is not written yet.
-var ErrNotAvailable = errors.New("mtaqueue: not available yet")
 
 // Message is one queued message.
 type Message struct {

@@ -189,12 +189,6 @@ func TestQueueDayB(t *testing.T) {
 		if code == 0 || !strings.Contains(errOut, "postqueue not found at") {
 			t.Errorf("missing postqueue: exit %d, %q", code, errOut)
 		}
-		exim := filepath.Join(dir, "exim.yaml")
-		writeFile(t, exim, "queue:\n  mta: exim\n")
-		_, errOut, code = queueRun(t, bin, "purge", "--config", exim, "--apply")
-		if code == 0 || !strings.Contains(errOut, "exim is not available yet") {
-			t.Errorf("exim: exit %d, %q", code, errOut)
-		}
 		unchanged("bad input", all)
 	})
 
