@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"mailwarden/internal/clamd"
+	"mailwarden/internal/defaults"
 	"mailwarden/internal/events"
 	"mailwarden/internal/logx"
 	"mailwarden/internal/store"
@@ -104,12 +105,8 @@ func New(o Options) *Watcher {
 	if w.now == nil {
 		w.now = time.Now
 	}
-	if w.interval <= 0 {
-		w.interval = DefaultInterval
-	}
-	if w.first <= 0 {
-		w.first = DefaultFirstCheck
-	}
+	w.interval = defaults.Positive(w.interval, DefaultInterval)
+	w.first = defaults.Positive(w.first, DefaultFirstCheck)
 	return w
 }
 

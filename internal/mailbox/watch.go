@@ -13,6 +13,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"mailwarden/internal/defaults"
 	"mailwarden/internal/human"
 	"mailwarden/internal/logx"
 )
@@ -95,9 +96,7 @@ func NewWatcher(o WatchOptions) (*Watcher, error) {
 	if o.BurstCount < 1 || o.BurstWindow <= 0 {
 		return nil, errors.New("mailbox: a watch needs a burst count and window")
 	}
-	if o.Settle <= 0 {
-		o.Settle = 250 * time.Millisecond
-	}
+	o.Settle = defaults.Positive(o.Settle, 250*time.Millisecond)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"mailwarden/internal/defaults"
 	"mailwarden/internal/logx"
 )
 
@@ -68,9 +69,7 @@ func NewTailer(opt Options) (*Tailer, error) {
 	if opt.Path == "" {
 		return nil, ErrNoPath
 	}
-	if opt.Poll <= 0 {
-		opt.Poll = DefaultPoll
-	}
+	opt.Poll = defaults.Positive(opt.Poll, DefaultPoll)
 	if opt.Location == nil {
 		opt.Location = time.Local
 	}

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+
+	"mailwarden/internal/defaults"
 )
 
 // DefaultMaxIPs is the number of addresses a Tracker remembers when
@@ -30,9 +32,7 @@ type entry struct {
 // NewTracker returns an empty tracker that remembers at most maxIPs
 // addresses (DefaultMaxIPs when maxIPs <= 0).
 func NewTracker(maxIPs int) *Tracker {
-	if maxIPs <= 0 {
-		maxIPs = DefaultMaxIPs
-	}
+	maxIPs = defaults.Positive(maxIPs, DefaultMaxIPs)
 	return &Tracker{max: maxIPs, byIP: make(map[netip.Addr]*entry)}
 }
 

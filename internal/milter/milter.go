@@ -18,6 +18,7 @@ import (
 	gomilter "github.com/d--j/go-milter"
 
 	"mailwarden/internal/accept"
+	"mailwarden/internal/defaults"
 	"mailwarden/internal/logx"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/reply"
@@ -89,15 +90,9 @@ var (
 // NewServer returns a milter server running o.Pipeline for every session.
 func NewServer(o Options) *Server {
 	o.Log = logx.Or(o.Log)
-	if o.CheckTimeout <= 0 {
-		o.CheckTimeout = 20 * time.Second
-	}
-	if o.MaxConns <= 0 {
-		o.MaxConns = DefaultMaxConns
-	}
-	if o.MaxConnsPerClient <= 0 {
-		o.MaxConnsPerClient = DefaultMaxConnsPerClient
-	}
+	o.CheckTimeout = defaults.Positive(o.CheckTimeout, 20*time.Second)
+	o.MaxConns = defaults.Positive(o.MaxConns, DefaultMaxConns)
+	o.MaxConnsPerClient = defaults.Positive(o.MaxConnsPerClient, DefaultMaxConnsPerClient)
 	// The library reports protocol errors (garbage from a peer) through
 	// this package-level hook; route them to the daemon log.
 	log := o.Log

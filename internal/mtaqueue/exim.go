@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"mailwarden/internal/defaults"
 )
 
 // DefaultEximBatch is how many message IDs one exim -Mrm, -Mf or -Mt run
@@ -46,14 +48,8 @@ type Exim struct {
 // Check reports an exim program that is missing or not executable, and
 // a config file that is not there, before anything runs.
 func (e *Exim) Check() error {
-	st, err := os.Stat(e.Binary)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("exim not found at %s (queue.exim in the config)", e.Binary)
-	case err != nil:
-		return fmt.Errorf("checking exim: %w", err)
-	case st.IsDir() || st.Mode()&0o111 == 0:
-		return fmt.Errorf("exim at %s is not an executable program", e.Binary)
+	if err := checkProgram("exim", e.Binary); err != nil {
+		return err
 	}
 	if e.Config != "" {
 		if _, err := os.Stat(e.Config); err != nil {
@@ -280,9 +276,7 @@ func (e *Exim) act(ctx context.Context, op string, ids []string) (Result, error)
 		}
 	}
 	batch := e.Batch
-	if batch <= 0 {
-		batch = DefaultEximBatch
-	}
+	batch = defaults.Positive(batch, DefaultEximBatch)
 	for start := 0; start < len(uniq); start += batch {
 		r, err := e.actBatch(ctx, op, uniq[start:min(start+batch, len(uniq))])
 		res.add(r)

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"mailwarden/internal/defaults"
 )
 
 // DefaultBatch is how many queue IDs one postsuper run gets.
@@ -32,20 +34,29 @@ type Postfix struct {
 // config directory that is not there, before anything runs.
 func (p *Postfix) Check() error {
 	for _, prog := range []struct{ name, path string }{{"postqueue", p.Postqueue}, {"postsuper", p.Postsuper}} {
-		st, err := os.Stat(prog.path)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return fmt.Errorf("%s not found at %s (queue.%s in the config)", prog.name, prog.path, prog.name)
-		case err != nil:
-			return fmt.Errorf("checking %s: %w", prog.name, err)
-		case st.IsDir() || st.Mode()&0o111 == 0:
-			return fmt.Errorf("%s at %s is not an executable program", prog.name, prog.path)
+		if err := checkProgram(prog.name, prog.path); err != nil {
+			return err
 		}
 	}
 	if p.ConfigDir != "" {
 		if _, err := os.Stat(p.ConfigDir + "/main.cf"); err != nil {
 			return fmt.Errorf("Postfix config directory %s (queue.config_directory): %w", p.ConfigDir, err)
 		}
+	}
+	return nil
+}
+
+// checkProgram reports a program that is missing or not executable;
+// name is also its key in the config's queue: section.
+func checkProgram(name, path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s not found at %s (queue.%s in the config)", name, path, name)
+	case err != nil:
+		return fmt.Errorf("checking %s: %w", name, err)
+	case st.IsDir() || st.Mode()&0o111 == 0:
+		return fmt.Errorf("%s at %s is not an executable program", name, path)
 	}
 	return nil
 }
@@ -125,9 +136,7 @@ func (p *Postfix) super(ctx context.Context, op, done string, ids []string) (Res
 		}
 	}
 	batch := p.Batch
-	if batch <= 0 {
-		batch = DefaultBatch
-	}
+	batch = defaults.Positive(batch, DefaultBatch)
 	for start := 0; start < len(ids); start += batch {
 		r, err := p.superBatch(ctx, op, done, ids[start:min(start+batch, len(ids))])
 		res.add(r)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"mailwarden/internal/defaults"
 )
 
 // Errors returned by ReadRequest, wrapped with detail. Each one closes the
@@ -43,9 +45,7 @@ type Attrs map[string]string
 // before a request starts, and an error wrapping io.ErrUnexpectedEOF when
 // it ends inside one. Other read errors (deadlines) are wrapped.
 func ReadRequest(r *bufio.Reader, maxBytes int) (Attrs, error) {
-	if maxBytes <= 0 {
-		maxBytes = DefaultMaxRequestBytes
-	}
+	maxBytes = defaults.Positive(maxBytes, DefaultMaxRequestBytes)
 	lineMax := min(r.Size(), maxBytes)
 	attrs := make(Attrs, 24)
 	total := 0

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"mailwarden/internal/accept"
+	"mailwarden/internal/defaults"
 	"mailwarden/internal/logx"
 	"mailwarden/internal/policy"
 )
@@ -84,21 +85,11 @@ type Server struct {
 // NewServer returns a server; call Serve to start it.
 func NewServer(o Options) *Server {
 	o.Log = logx.Or(o.Log)
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultIdleTimeout
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = DefaultRequestTimeout
-	}
-	if o.MaxRequestBytes <= 0 {
-		o.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if o.MaxConns <= 0 {
-		o.MaxConns = DefaultMaxConns
-	}
-	if o.MaxConnsPerClient <= 0 {
-		o.MaxConnsPerClient = DefaultMaxConnsPerClient
-	}
+	o.IdleTimeout = defaults.Positive(o.IdleTimeout, DefaultIdleTimeout)
+	o.RequestTimeout = defaults.Positive(o.RequestTimeout, DefaultRequestTimeout)
+	o.MaxRequestBytes = defaults.Positive(o.MaxRequestBytes, DefaultMaxRequestBytes)
+	o.MaxConns = defaults.Positive(o.MaxConns, DefaultMaxConns)
+	o.MaxConnsPerClient = defaults.Positive(o.MaxConnsPerClient, DefaultMaxConnsPerClient)
 	ctx, cancel := context.WithCancel(context.Background())
 	conns := accept.NewTracker(accept.TrackerOptions{Name: "policy server", Log: o.Log,
 		MaxConns: o.MaxConns, MaxPerClient: o.MaxConnsPerClient, Evict: true})

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+
+	"mailwarden/internal/defaults"
 )
 
 // DefaultMaxHosts bounds an Aggregator made with a non-positive limit.
@@ -24,9 +26,7 @@ type Aggregator struct {
 // NewAggregator returns an aggregator holding at most maxHosts hosts
 // between drains; maxHosts <= 0 means DefaultMaxHosts.
 func NewAggregator(maxHosts int) *Aggregator {
-	if maxHosts <= 0 {
-		maxHosts = DefaultMaxHosts
-	}
+	maxHosts = defaults.Positive(maxHosts, DefaultMaxHosts)
 	return &Aggregator{max: maxHosts, hosts: map[netip.Addr]*Host{}}
 }
 

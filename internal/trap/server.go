@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"mailwarden/internal/accept"
+	"mailwarden/internal/defaults"
 	"mailwarden/internal/logx"
 )
 
@@ -84,21 +85,11 @@ func NewServer(o Options) *Server {
 	if o.Hostname == "" {
 		o.Hostname = "localhost"
 	}
-	if o.ReadTimeout <= 0 {
-		o.ReadTimeout = DefaultReadTimeout
-	}
-	if o.SessionTimeout <= 0 {
-		o.SessionTimeout = DefaultSessionTimeout
-	}
-	if o.MaxLine <= 0 {
-		o.MaxLine = DefaultMaxLine
-	}
-	if o.MaxConns <= 0 {
-		o.MaxConns = DefaultMaxConns
-	}
-	if o.MaxPerIP <= 0 {
-		o.MaxPerIP = DefaultMaxPerIP
-	}
+	o.ReadTimeout = defaults.Positive(o.ReadTimeout, DefaultReadTimeout)
+	o.SessionTimeout = defaults.Positive(o.SessionTimeout, DefaultSessionTimeout)
+	o.MaxLine = defaults.Positive(o.MaxLine, DefaultMaxLine)
+	o.MaxConns = defaults.Positive(o.MaxConns, DefaultMaxConns)
+	o.MaxPerIP = defaults.Positive(o.MaxPerIP, DefaultMaxPerIP)
 	conns := accept.NewTracker(accept.TrackerOptions{Name: "trap", Log: o.Log,
 		MaxConns: o.MaxConns, MaxPerClient: o.MaxPerIP})
 	return &Server{o: o, log: o.Log, conns: conns, srv: accept.NewServer(conns)}

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"mailwarden/internal/defaults"
 	"mailwarden/internal/logx"
 	"mailwarden/internal/policy"
 	"mailwarden/internal/reply"
@@ -413,9 +414,7 @@ func (c *Check) Allow(ctx context.Context, client netip.Addr, sender, recipient 
 // and recipient are lowercased as Check stores them. It returns an error
 // wrapping store.ErrNotFound if there is no such triplet.
 func Allow(ctx context.Context, st store.Greylist, netblock, sender, recipient string, now time.Time, lifetime time.Duration) error {
-	if lifetime <= 0 {
-		lifetime = DefaultPassedLifetime
-	}
+	lifetime = defaults.Positive(lifetime, DefaultPassedLifetime)
 	sender, recipient = strings.ToLower(sender), strings.ToLower(recipient)
 	t, err := st.GetTriplet(ctx, netblock, sender, recipient, now)
 	if err != nil {
