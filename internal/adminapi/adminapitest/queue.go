@@ -22,6 +22,8 @@ type Queue struct {
 	// DeleteErr, when set, is what Delete fails with, deleting nothing:
 	// postsuper's own refusal.
 	DeleteErr error
+	// ListErr, when set, is what List fails with: postqueue failing.
+	ListErr error
 	// Deletes counts Delete calls.
 	Deletes int
 	seq     int
@@ -59,8 +61,11 @@ func (q *Queue) Len() int { return len(q.IDs()) }
 // List implements mtaqueue.Queue.
 func (q *Queue) List(ctx context.Context, fn func(mtaqueue.Message) error) error {
 	q.mu.Lock()
-	msgs := slices.Clone(q.msgs)
+	msgs, err := slices.Clone(q.msgs), q.ListErr
 	q.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	for _, m := range msgs {
 		if err := fn(m); err != nil {
 			return err
