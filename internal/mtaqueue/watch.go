@@ -143,6 +143,11 @@ func (w *Watcher) update(ctx context.Context) Snapshot {
 	start := w.o.Now()
 	s := Snapshot{Time: start}
 	sum, err := w.summarize(ctx, start)
+	if ctx.Err() != nil {
+		// The reader or the daemon went away, not the queue: a listing
+		// cut short says nothing, and the last summary stands.
+		return w.Latest()
+	}
 	s.Took = w.o.Now().Sub(start)
 	if err != nil {
 		s.Err = err.Error()

@@ -92,3 +92,18 @@ func TestWatcherRunStops(t *testing.T) {
 		t.Fatal("Run did not return after its context ended")
 	}
 }
+
+// TestWatcherKeepsSummaryWhenReaderLeaves: a listing cut short because
+// its reader went away leaves the last summary as it was.
+func TestWatcherKeepsSummaryWhenReaderLeaves(t *testing.T) {
+	q := &countingQueue{Queue: (&adminapitest.Queue{}).Add(time.Now(), "a@spam.example", "x@y.test", 2)}
+	w := mtaqueue.NewWatcher(mtaqueue.WatchOptions{Open: func() (mtaqueue.Queue, error) { return q, nil }})
+	first := w.Fresh(context.Background())
+	w.Invalidate()
+	q.block = make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if s := w.Fresh(ctx); s.Err != "" || s.Summary.Messages != 2 || !s.Time.Equal(first.Time) {
+		t.Errorf("after a cancelled listing: %+v, want the first summary", s)
+	}
+}
