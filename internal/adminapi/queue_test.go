@@ -100,7 +100,7 @@ func TestQueuePurge(t *testing.T) {
 	if dry.Apply || dry.Selected != 15 || dry.Bytes != 15000 || len(dry.Sample) != QueueSample || len(dry.Done) != 0 {
 		t.Errorf("dry run: %+v", dry)
 	}
-	if want := "mailwarden queue purge --config /etc/mailwarden/mailwarden.yaml --sender '*@victim.example' --older-than 30m0s --apply"; dry.RootCommand != want {
+	if want := "mailwarden queue purge --config /etc/mailwarden/mailwarden.yaml --sender '*@victim.example' --older-than 30m --apply"; dry.RootCommand != want {
 		t.Errorf("root command %q, want %q", dry.RootCommand, want)
 	}
 	if q.Deletes != 0 || !slices.Equal(q.IDs(), before) || len(queueAudits(mem)) != 0 {
@@ -124,7 +124,7 @@ func TestQueuePurge(t *testing.T) {
 		t.Fatalf("%d queue purge audit entries, want 1", len(audits))
 	}
 	a := audits[0]
-	for _, want := range []string{"deleted 15 messages", "--sender '*@victim.example' --older-than 30m0s", "15 selected, 0 already gone", "via the admin socket"} {
+	for _, want := range []string{"deleted 15 messages", "--sender '*@victim.example' --older-than 30m", "15 selected, 0 already gone", "via the admin socket"} {
 		if !strings.Contains(a.Reason, want) {
 			t.Errorf("audit reason %q lacks %q", a.Reason, want)
 		}

@@ -22,14 +22,20 @@ func ParseAge(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// FormatAge writes an age so that ParseAge reads it back: whole days as
-// "3d", anything else as a Go duration; "" for 0.
+// FormatAge writes an age as an administrator would type it, so that
+// ParseAge reads it back: "3d", "2h", "90m", else a Go duration; "" for
+// 0.
 func FormatAge(d time.Duration) string {
-	switch {
-	case d == 0:
+	for _, u := range []struct {
+		d      time.Duration
+		suffix string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}} {
+		if d != 0 && d%u.d == 0 {
+			return strconv.FormatInt(int64(d/u.d), 10) + u.suffix
+		}
+	}
+	if d == 0 {
 		return ""
-	case d%(24*time.Hour) == 0:
-		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
 	}
 	return d.String()
 }

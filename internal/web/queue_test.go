@@ -61,7 +61,7 @@ func TestQueuePurgeDryRunThenApply(t *testing.T) {
 		t.Fatalf("dry run: %d\n%s", page.Code, clip(page.Body))
 	}
 	body := html.UnescapeString(page.Body)
-	for _, want := range []string{`<strong id="queue-selected">15</strong>`, "--sender 'office@*' --older-than 30m0s --queue deferred",
+	for _, want := range []string{`<strong id="queue-selected">15</strong>`, "--sender 'office@*' --older-than 30m --queue deferred",
 		`<input type="hidden" name="sender" value="office@*">`, `<input type="hidden" name="queue" value="deferred">`,
 		`<input type="hidden" name="older_than" value="30m">`, `id="queue-apply"`, "The first 10 of 15."} {
 		if !strings.Contains(body, want) {
