@@ -187,7 +187,7 @@ func (s *Server) queueError(v *queueView, err error, res adminapi.QueuePurgeResu
 	}
 	v.Error = ae.Message
 	if res.Refused {
-		v.Error = "Postfix refuses to let the daemon delete queued mail (" + res.RefusedReason + "). Nothing was deleted."
+		v.Error = "The MTA refuses to let the daemon delete queued mail (" + res.RefusedReason + "). Nothing was deleted."
 		v.RootCommand = res.RootCommand
 	}
 	return ae.Status
