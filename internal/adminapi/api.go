@@ -20,11 +20,15 @@
 //	POST   /v1/hosts/{ip}/disinfect        {"note": "..."}
 //	GET    /v1/timeline?since=&limit=
 //	POST   /v1/scan                        {"ranges": ["10.1.0.0/24", ...]}
+//	POST   /v1/greylist/allow              {"client": "...", "sender": "...", "recipient": "..."}
+//	GET    /v1/queue
+//	POST   /v1/queue/purge                 {"sender": "*@spam.example", ..., "apply": false}
 //
 // Times are RFC 3339. Errors are {"error": "..."} with a status code:
-// 400 bad input or a refused scan range, 404 unknown latch, freeze or
-// host, 409 latch not active, 503 a feature this daemon was started
-// without.
+// 400 bad input or a refused scan range, 403 a queue purge the MTA will
+// not let the daemon make, 404 unknown latch, freeze or host, 409 latch
+// not active, 503 a feature this daemon was started without or an MTA
+// queue that cannot be listed.
 package adminapi
 
 import (

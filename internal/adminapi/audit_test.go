@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"mailwarden/internal/adminapi/adminapitest"
 	"mailwarden/internal/hosts"
 	"mailwarden/internal/scan"
 	"mailwarden/internal/sites"
@@ -51,7 +52,9 @@ func TestEveryChangeIsAudited(t *testing.T) {
 	scanFn := func(context.Context, []netip.Prefix) (scan.Summary, []scan.Finding, error) {
 		return scan.Summary{Probed: 1}, nil, nil
 	}
-	srv := NewServer(Options{Backend: st, Hosts: reg, Scan: scanFn, Greylist: st, Now: func() time.Time { return now }})
+	q := (&adminapitest.Queue{}).Add(now, "office@victim.example", "x@gmail.test", 3)
+	srv := NewServer(Options{Backend: st, Hosts: reg, Scan: scanFn, Greylist: st, Now: func() time.Time { return now },
+		Queue: QueueOptions{Open: q.Open}})
 
 	calls := map[string]struct {
 		path   string
@@ -65,6 +68,7 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		"POST /v1/hosts/{ip}/disinfect": {"/v1/hosts/10.1.2.4/disinfect", map[string]string{"note": "reimaged"}, "hosts disinfect"},
 		"POST /v1/scan":                 {"/v1/scan", ScanRequest{}, "scan"},
 		"POST /v1/greylist/allow":       {"/v1/greylist/allow", AllowRequest{Client: "192.0.2.9", Sender: "a@example.org", Recipient: "b@school.test"}, "greylist allow"},
+		"POST /v1/queue/purge":          {"/v1/queue/purge", QueuePurgeRequest{QueueFilter: QueueFilter{Sender: "office@*"}, Apply: true}, "queue purge"},
 	}
 	changes := 0
 	for _, route := range srv.Routes() {

@@ -66,6 +66,9 @@ type Options struct {
 	// it per request, so a reload applies at once (greylist.ipv4_prefix,
 	// passed_lifetime). Nil means the defaults.
 	Config func() config.Config
+	// Queue connects GET /v1/queue and POST /v1/queue/purge to the MTA
+	// queue; without it they answer 503.
+	Queue QueueOptions
 }
 
 // Server is the admin API.
@@ -83,6 +86,7 @@ type Server struct {
 	greylist  store.Greylist
 
 	config func() config.Config
+	queue  QueueOptions
 
 	routes  []string // every pattern served, for the audit test
 	handler http.Handler
@@ -95,7 +99,7 @@ type Server struct {
 func NewServer(o Options) *Server {
 	s := &Server{be: o.Backend, log: o.Log, now: o.Now, events: o.Events,
 		version: o.Version, started: o.Started, antivirus: o.Antivirus,
-		store: o.Store, hosts: o.Hosts, scan: o.Scan, greylist: o.Greylist, config: o.Config}
+		store: o.Store, hosts: o.Hosts, scan: o.Scan, greylist: o.Greylist, config: o.Config, queue: o.Queue}
 	if s.config == nil {
 		def := config.Default()
 		s.config = func() config.Config { return def }
@@ -127,6 +131,8 @@ func NewServer(o Options) *Server {
 	handle("GET /v1/timeline", s.timeline)
 	handle("POST /v1/scan", s.runScan)
 	handle("POST /v1/greylist/allow", s.allowTriplet)
+	handle("GET /v1/queue", s.queueStatus)
+	handle("POST /v1/queue/purge", s.purgeQueue)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := AllowedMethods(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))

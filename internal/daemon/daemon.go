@@ -169,10 +169,11 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		newOutboundCollector(d.store))
 	// The admin socket is how the CLI reaches the daemon; without it no
 	// one can clear a latch, so failing to open it fails the start.
+	queue := d.queueOptions(cfg)
 	d.adminSrv = adminapi.NewServer(adminapi.Options{Backend: d.store, Log: d.log, Now: time.Now,
 		Events: d.events, Version: o.Version, Started: time.Now(),
 		Antivirus: d.antivirusState, Store: d.health.status, Hosts: d.hp.registry, Scan: d.scanFunc(),
-		Greylist: d.store, Config: func() config.Config { return *d.cfg.Load() }})
+		Greylist: d.store, Config: func() config.Config { return *d.cfg.Load() }, Queue: queue})
 	mode, err := adminapi.ParseMode(cfg.Admin.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
@@ -246,6 +247,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	d.serveHosts(ctx, cfg, lns["trap"])
 	d.metrics.reg.MustRegister(newConnCollector(d.connStats()))
 	d.startMailbox(ctx, cfg)
+	d.runQueueWatch(ctx, queue.Watch)
 	if ln := lns["http"]; ln != nil {
 		d.httpSrv = &http.Server{
 			Handler: httpHandler,

@@ -61,8 +61,8 @@ func (f *fixture) state(ip string) string {
 			admin = append(admin, e.Check)
 		}
 	}
-	return fmt.Sprintf("notes=%d disinfections=%d pending=%d latches=%v freezes=%v admin=%v",
-		len(notes), len(dis), len(pending), latches, f.freezes(), admin)
+	return fmt.Sprintf("notes=%d disinfections=%d pending=%d latches=%v freezes=%v admin=%v queued=%d",
+		len(notes), len(dis), len(pending), latches, f.freezes(), admin, f.queue.Len())
 }
 
 // accessRow is one route of the access matrix: a concrete request and
@@ -112,6 +112,9 @@ func accessRows() []accessRow {
 		{pattern: "GET /events.csv", method: "GET", path: fixed("/events.csv"), want: [3]int{unau, ok, ok}},
 		{pattern: "GET /freeze", method: "GET", path: fixed("/freeze"), want: [3]int{see, ok, ok}},
 		{pattern: "GET /audit", method: "GET", path: fixed("/audit"), want: [3]int{see, ok, ok}},
+		{pattern: "GET /queue", method: "GET", path: fixed("/queue"), want: [3]int{see, ok, ok}},
+		{pattern: "GET /queue/purge", method: "GET", path: fixed("/queue/purge?sender=office%40*"), want: [3]int{see, forbd, ok},
+			changed: func(f *fixture, w world) bool { return f.queue.Len() == 20 }},
 		{pattern: "GET /api/v1/", method: "GET", path: fixed("/api/v1/hosts"), want: [3]int{unau, ok, ok}},
 		{pattern: "/", method: "GET", path: fixed("/nowhere"), want: [3]int{http.StatusNotFound, http.StatusNotFound, http.StatusNotFound}},
 
@@ -150,6 +153,12 @@ func accessRows() []accessRow {
 		{pattern: "POST /freeze/lift", method: "POST", path: fixed("/freeze/lift"),
 			form: url.Values{"scope": {"all"}, "value": {""}, "note": {"over"}}, want: [3]int{unau, forbd, see},
 			changed: func(f *fixture, w world) bool { return len(f.freezes()) == 0 }},
+		{pattern: "POST /queue/purge", method: "POST", path: fixed("/queue/purge"),
+			form: url.Values{"sender": {"office@*"}}, want: [3]int{unau, forbd, see},
+			changed: func(f *fixture, w world) bool {
+				evs := f.adminEvents()
+				return f.queue.Len() == 5 && len(evs) > 0 && evs[0].Check == "queue purge" && evs[0].User == "web:"+adminName
+			}},
 		{pattern: "/api/v1/", method: "POST", path: fixed("/api/v1/freezes"),
 			json: `{"scope": "user", "value": "spammer", "note": "api"}`, want: [3]int{unau, forbd, ok},
 			changed: func(f *fixture, w world) bool {

@@ -37,6 +37,7 @@ func TestEveryActionIsAudited(t *testing.T) {
 		"POST /greylist/allow":       {"/greylist/allow", url.Values{"client": {"192.0.2.0/24"}, "sender": {"a@example.org"}, "recipient": {"b@school.test"}}, "greylist allow", http.StatusSeeOther},
 		"POST /freeze":               {"/freeze", url.Values{"scope": {"all"}, "note": {"spam run"}}, "freeze on", http.StatusSeeOther},
 		"POST /freeze/lift":          {"/freeze/lift", url.Values{"scope": {"all"}, "note": {"over"}}, "freeze off", http.StatusSeeOther},
+		"POST /queue/purge":          {"/queue/purge", url.Values{"sender": {"office@*"}}, "queue purge", http.StatusSeeOther},
 	}
 	// The JSON API's changes are the admin API's own routes, audited by
 	// adminapi.TestEveryChangeIsAudited; the catch-all only answers 404

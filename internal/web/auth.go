@@ -98,6 +98,15 @@ func (s *Server) page(h userHandler) http.Handler {
 	}, false, h)
 }
 
+// adminPage wraps a page only admins may see, such as the first step of
+// a change (a purge's dry run): anonymous visitors go to the login page,
+// viewers are refused.
+func (s *Server) adminPage(h userHandler) http.Handler {
+	return s.gate(func(w http.ResponseWriter, r *http.Request) {
+		redirect(w, "/login?next="+url.QueryEscape(r.URL.RequestURI()))
+	}, true, h)
+}
+
 // data wraps what scripts and programs fetch (the JSON API, CSV, the
 // hosts table's rows): a redirect to a login form would only confuse
 // them, so an anonymous request gets 401.

@@ -16,8 +16,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"mailwarden/internal/adminapi"
+	"mailwarden/internal/adminapi/adminapitest"
 	"mailwarden/internal/config"
 	"mailwarden/internal/hosts"
+	"mailwarden/internal/mtaqueue"
 	"mailwarden/internal/series"
 	"mailwarden/internal/sites"
 	"mailwarden/internal/store"
@@ -46,6 +48,10 @@ type fixture struct {
 	cfg    config.Config
 	now    time.Time
 	faults *storetest.Faulty // set by withPanic
+	// queue is the MTA queue the queue pages read and purge: 15
+	// messages from office@victim.example, then 5 from
+	// alice@school.example.
+	queue *adminapitest.Queue
 }
 
 type fixtureOpt func(*fixture, *Options)
@@ -86,8 +92,13 @@ func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 	if f.hosts, err = hosts.New(hosts.Options{Store: st, Sites: func() *sites.Registry { return sr }, Now: clock, Log: log}); err != nil {
 		t.Fatal(err)
 	}
+	f.queue = (&adminapitest.Queue{}).Add(f.now, "office@victim.example", "x@gmail.test", 15).
+		Add(f.now, "alice@school.example", "parent@district.test", 5)
+	queueOpen := func() (mtaqueue.Queue, error) { return f.queue, nil }
 	f.admin = adminapi.NewServer(adminapi.Options{Backend: st, Log: log, Now: clock, Hosts: f.hosts,
-		Greylist: st, Version: "test"})
+		Greylist: st, Version: "test", Queue: adminapi.QueueOptions{Open: queueOpen,
+			Watch:       mtaqueue.NewWatcher(mtaqueue.WatchOptions{Open: queueOpen, Now: clock}),
+			CommandArgs: []string{"--config", "/etc/mailwarden/mailwarden.yaml"}}})
 	f.series = series.New(10*time.Minute, 144)
 
 	reg := prometheus.NewRegistry()

@@ -23,6 +23,7 @@ type overviewView struct {
 	Cleaned   int
 	// MaxAge is antivirus.signature_max_age, shown beside stale warnings.
 	MaxAge time.Duration
+	Queue  queueCard
 }
 
 // kindCount is one kind's total over the charted span.
@@ -66,5 +67,6 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, u *sessionUser
 	} else {
 		v.Suspect, v.Latched, v.Cleaned = counts[hosts.StatusSuspect], counts[hosts.StatusLatched], counts[hosts.StatusDisinfected]
 	}
+	v.Queue = s.queueCardFor(r.Context())
 	s.render(w, r, http.StatusOK, "overview.html", "Overview", "overview", u, v)
 }

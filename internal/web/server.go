@@ -177,9 +177,12 @@ func (s *Server) register(mux *http.ServeMux, ops http.Handler) {
 	handle("GET /events.csv", s.data(s.eventsCSV))
 	handle("GET /freeze", s.page(s.freezePage))
 	handle("GET /audit", s.page(s.auditPage))
+	handle("GET /queue", s.page(s.queuePage))
 	handle("GET /api/v1/", s.data(s.api))
 
 	// Admins only.
+	handle("GET /queue/purge", s.adminPage(s.queueDryRun))
+	handle("POST /queue/purge", s.action(s.purgeQueue))
 	handle("POST /hosts/{ip}/note", s.action(s.noteHost))
 	handle("POST /hosts/{ip}/disinfect", s.action(s.disinfectHost))
 	handle("POST /latches/{id}/clear", s.action(s.clearLatch))
@@ -270,7 +273,7 @@ func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter 
 
 // api serves the admin JSON API under /api, as the logged-in user.
 func (s *Server) api(w http.ResponseWriter, r *http.Request, u *sessionUser) {
-	r = r.WithContext(adminapi.WithUser(r.Context(), u.Name))
+	r = r.WithContext(adminapi.WithRemote(adminapi.WithUser(r.Context(), u.Name), clientIP(r)))
 	http.StripPrefix("/api", s.admin.Handler()).ServeHTTP(w, r)
 }
 
