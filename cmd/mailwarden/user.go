@@ -118,10 +118,7 @@ func (u *userCmd) run(c *call, f func(store.Store, config.Config) int) int {
 func (u *userCmd) add(st store.Store, cfg config.Config, name, role string, fromStdin bool) int {
 	// Refuse a taken name before asking for a password; AddUser still
 	// refuses it if another command adds it meanwhile.
-	if code := u.exists(st, name, false); code != 0 {
-		return code
-	}
-	hash, code := u.newPassword(name, fromStdin)
+	hash, code := u.passwordFor(st, name, false, fromStdin)
 	if code != 0 {
 		return code
 	}
@@ -133,11 +130,17 @@ func (u *userCmd) add(st store.Store, cfg config.Config, name, role string, from
 	})
 }
 
-func (u *userCmd) passwd(st store.Store, cfg config.Config, name string, fromStdin bool) int {
-	if code := u.exists(st, name, true); code != 0 {
-		return code
+// passwordFor checks that the user exists (or, for a new one, does not)
+// before asking for a password, and returns its hash.
+func (u *userCmd) passwordFor(st store.Store, name string, exists, fromStdin bool) ([]byte, int) {
+	if code := u.exists(st, name, exists); code != 0 {
+		return nil, code
 	}
-	hash, code := u.newPassword(name, fromStdin)
+	return u.newPassword(name, fromStdin)
+}
+
+func (u *userCmd) passwd(st store.Store, cfg config.Config, name string, fromStdin bool) int {
+	hash, code := u.passwordFor(st, name, true, fromStdin)
 	if code != 0 {
 		return code
 	}

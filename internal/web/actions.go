@@ -49,10 +49,13 @@ func backTo(r *http.Request, def string) string {
 	return def
 }
 
-// pathIP parses the {ip} of a host action.
-func pathIP(r *http.Request) (netip.Addr, bool) {
+// pathIP parses the {ip} of a host action; when it is not an IP address
+// it answers the request and reports false.
+func (s *Server) pathIP(w http.ResponseWriter, r *http.Request) (netip.Addr, bool) {
 	ip, err := netip.ParseAddr(r.PathValue("ip"))
 	if err != nil || ip.Zone() != "" {
+		s.done(w, "/hosts", "", &adminapi.APIError{Status: http.StatusBadRequest,
+			Message: fmt.Sprintf("%q is not an IP address", r.PathValue("ip"))})
 		return netip.Addr{}, false
 	}
 	return ip.Unmap(), true
@@ -61,10 +64,8 @@ func pathIP(r *http.Request) (netip.Addr, bool) {
 func hostPath(ip netip.Addr) string { return "/hosts/" + url.PathEscape(ip.String()) }
 
 func (s *Server) noteHost(w http.ResponseWriter, r *http.Request, u *sessionUser) {
-	ip, ok := pathIP(r)
+	ip, ok := s.pathIP(w, r)
 	if !ok {
-		s.done(w, "/hosts", "", &adminapi.APIError{Status: http.StatusBadRequest,
-			Message: fmt.Sprintf("%q is not an IP address", r.PathValue("ip"))})
 		return
 	}
 	_, err := s.admin.NoteHost(r.Context(), who(u), ip, oneLine(r.PostForm.Get("text")))
@@ -72,10 +73,8 @@ func (s *Server) noteHost(w http.ResponseWriter, r *http.Request, u *sessionUser
 }
 
 func (s *Server) disinfectHost(w http.ResponseWriter, r *http.Request, u *sessionUser) {
-	ip, ok := pathIP(r)
+	ip, ok := s.pathIP(w, r)
 	if !ok {
-		s.done(w, "/hosts", "", &adminapi.APIError{Status: http.StatusBadRequest,
-			Message: fmt.Sprintf("%q is not an IP address", r.PathValue("ip"))})
 		return
 	}
 	res, err := s.admin.DisinfectHost(r.Context(), who(u), ip, oneLine(r.PostForm.Get("note")))
