@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"mailwarden/internal/store"
 )
@@ -172,66 +173,58 @@ func (s *Store) LastLogins(ctx context.Context) ([]store.MailLogin, error) {
 
 // AddHostNote stores n with the audit ctx carries.
 func (s *Store) AddHostNote(ctx context.Context, n store.HostNote) error {
-	if n.Client == "" || n.Time.IsZero() {
-		return fmt.Errorf("memory: add note on %s: client and time must be set", n.Client)
-	}
-	if err := s.lock(ctx, "add note"); err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	s.notes = append(s.notes, n)
-	s.auditLocked(ctx)
-	return nil
+	return addHostRecord(ctx, s, &s.notes, n, "add note on", n.Client, n.Time)
 }
 
 // HostNotes returns client's notes, or every client's for "", by client
 // and then oldest first.
 func (s *Store) HostNotes(ctx context.Context, client string) ([]store.HostNote, error) {
-	if err := s.lock(ctx, "notes"); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	var out []store.HostNote
-	for _, n := range s.notes {
-		if client == "" || n.Client == client {
-			out = append(out, n)
-		}
-	}
-	slices.SortStableFunc(out, func(a, b store.HostNote) int {
-		return cmp.Or(cmp.Compare(a.Client, b.Client), a.Time.Compare(b.Time))
-	})
-	return out, nil
+	return hostRecords(ctx, s, &s.notes, "notes", client, func(n store.HostNote) (string, time.Time) { return n.Client, n.Time })
 }
 
 // AddDisinfection stores d with the audit ctx carries.
 func (s *Store) AddDisinfection(ctx context.Context, d store.Disinfection) error {
-	if d.Client == "" || d.Time.IsZero() {
-		return fmt.Errorf("memory: add disinfection of %s: client and time must be set", d.Client)
-	}
-	if err := s.lock(ctx, "add disinfection"); err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	s.disinf = append(s.disinf, d)
-	s.auditLocked(ctx)
-	return nil
+	return addHostRecord(ctx, s, &s.disinf, d, "add disinfection of", d.Client, d.Time)
 }
 
 // Disinfections returns client's disinfections, or every client's for
 // "", as HostNotes orders notes.
 func (s *Store) Disinfections(ctx context.Context, client string) ([]store.Disinfection, error) {
-	if err := s.lock(ctx, "disinfections"); err != nil {
+	return hostRecords(ctx, s, &s.disinf, "disinfections", client, func(d store.Disinfection) (string, time.Time) { return d.Client, d.Time })
+}
+
+// addHostRecord appends rec, of client at a time, to *list with the
+// audit ctx carries.
+func addHostRecord[T any](ctx context.Context, s *Store, list *[]T, rec T, what, client string, at time.Time) error {
+	if client == "" || at.IsZero() {
+		return fmt.Errorf("memory: %s %s: client and time must be set", what, client)
+	}
+	if err := s.lock(ctx, what); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	*list = append(*list, rec)
+	s.auditLocked(ctx)
+	return nil
+}
+
+// hostRecords returns the records of *list that key says are client's,
+// or all of them for "", by client and then oldest first.
+func hostRecords[T any](ctx context.Context, s *Store, list *[]T, what, client string, key func(T) (string, time.Time)) ([]T, error) {
+	if err := s.lock(ctx, what); err != nil {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	var out []store.Disinfection
-	for _, d := range s.disinf {
-		if client == "" || d.Client == client {
-			out = append(out, d)
+	var out []T
+	for _, r := range *list {
+		if c, _ := key(r); client == "" || c == client {
+			out = append(out, r)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b store.Disinfection) int {
-		return cmp.Or(cmp.Compare(a.Client, b.Client), a.Time.Compare(b.Time))
+	slices.SortStableFunc(out, func(a, b T) int {
+		ca, ta := key(a)
+		cb, tb := key(b)
+		return cmp.Or(cmp.Compare(ca, cb), ta.Compare(tb))
 	})
 	return out, nil
 }
