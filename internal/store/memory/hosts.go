@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -163,12 +164,7 @@ func (s *Store) LastLogins(ctx context.Context) ([]store.MailLogin, error) {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	out := make([]store.MailLogin, 0, len(s.logins))
-	for _, l := range s.logins {
-		out = append(out, l)
-	}
-	slices.SortFunc(out, func(a, b store.MailLogin) int { return cmp.Compare(a.Client, b.Client) })
-	return out, nil
+	return slices.SortedFunc(maps.Values(s.logins), func(a, b store.MailLogin) int { return cmp.Compare(a.Client, b.Client) }), nil
 }
 
 // AddHostNote stores n with the audit ctx carries.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -66,13 +67,9 @@ func (s *Store) AddLatchRefusal(ctx context.Context, id string, now time.Time) (
 		return store.Latch{}, err
 	}
 	defer s.mu.Unlock()
-	i := s.latchLocked(id)
-	if i < 0 {
-		return store.Latch{}, errf("count a refusal by latch "+id, store.ErrNotFound)
-	}
-	l := s.latches[i]
-	if !l.Active(now) {
-		return store.Latch{}, errf("count a refusal by latch "+id, store.ErrNotActive)
+	i, l, err := s.activeLatchLocked(id, now, "count a refusal by latch "+id)
+	if err != nil {
+		return store.Latch{}, err
 	}
 	l.Count++
 	l.Refused++
@@ -133,13 +130,9 @@ func (s *Store) ClearLatch(ctx context.Context, id, by, note string, now time.Ti
 		return store.Latch{}, err
 	}
 	defer s.mu.Unlock()
-	i := s.latchLocked(id)
-	if i < 0 {
-		return store.Latch{}, errf("clear latch "+id, store.ErrNotFound)
-	}
-	l := s.latches[i]
-	if !l.Active(now) {
-		return store.Latch{}, errf("clear latch "+id, store.ErrNotActive)
+	i, l, err := s.activeLatchLocked(id, now, "clear latch "+id)
+	if err != nil {
+		return store.Latch{}, err
 	}
 	l.ClearedAt, l.ClearedBy, l.ClearNote = now, by, note
 	s.latches[i] = l
@@ -184,14 +177,9 @@ func (s *Store) ListFreezes(ctx context.Context) ([]store.Freeze, error) {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	out := make([]store.Freeze, 0, len(s.freezes))
-	for _, f := range s.freezes {
-		out = append(out, f)
-	}
-	slices.SortFunc(out, func(a, b store.Freeze) int {
+	return slices.SortedFunc(maps.Values(s.freezes), func(a, b store.Freeze) int {
 		return cmp.Or(cmp.Compare(a.Scope, b.Scope), cmp.Compare(a.Value, b.Value))
-	})
-	return out, nil
+	}), nil
 }
 
 // TakeRate applies GCRA (ITU-T I.371 annex A, virtual scheduling) as the
@@ -271,4 +259,17 @@ func (s *Store) QueryEvents(ctx context.Context, f store.EventFilter) ([]store.E
 		})
 	}
 	return limit(out, f.Limit), nil
+}
+
+// activeLatchLocked returns the index and the latch id, when it is
+// active at now; what names the operation in the error.
+func (s *Store) activeLatchLocked(id string, now time.Time, what string) (int, store.Latch, error) {
+	i := s.latchLocked(id)
+	if i < 0 {
+		return -1, store.Latch{}, errf(what, store.ErrNotFound)
+	}
+	if l := s.latches[i]; l.Active(now) {
+		return i, l, nil
+	}
+	return -1, store.Latch{}, errf(what, store.ErrNotActive)
 }

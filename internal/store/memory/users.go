@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 
 	"mailwarden/internal/store"
@@ -93,11 +94,9 @@ func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
 		return nil, err
 	}
 	defer s.mu.Unlock()
-	out := make([]store.User, 0, len(s.users))
-	for _, u := range s.users {
-		u.Hash = slices.Clone(u.Hash)
-		out = append(out, u)
+	out := slices.SortedFunc(maps.Values(s.users), func(a, b store.User) int { return cmp.Compare(a.Name, b.Name) })
+	for i := range out {
+		out[i].Hash = slices.Clone(out[i].Hash)
 	}
-	slices.SortFunc(out, func(a, b store.User) int { return cmp.Compare(a.Name, b.Name) })
 	return out, nil
 }
