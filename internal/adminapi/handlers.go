@@ -55,17 +55,9 @@ func (s *Server) getLatch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) clearLatch(w http.ResponseWriter, r *http.Request) {
-	var req ClearRequest
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	l, err := s.ClearLatch(r.Context(), s.who(r), r.PathValue("id"), req.Note)
-	if err != nil {
-		writeActionError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, l)
+	serveAction(w, r, func(req ClearRequest) (Latch, error) {
+		return s.ClearLatch(r.Context(), s.who(r), r.PathValue("id"), req.Note)
+	})
 }
 
 func (s *Server) listFreezes(w http.ResponseWriter, r *http.Request) {
@@ -82,17 +74,9 @@ func (s *Server) listFreezes(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) setFreeze(w http.ResponseWriter, r *http.Request) {
-	var req FreezeRequest
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	f, err := s.SetFreeze(r.Context(), s.who(r), req)
-	if err != nil {
-		writeActionError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, f)
+	serveAction(w, r, func(req FreezeRequest) (Freeze, error) {
+		return s.SetFreeze(r.Context(), s.who(r), req)
+	})
 }
 
 func (s *Server) liftFreeze(w http.ResponseWriter, r *http.Request) {
@@ -106,17 +90,9 @@ func (s *Server) liftFreeze(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) allowTriplet(w http.ResponseWriter, r *http.Request) {
-	var req AllowRequest
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	out, err := s.AllowTriplet(r.Context(), s.who(r), req)
-	if err != nil {
-		writeActionError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	serveAction(w, r, func(req AllowRequest) (AllowRequest, error) {
+		return s.AllowTriplet(r.Context(), s.who(r), req)
+	})
 }
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {

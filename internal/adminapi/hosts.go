@@ -217,17 +217,9 @@ func (s *Server) noteHost(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req NoteRequest
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	n, err := s.NoteHost(r.Context(), s.who(r), ip, req.Text)
-	if err != nil {
-		writeActionError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, n)
+	serveAction(w, r, func(req NoteRequest) (HostNote, error) {
+		return s.NoteHost(r.Context(), s.who(r), ip, req.Text)
+	})
 }
 
 func (s *Server) disinfectHost(w http.ResponseWriter, r *http.Request) {
@@ -235,17 +227,9 @@ func (s *Server) disinfectHost(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req DisinfectRequest
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	out, err := s.DisinfectHost(r.Context(), s.who(r), ip, req.Note)
-	if err != nil {
-		writeActionError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	serveAction(w, r, func(req DisinfectRequest) (DisinfectResult, error) {
+		return s.DisinfectHost(r.Context(), s.who(r), ip, req.Note)
+	})
 }
 
 func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {

@@ -249,20 +249,12 @@ func (s *Server) queueStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) {
-	var req QueuePurgeRequest
-	if err := decode(r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
 	// Errors here mean only that the deadline stays.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	remote, _ := r.Context().Value(remoteKey{}).(string)
-	out, err := s.PurgeQueue(r.Context(), s.who(r), remote, req)
-	if err != nil {
-		writeActionError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	serveAction(w, r, func(req QueuePurgeRequest) (QueuePurgeResult, error) {
+		return s.PurgeQueue(r.Context(), s.who(r), remote, req)
+	})
 }
 
 // remoteKey is the context key of a dashboard user's address.

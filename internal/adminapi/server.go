@@ -236,6 +236,23 @@ func (s *Server) who(r *http.Request) string {
 
 // decode reads a JSON body into v, refusing unknown fields and trailing
 // data so a misspelt field is an error rather than silently ignored.
+// serveAction serves a state-changing route: it decodes the JSON body
+// into a Req, runs do and writes its result, or do's error as actions
+// report them.
+func serveAction[Req, Res any](w http.ResponseWriter, r *http.Request, do func(Req) (Res, error)) {
+	var req Req
+	if err := decode(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	out, err := do(req)
+	if err != nil {
+		writeActionError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
