@@ -68,10 +68,8 @@ func (s *Server) ClearLatch(ctx context.Context, who, id, note string) (Latch, e
 		return Latch{}, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf("no latch with id %q (latch list shows them)", id)}
 	case errors.Is(err, store.ErrNotActive):
 		return Latch{}, &APIError{Status: http.StatusConflict, Message: s.notActive(ctx, id, now)}
-	case errors.Is(err, events.ErrUnrecorded):
-		return Latch{}, unrecorded(fmt.Sprintf("latch %s was cleared", l.ID), err)
 	case err != nil:
-		return Latch{}, s.failed("clearing latch "+id, err)
+		return Latch{}, s.audited(err, fmt.Sprintf("latch %s was cleared", l.ID), "clearing latch "+id)
 	}
 	return LatchFromStore(l, now), nil
 }
@@ -106,11 +104,8 @@ func (s *Server) SetFreeze(ctx context.Context, who string, req FreezeRequest) (
 	err = s.events.Audit(ctx, events.Admin{Who: who, Action: "freeze on",
 		Reason: withNote("froze "+DescribeScope(scope, value), note)},
 		func(ctx context.Context) error { return s.be.SetFreeze(ctx, f) })
-	switch {
-	case errors.Is(err, events.ErrUnrecorded):
-		return Freeze{}, unrecorded("the freeze is in force", err)
-	case err != nil:
-		return Freeze{}, s.failed("setting the freeze on "+DescribeScope(scope, value), err)
+	if err := s.audited(err, "the freeze is in force", "setting the freeze on "+DescribeScope(scope, value)); err != nil {
+		return Freeze{}, err
 	}
 	return FreezeFromStore(f), nil
 }
@@ -144,10 +139,8 @@ func (s *Server) LiftFreeze(ctx context.Context, who, scope, value, note string)
 	switch {
 	case !found || errors.Is(err, store.ErrNotFound):
 		return Freeze{}, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf("no freeze on %s (freeze status lists them)", what)}
-	case errors.Is(err, events.ErrUnrecorded):
-		return Freeze{}, unrecorded("the freeze is lifted", err)
 	case err != nil:
-		return Freeze{}, s.failed("lifting the freeze on "+what, err)
+		return Freeze{}, s.audited(err, "the freeze is lifted", "lifting the freeze on "+what)
 	}
 	return FreezeFromStore(lifted), nil
 }
@@ -169,11 +162,8 @@ func (s *Server) NoteHost(ctx context.Context, who string, ip netip.Addr, text s
 	err = s.events.Audit(ctx, events.Admin{Who: who, Action: "hosts note", Client: ip.String(),
 		Reason: "noted " + ip.String() + ": " + text},
 		func(ctx context.Context) error { return s.hosts.Note(ctx, ip, who, text) })
-	switch {
-	case errors.Is(err, events.ErrUnrecorded):
-		return HostNote{}, unrecorded(fmt.Sprintf("the note on %s is saved", ip), err)
-	case err != nil:
-		return HostNote{}, s.failed("noting host "+ip.String(), err)
+	if err := s.audited(err, fmt.Sprintf("the note on %s is saved", ip), "noting host "+ip.String()); err != nil {
+		return HostNote{}, err
 	}
 	return HostNote{By: who, Text: text, Time: now}, nil
 }
@@ -200,11 +190,8 @@ func (s *Server) DisinfectHost(ctx context.Context, who string, ip netip.Addr, n
 			cleared, err = s.hosts.Disinfect(ctx, ip, who, note)
 			return err
 		})
-	switch {
-	case errors.Is(err, events.ErrUnrecorded):
-		return DisinfectResult{}, unrecorded(fmt.Sprintf("%s is disinfected", ip), err)
-	case err != nil:
-		return DisinfectResult{}, s.failed("disinfecting host "+ip.String(), err)
+	if err := s.audited(err, fmt.Sprintf("%s is disinfected", ip), "disinfecting host "+ip.String()); err != nil {
+		return DisinfectResult{}, err
 	}
 	now := s.now()
 	out := DisinfectResult{IP: ip.String(), Cleared: []Latch{}}
@@ -252,10 +239,8 @@ func (s *Server) AllowTriplet(ctx context.Context, who string, req AllowRequest)
 	case errors.Is(err, store.ErrNotFound):
 		return AllowRequest{}, &APIError{Status: http.StatusNotFound, Message: fmt.Sprintf(
 			"no greylisted triplet %s %s -> %s (greylist list shows them)", client, displaySender(sender), rcpt)}
-	case errors.Is(err, events.ErrUnrecorded):
-		return out, unrecorded("the triplet is allowed", err)
 	case err != nil:
-		return AllowRequest{}, s.failed("allowing the triplet", err)
+		return AllowRequest{}, s.audited(err, "the triplet is allowed", "allowing the triplet")
 	}
 	return out, nil
 }
@@ -308,6 +293,19 @@ func writeActionError(w http.ResponseWriter, err error) {
 
 // unrecorded answers a change that was made but whose audit entry could
 // not be stored: the caller must know both.
+// audited turns the error of an audited change into the action's: nil,
+// the change done but its record lost (unrecorded), or the change failed
+// while doing what.
+func (s *Server) audited(err error, done, doing string) error {
+	switch {
+	case errors.Is(err, events.ErrUnrecorded):
+		return unrecorded(done, err)
+	case err != nil:
+		return s.failed(doing, err)
+	}
+	return nil
+}
+
 func unrecorded(done string, err error) error {
 	return &APIError{Status: http.StatusInternalServerError,
 		Message: done + ", but " + strings.TrimPrefix(err.Error(), "events: ")}
