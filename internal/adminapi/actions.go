@@ -36,12 +36,9 @@ func badInput(err error) error { return &APIError{Status: http.StatusBadRequest,
 // why a machine was let back out (PRODUCT.md §3, "remember who cleared
 // them and why").
 func (s *Server) ClearLatch(ctx context.Context, who, id, note string) (Latch, error) {
-	note, err := checkNote(note)
-	if err == nil && note == "" {
-		err = errors.New("a note saying why is required to clear a latch")
-	}
+	note, err := requiredNote(note, "a note saying why is required to clear a latch")
 	if err != nil {
-		return Latch{}, badInput(err)
+		return Latch{}, err
 	}
 	now := s.now()
 	// The latch is read first so that its record names what it was.
@@ -151,12 +148,9 @@ func (s *Server) NoteHost(ctx context.Context, who string, ip netip.Addr, text s
 	if s.hosts == nil {
 		return HostNote{}, errNoHosts
 	}
-	text, err := checkNote(text)
-	if err == nil && text == "" {
-		err = errors.New("the note text is empty")
-	}
+	text, err := requiredNote(text, "the note text is empty")
 	if err != nil {
-		return HostNote{}, badInput(err)
+		return HostNote{}, err
 	}
 	now := s.now()
 	err = s.events.Audit(ctx, events.Admin{Who: who, Action: "hosts note", Client: ip.String(),
@@ -174,12 +168,9 @@ func (s *Server) DisinfectHost(ctx context.Context, who string, ip netip.Addr, n
 	if s.hosts == nil {
 		return DisinfectResult{}, errNoHosts
 	}
-	note, err := checkNote(note)
-	if err == nil && note == "" {
-		err = errors.New("a note saying what was done is required to disinfect a host")
-	}
+	note, err := requiredNote(note, "a note saying what was done is required to disinfect a host")
 	if err != nil {
-		return DisinfectResult{}, badInput(err)
+		return DisinfectResult{}, err
 	}
 	// The registry completes the record's reason with the latches it
 	// clears, before its first write.
@@ -304,6 +295,18 @@ func (s *Server) audited(err error, done, doing string) error {
 		return s.failed(doing, err)
 	}
 	return nil
+}
+
+// requiredNote checks a note that must not be empty; ifEmpty says why.
+func requiredNote(note, ifEmpty string) (string, error) {
+	note, err := checkNote(note)
+	if err == nil && note == "" {
+		err = errors.New(ifEmpty)
+	}
+	if err != nil {
+		return "", badInput(err)
+	}
+	return note, nil
 }
 
 func unrecorded(done string, err error) error {
