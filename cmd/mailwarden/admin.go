@@ -1,8 +1,11 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 	"unicode"
 
@@ -30,6 +33,21 @@ func when(t, now time.Time) string {
 		return localTime(t) + " (in " + human.Duration(-d, "") + ")"
 	}
 	return localTime(t) + " (" + human.Duration(d, "") + " ago)"
+}
+
+// printTable writes a header and one aligned row per item, or only
+// ifEmpty when there are none.
+func printTable[T any](w io.Writer, items []T, ifEmpty, header string, row func(T) []string) {
+	if len(items) == 0 {
+		fmt.Fprintln(w, ifEmpty)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		fmt.Fprintln(tw, strings.Join(row(it), "\t"))
+	}
+	tw.Flush()
 }
 
 // printableText is printable for free text in the last column of a table

@@ -7,7 +7,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"mailwarden/internal/adminapi"
@@ -73,16 +72,10 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 }
 
 func printEvents(w io.Writer, evs []adminapi.Event) {
-	if len(evs) == 0 {
-		fmt.Fprintln(w, "no events")
-		return
-	}
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tKIND\tCHECK\tACTION\tCLIENT\tSITE\tUSER\tSENDER\tREASON")
-	for _, e := range evs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", localTime(e.Time), printable(e.Kind),
-			orDash(printableText(e.Check)), orDash(printable(e.Action)), orDash(printable(e.Client)),
-			orDash(printableText(e.Site)), orDash(printable(e.User)), orDash(printable(e.Sender)), printableText(e.Reason))
-	}
-	tw.Flush()
+	printTable(w, evs, "no events", "TIME\tKIND\tCHECK\tACTION\tCLIENT\tSITE\tUSER\tSENDER\tREASON",
+		func(e adminapi.Event) []string {
+			return []string{localTime(e.Time), printable(e.Kind),
+				orDash(printableText(e.Check)), orDash(printable(e.Action)), orDash(printable(e.Client)),
+				orDash(printableText(e.Site)), orDash(printable(e.User)), orDash(printable(e.Sender)), printableText(e.Reason)}
+		})
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"mailwarden/internal/adminapi"
@@ -119,15 +118,7 @@ func scopeFlag(f adminapi.Freeze) string {
 }
 
 func printFreezes(w io.Writer, fz []adminapi.Freeze, now time.Time) {
-	if len(fz) == 0 {
-		fmt.Fprintln(w, "no outbound freeze in force")
-		return
-	}
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCOPE\tVALUE\tSINCE\tBY\tNOTE")
-	for _, f := range fz {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Scope, orDash(printable(f.Value)), when(f.Since, now),
-			printable(f.By), orDash(printableText(f.Note)))
-	}
-	tw.Flush()
+	printTable(w, fz, "no outbound freeze in force", "SCOPE\tVALUE\tSINCE\tBY\tNOTE", func(f adminapi.Freeze) []string {
+		return []string{f.Scope, orDash(printable(f.Value)), when(f.Since, now), printable(f.By), orDash(printableText(f.Note))}
+	})
 }

@@ -159,18 +159,12 @@ func lastUser(h adminapi.Host) string {
 }
 
 func printHosts(w io.Writer, hs []adminapi.Host, now time.Time) {
-	if len(hs) == 0 {
-		fmt.Fprintln(w, "no suspect hosts")
-		return
-	}
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "IP\tSITE\tSTATUS\tTRAP\tFORGERY\tVIRUS\tRATE\tBACKDOOR\tLAST MAIL USER\tLAST SEEN")
-	for _, h := range hs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.IP, orDash(printable(h.Site)), h.Status,
-			count(h.Evidence, hosts.KindTrap), count(h.Evidence, hosts.KindForgery), count(h.Evidence, hosts.KindVirus),
-			count(h.Evidence, hosts.KindRateTrip), count(h.Evidence, hosts.KindBackdoor), lastUser(h), when(h.LastSeen, now))
-	}
-	tw.Flush()
+	printTable(w, hs, "no suspect hosts", "IP\tSITE\tSTATUS\tTRAP\tFORGERY\tVIRUS\tRATE\tBACKDOOR\tLAST MAIL USER\tLAST SEEN",
+		func(h adminapi.Host) []string {
+			return []string{h.IP, orDash(printable(h.Site)), h.Status,
+				count(h.Evidence, hosts.KindTrap), count(h.Evidence, hosts.KindForgery), count(h.Evidence, hosts.KindVirus),
+				count(h.Evidence, hosts.KindRateTrip), count(h.Evidence, hosts.KindBackdoor), lastUser(h), when(h.LastSeen, now)}
+		})
 }
 
 func printHost(w io.Writer, h adminapi.Host, now time.Time) {
@@ -231,13 +225,7 @@ func printHost(w io.Writer, h adminapi.Host, now time.Time) {
 }
 
 func printTimeline(w io.Writer, es []adminapi.TimelineEntry) {
-	if len(es) == 0 {
-		fmt.Fprintln(w, "no evidence in this period")
-		return
-	}
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tIP\tSITE\tKIND\tLAST MAIL USER\tDETAIL")
-	for _, e := range es {
+	printTable(w, es, "no evidence in this period", "TIME\tIP\tSITE\tKIND\tLAST MAIL USER\tDETAIL", func(e adminapi.TimelineEntry) []string {
 		detail := printableText(e.Detail)
 		if len(e.Recipients) > 0 {
 			rs := make([]string, 0, len(e.Recipients))
@@ -246,8 +234,6 @@ func printTimeline(w io.Writer, es []adminapi.TimelineEntry) {
 			}
 			detail += " (to " + strings.Join(rs, ", ") + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", localTime(e.Time), printable(e.IP), orDash(printable(e.Site)),
-			printable(e.Kind), orDash(printable(e.User)), detail)
-	}
-	tw.Flush()
+		return []string{localTime(e.Time), printable(e.IP), orDash(printable(e.Site)), printable(e.Kind), orDash(printable(e.User)), detail}
+	})
 }

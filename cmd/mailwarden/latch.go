@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -67,14 +68,10 @@ func printLatches(w io.Writer, ls []adminapi.Latch, all bool, now time.Time) {
 		}
 		return
 	}
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tKIND\tKEY\tSITE\tRULE\tEVIDENCE\tCOUNT\tSTATUS\tLAST SEEN\tREASON")
-	for _, l := range ls {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", printable(l.ID), l.Kind, printable(l.Key),
-			orDash(printableText(l.Site)), printable(l.Rule), orDash(printable(l.Evidence)), l.Count, l.Status,
-			when(l.LastSeen, now), printableText(l.Reason))
-	}
-	tw.Flush()
+	printTable(w, ls, "", "ID\tKIND\tKEY\tSITE\tRULE\tEVIDENCE\tCOUNT\tSTATUS\tLAST SEEN\tREASON", func(l adminapi.Latch) []string {
+		return []string{printable(l.ID), l.Kind, printable(l.Key), orDash(printableText(l.Site)), printable(l.Rule),
+			orDash(printable(l.Evidence)), strconv.Itoa(l.Count), l.Status, when(l.LastSeen, now), printableText(l.Reason)}
+	})
 }
 
 func printLatch(w io.Writer, l adminapi.Latch, now time.Time) {
