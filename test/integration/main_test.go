@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // binary returns the built mailwarden, after checking that the test can
 // run here at all.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	harness.RequirePostfix(t)
 	if built.err != nil {
