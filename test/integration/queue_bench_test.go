@@ -6,12 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
-
-	"mailwarden/test/harness"
 )
 
 // BenchmarkQueueLarge is issue 13's large-queue figure: a real Postfix
@@ -24,59 +21,24 @@ import (
 //	go test ./test/integration -run '^$' -bench BenchmarkQueueLarge -benchtime 1x -timeout 60m
 func BenchmarkQueueLarge(b *testing.B) {
 	bin := binary(b)
-	source, err := harness.Program("smtp-source")
-	if err != nil {
-		b.Fatal(err)
-	}
-	postqueue, _ := harness.Program("postqueue")
-	postsuper, _ := harness.Program("postsuper")
 	total := 100000
 	if s := os.Getenv("MAILWARDEN_QUEUE_N"); s != "" {
+		var err error
 		if total, err = strconv.Atoi(s); err != nil || total < 20 {
 			b.Fatalf("MAILWARDEN_QUEUE_N=%q: want a number of at least 20", s)
 		}
 	}
 	for range b.N {
-		p := harness.StartPostfix(b, harness.PostfixConfig{
-			SinkPort: harness.FreePort(b),
-			Extra:    []string{"master_service_disable = qmgr/unix"},
-		})
 		// Half the queue is one spam run; the rest is nine ordinary
 		// senders.
-		type run struct {
-			from string
-			n    int
-		}
-		runs := []run{{"spam@hijacked.example", total / 2}}
+		senders := []queueSender{{"spam@hijacked.example", "rcpt0@dest0.test", total / 2}}
 		for i := range 9 {
-			runs = append(runs, run{fmt.Sprintf("user%d@school.example", i), (total - total/2) / 9})
+			senders = append(senders, queueSender{fmt.Sprintf("user%d@school.example", i), fmt.Sprintf("rcpt%d@dest%d.test", i+1, (i+1)%4), (total - total/2) / 9})
 		}
-		runs[1].n += total - total/2 - 9*((total-total/2)/9)
-		start := time.Now()
-		var wg sync.WaitGroup
-		errs := make(chan error, len(runs))
-		for i, r := range runs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				sessions := max(2, 20*r.n/total)
-				out, err := exec.Command(source, "-m", strconv.Itoa(r.n), "-s", strconv.Itoa(sessions), "-f", r.from,
-					"-t", fmt.Sprintf("rcpt%d@dest%d.test", i, i%4), p.Addr).CombinedOutput()
-				if err != nil {
-					errs <- fmt.Errorf("smtp-source -f %s: %v\n%s", r.from, err, out)
-				}
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			b.Fatal(err)
-		}
-		b.Logf("queued %d messages in %v", total, time.Since(start).Round(time.Second))
-
+		senders[1].n += total - total/2 - 9*((total-total/2)/9)
+		p, queueConfig := queuedPostfix(b, senders, func(n int) int { return max(2, 20*n/total) })
 		cfg := filepath.Join(b.TempDir(), "mailwarden.yaml")
-		writeFile(b, cfg, fmt.Sprintf("queue:\n  mta: postfix\n  postqueue: %s\n  postsuper: %s\n  config_directory: %s\n",
-			postqueue, postsuper, p.ConfigDir))
+		writeFile(b, cfg, queueConfig+"\n")
 		timed := func(what string, args ...string) {
 			cmd := exec.Command(bin, append(args, "--config", cfg)...)
 			t0 := time.Now()

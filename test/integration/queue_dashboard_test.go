@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -21,40 +20,17 @@ import (
 func TestQueueDashboard(t *testing.T) {
 	t.Parallel()
 	bin := binary(t)
-	source, err := harness.Program("smtp-source")
-	if err != nil {
-		harness.SkipOrFail(t, "%v", err)
-	}
-	postqueue, err := harness.Program("postqueue")
-	if err != nil {
-		harness.SkipOrFail(t, "%v", err)
-	}
-	postsuper, err := harness.Program("postsuper")
-	if err != nil {
-		harness.SkipOrFail(t, "%v", err)
-	}
-	// With the queue manager disabled, accepted mail stays queued: nothing
-	// is delivered or moved behind the test's back.
-	p := harness.StartPostfix(t, harness.PostfixConfig{
-		SinkPort: harness.FreePort(t),
-		Extra:    []string{"master_service_disable = qmgr/unix"},
-	})
 	const spam, legit = 30, 10
-	for _, s := range []struct {
-		from, to string
-		n        int
-	}{{"office@victim-one.example", "x@gmail.test", spam}, {"alice@school.example", "parent@district.test", legit}} {
-		if out, err := exec.Command(source, "-m", fmt.Sprint(s.n), "-s", "5", "-f", s.from, "-t", s.to, p.Addr).CombinedOutput(); err != nil {
-			t.Fatalf("smtp-source -f %s: %v\n%s", s.from, err, out)
-		}
-	}
+	p, queueConfig := queuedPostfix(t, []queueSender{
+		{"office@victim-one.example", "x@gmail.test", spam},
+		{"alice@school.example", "parent@district.test", legit},
+	}, func(int) int { return 5 })
 	before := snapshot(t, p)
 	if len(before.queue) != spam+legit {
 		t.Fatalf("the queue holds %d messages after sending %d", len(before.queue), spam+legit)
 	}
 
-	mw := harness.StartMailwarden(t, bin, fmt.Sprintf("queue:\n  mta: postfix\n  postqueue: %s\n  postsuper: %s\n  config_directory: %s",
-		postqueue, postsuper, p.ConfigDir))
+	mw := harness.StartMailwarden(t, bin, queueConfig)
 	d := newDashboard(t, mw)
 	admin := d.loginAs(t, adminName, adminPass, "admin")
 	viewer := d.loginAs(t, viewName, viewPass, "viewer")

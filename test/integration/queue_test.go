@@ -58,14 +58,61 @@ func snapshot(t *testing.T, p *harness.Postfix) queueSnapshot {
 
 // queueSenders is the mix the test queue is filled with: two hijacked
 // mailboxes' spam runs and the legitimate mail of two users.
-var queueSenders = []struct {
-	from, to string
-	n        int
-}{
+var queueSenders = []queueSender{
 	{"office@victim-one.example", "x@gmail.test", 2000},
 	{"servises@victim-two.example", "y@yahoo.test", 1500},
 	{"alice@school.example", "parent@district.test", 1000},
 	{"bob@school.example", "parent@district.test", 500},
+}
+
+// queueSender is one smtp-source run into a test queue.
+type queueSender struct {
+	from, to string
+	n        int
+}
+
+// queuedPostfix starts a Postfix with its queue manager disabled, so that
+// accepted mail stays in the queue and nothing is delivered, retried or
+// moved behind the test's back (the relay port has nothing listening,
+// for good measure), and fills it with every sender's messages at once,
+// over sessions(n) connections each. It returns the Postfix and the
+// queue: section of a mailwarden config for it.
+func queuedPostfix(t testing.TB, senders []queueSender, sessions func(n int) int) (*harness.Postfix, string) {
+	t.Helper()
+	var progs [3]string
+	for i, name := range []string{"smtp-source", "postqueue", "postsuper"} {
+		path, err := harness.Program(name)
+		if err != nil {
+			harness.SkipOrFail(t, "%v", err)
+		}
+		progs[i] = path
+	}
+	p := harness.StartPostfix(t, harness.PostfixConfig{
+		SinkPort: harness.FreePort(t),
+		Extra:    []string{"master_service_disable = qmgr/unix"},
+	})
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(senders))
+	total := 0
+	for _, s := range senders {
+		total += s.n
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := exec.Command(progs[0], "-m", fmt.Sprint(s.n), "-s", fmt.Sprint(sessions(s.n)), "-f", s.from, "-t", s.to, p.Addr).CombinedOutput()
+			if err != nil {
+				errs <- fmt.Errorf("smtp-source -f %s: %v\n%s", s.from, err, out)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Logf("queued %d messages in %v", total, time.Since(start).Round(time.Millisecond))
+	return p, fmt.Sprintf("queue:\n  mta: postfix\n  postqueue: %s\n  postsuper: %s\n  config_directory: %s", progs[1], progs[2], p.ConfigDir)
 }
 
 // TestQueueDayB fills a real Postfix queue with 5,000 messages from mixed
@@ -77,44 +124,7 @@ var queueSenders = []struct {
 func TestQueueDayB(t *testing.T) {
 	t.Parallel()
 	bin := binary(t)
-	source, err := harness.Program("smtp-source")
-	if err != nil {
-		harness.SkipOrFail(t, "%v", err)
-	}
-	postqueue, err := harness.Program("postqueue")
-	if err != nil {
-		harness.SkipOrFail(t, "%v", err)
-	}
-	postsuper, err := harness.Program("postsuper")
-	if err != nil {
-		harness.SkipOrFail(t, "%v", err)
-	}
-	// With the queue manager disabled, accepted mail stays in the
-	// incoming queue: nothing is delivered, retried or moved behind the
-	// test's back. The relay port has nothing listening, for good measure.
-	p := harness.StartPostfix(t, harness.PostfixConfig{
-		SinkPort: harness.FreePort(t),
-		Extra:    []string{"master_service_disable = qmgr/unix"},
-	})
-
-	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(queueSenders))
-	for _, s := range queueSenders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out, err := exec.Command(source, "-m", fmt.Sprint(s.n), "-s", "10", "-f", s.from, "-t", s.to, p.Addr).CombinedOutput()
-			if err != nil {
-				errs <- fmt.Errorf("smtp-source -f %s: %v\n%s", s.from, err, out)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	p, queueConfig := queuedPostfix(t, queueSenders, func(int) int { return 10 })
 	total := 0
 	for _, s := range queueSenders {
 		total += s.n
@@ -123,11 +133,10 @@ func TestQueueDayB(t *testing.T) {
 	if len(all.queue) != total {
 		t.Fatalf("the queue holds %d messages after sending %d", len(all.queue), total)
 	}
-	t.Logf("queued %d messages in %v", total, time.Since(start).Round(time.Millisecond))
 
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "mailwarden.yaml")
-	writeFile(t, cfg, fmt.Sprintf("queue:\n  mta: postfix\n  postqueue: %s\n  postsuper: %s\n  config_directory: %s\n", postqueue, postsuper, p.ConfigDir))
+	writeFile(t, cfg, queueConfig+"\n")
 
 	// unchanged fails the test unless the queue is exactly before.
 	unchanged := func(what string, before queueSnapshot) {
@@ -264,6 +273,8 @@ func TestQueueDayB(t *testing.T) {
 		}
 		// A message that left the queue between listing and acting is
 		// reported, not an error: postsuper's real output says so.
+		postqueue, _ := harness.Program("postqueue")
+		postsuper, _ := harness.Program("postsuper")
 		pf := &mtaqueue.Postfix{Postqueue: postqueue, Postsuper: postsuper, ConfigDir: p.ConfigDir}
 		res, err := pf.Delete(context.Background(), purged[:5])
 		if err != nil || len(res.Done) != 0 || len(res.Gone) != 5 {
