@@ -92,9 +92,12 @@ func (w *Watcher) Latest() Snapshot {
 // Interval is the least time between two summaries.
 func (w *Watcher) Interval() time.Duration { return w.o.Interval }
 
-// Fresh returns the last snapshot if it is younger than the interval,
-// else lists the queue first (bounded by the timeout and ctx). Readers
-// that arrive while a listing runs wait for it and share it.
+// Fresh returns the last snapshot unless it is older than two intervals
+// (Run lists every interval, so a reader waits only when Run is not
+// running or has fallen behind) or Invalidate was called; then it lists
+// the queue first (bounded by the timeout and ctx). Readers that arrive
+// while a listing runs wait for it and share it. A dashboard page on a
+// 100,000-message queue is thus not held up by each minute's listing.
 func (w *Watcher) Fresh(ctx context.Context) Snapshot {
 	if s, ok := w.fresh(); ok {
 		return s
@@ -110,7 +113,7 @@ func (w *Watcher) Fresh(ctx context.Context) Snapshot {
 func (w *Watcher) fresh() (Snapshot, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	ok := !w.stale && !w.last.Time.IsZero() && w.o.Now().Sub(w.last.Time) < w.o.Interval
+	ok := !w.stale && !w.last.Time.IsZero() && w.o.Now().Sub(w.last.Time) < 2*w.o.Interval
 	return w.last, ok
 }
 
@@ -128,7 +131,9 @@ func (w *Watcher) Run(ctx context.Context) {
 	t := time.NewTicker(w.o.Interval)
 	defer t.Stop()
 	for {
-		w.Fresh(ctx)
+		w.refresh.Lock()
+		w.update(ctx)
+		w.refresh.Unlock()
 		select {
 		case <-ctx.Done():
 			return
