@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mailwarden/test/harness"
 )
 
 // BenchmarkQueueLarge is issue 13's large-queue figure: a real Postfix
@@ -52,6 +54,17 @@ func BenchmarkQueueLarge(b *testing.B) {
 			b.ReportMetric(took.Seconds(), what+"_s")
 			b.ReportMetric(float64(rss)/1024, what+"_MB")
 		}
+		// The reference: Postfix's own listing, which every summary
+		// includes, timed in the same run.
+		postqueue, _ := harness.Program("postqueue")
+		ref := exec.Command(postqueue, "-c", p.ConfigDir, "-j")
+		t0 := time.Now()
+		if out, err := ref.Output(); err != nil {
+			b.Fatalf("postqueue -j: %v", err)
+		} else {
+			b.Logf("postqueue -j alone: %v (%d bytes of JSON)", time.Since(t0).Round(10*time.Millisecond), len(out))
+		}
+		b.ReportMetric(time.Since(t0).Seconds(), "postqueue_s")
 		timed("summary", "queue", "summary")
 		timed("purge", "queue", "purge", "--sender", "spam@*", "--apply")
 		if n := len(p.Queue(b)); n != total-total/2 {
