@@ -58,7 +58,7 @@ func newQueueCmd(fs *flag.FlagSet, filters bool) *queueCmd {
 	fs.StringVar(&f.RecipientDomain, "recipient-domain", "", "recipient `domain`")
 	fs.StringVar(&f.SenderRegexp, "sender-regexp", "", "regular `expression` (RE2) searched for in the sender")
 	fs.StringVar(&f.RecipientRegexp, "recipient-regexp", "", "regular `expression` (RE2) searched for in a recipient")
-	fs.StringVar(&f.AuthUser, "auth-user", "", "authenticated `user` (where the queue records it: Exim)")
+	fs.StringVar(&f.AuthUser, "auth-user", "", "authenticated `user` (Exim, or Postfix read as root)")
 	fs.Var(&q.olderThan, "older-than", "queued longer than this `age` (90m, 2h, 3d)")
 	fs.Var(&q.newerThan, "newer-than", "queued for less than this `age` (90m, 2h, 3d)")
 	fs.StringVar(&f.Queue, "queue", "", "only this `queue`: active, deferred, hold, incoming, maildrop (Postfix) or frozen (Exim)")

@@ -26,6 +26,9 @@ type Postfix struct {
 	// ConfigDir is the instance's config directory (-c); "" for
 	// Postfix's default.
 	ConfigDir string
+	// QueueDir is the instance's queue_directory, whose files List reads
+	// when it may; "" asks postconf once.
+	QueueDir string
 	// Batch is how many IDs one postsuper run gets; 0: DefaultBatch.
 	Batch int
 }
@@ -68,13 +71,30 @@ func (p *Postfix) args(args ...string) []string {
 	return args
 }
 
-// List runs postqueue -j and parses its output as it comes. A message
-// listed twice (postqueue(1): the queue may change while it is listed)
-// is passed to fn once.
+// List reads the queue files directly when this process may (root, or
+// Postfix's mail_owner), else runs postqueue -j and parses its output as
+// it comes. A message listed twice (the queue may change while it is
+// listed: a file moves from incoming to active) is passed to fn once.
 func (p *Postfix) List(ctx context.Context, fn func(Message) error) error {
 	if err := p.Check(); err != nil {
 		return err
 	}
+	seen := map[string]struct{}{}
+	once := func(m Message) error {
+		if _, dup := seen[m.ID]; dup {
+			return nil
+		}
+		seen[m.ID] = struct{}{}
+		return fn(m)
+	}
+	if err := p.listFiles(ctx, once); !errors.Is(err, errQueueFileUnreadable) {
+		return err
+	}
+	return p.listPostqueue(ctx, once)
+}
+
+// listPostqueue runs postqueue -j, which may be run by anyone.
+func (p *Postfix) listPostqueue(ctx context.Context, fn func(Message) error) error {
 	cmd := exec.CommandContext(ctx, p.Postqueue, p.args("-j")...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitWriter{w: &stderr, n: 64 << 10}
@@ -85,14 +105,7 @@ func (p *Postfix) List(ctx context.Context, fn func(Message) error) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("running postqueue: %w", err)
 	}
-	seen := map[string]struct{}{}
-	perr := ParsePostqueue(out, func(m Message) error {
-		if _, dup := seen[m.ID]; dup {
-			return nil
-		}
-		seen[m.ID] = struct{}{}
-		return fn(m)
-	})
+	perr := ParsePostqueue(out, fn)
 	if perr != nil {
 		// Stop postqueue and let Wait reap it.
 		io.Copy(io.Discard, out)

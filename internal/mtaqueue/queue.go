@@ -37,7 +37,8 @@ type Message struct {
 	Size    int64     `json:"message_size"`
 	Sender  string    `json:"sender"`
 	// AuthUser is the name the sender authenticated with, where the
-	// MTA's listing records it (Exim's spool does; postqueue -j does
+	// MTA's listing records it (Exim's spool and Postfix's queue files
+	// do; postqueue -j does
 	// not); "" otherwise.
 	AuthUser     string      `json:"auth_user,omitempty"`
 	Recipients   []Recipient `json:"recipients"`

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -205,6 +206,35 @@ func TestQueueDayB(t *testing.T) {
 		out, errOut, code := queueRun(t, bin, "list", "--config", cfg, "--sender", "bob@*", "--csv")
 		if code != 0 || strings.Count(out, "\n") != 501 {
 			t.Errorf("list --sender bob@*: exit %d, %d lines; %s", code, strings.Count(out, "\n"), errOut)
+		}
+	})
+
+	// As root the queue files are read directly; every message must be
+	// what postqueue -j says of it.
+	t.Run("queue files match postqueue", func(t *testing.T) {
+		postqueue, _ := harness.Program("postqueue")
+		postsuper, _ := harness.Program("postsuper")
+		want := map[string]mtaqueue.Message{}
+		j, err := exec.Command(postqueue, "-c", p.ConfigDir, "-j").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := mtaqueue.ParsePostqueue(bytes.NewReader(j), func(m mtaqueue.Message) error { want[m.ID] = m; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		pf := &mtaqueue.Postfix{Postqueue: "/bin/false", Postsuper: postsuper, ConfigDir: p.ConfigDir}
+		err = pf.List(context.Background(), func(m mtaqueue.Message) error {
+			n++
+			w, ok := want[m.ID]
+			if !ok || m.Queue != w.Queue || m.Sender != w.Sender || m.Size != w.Size || !m.Arrival.Equal(w.Arrival) ||
+				!slices.Equal(m.Recipients, w.Recipients) {
+				return fmt.Errorf("from the queue file %+v, from postqueue -j %+v", m, w)
+			}
+			return nil
+		})
+		if err != nil || n != len(want) {
+			t.Fatalf("reading the queue files (postqueue disabled): %d messages, %v; postqueue -j lists %d", n, err, len(want))
 		}
 	})
 
