@@ -18,7 +18,7 @@ import (
 // dashboard's events page all read Kinds.
 var kinds = []string{store.EventReject, store.EventTempfail, store.EventLatch, store.EventRateTrip,
 	store.EventFreeze, store.EventAdmin, store.EventGreylist, store.EventVirus, store.EventSignatures,
-	store.EventMailbox, store.EventStore}
+	store.EventMailbox, store.EventStore, store.EventTrap}
 
 // Kinds returns every event kind.
 func Kinds() []string { return slices.Clone(kinds) }

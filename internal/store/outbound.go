@@ -131,6 +131,10 @@ const (
 	// EventStore: the store could not write for a while, and could
 	// again (the daemon's store health monitor).
 	EventStore = "store"
+	// EventTrap: an internal machine tried direct port-25 connections
+	// to the trap; one event per client per trap flush interval, however
+	// many connections it made (internal/trap aggregates them).
+	EventTrap = "trap"
 )
 
 // Event is one non-trivial decision or admin action.
