@@ -196,7 +196,7 @@ func (s *Server) guard(h http.Handler) http.Handler {
 			}
 		}()
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, r.WithContext(events.WithFrom(r.Context(), from(r))))
 	})
 }
 
@@ -232,6 +232,18 @@ func (s *Server) who(r *http.Request) string {
 		return u.Username
 	}
 	return "uid " + strconv.Itoa(p.uid)
+}
+
+// from says where r came from, for the audit log: the dashboard and
+// its user's address (WithRemote), or the admin socket.
+func from(r *http.Request) string {
+	if remote, _ := r.Context().Value(remoteKey{}).(string); remote != "" {
+		return "dashboard " + remote
+	}
+	if _, ok := r.Context().Value(userKey{}).(string); ok {
+		return "dashboard"
+	}
+	return "admin socket"
 }
 
 // decode reads a JSON body into v, refusing unknown fields and trailing

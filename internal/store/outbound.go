@@ -143,7 +143,7 @@ type Event struct {
 	Time       time.Time
 	Kind       string
 	Check      string // the deciding check, or the admin command
-	Action     string // policy action: reject, tempfail, discard ...; "" for admin events
+	Action     string // policy action: reject, tempfail, discard ...; for admin events, where the change came from (events.Admin.From)
 	Client     string // client IP text
 	Site       string
 	User       string // SASL user, or the administrator for admin events
