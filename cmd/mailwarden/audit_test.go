@@ -83,9 +83,9 @@ func TestEveryChangingVerbIsAudited(t *testing.T) {
 		"queue hold":    {[]string{"--config", qcfg, "--queue", "deferred", "--apply"}, ""},
 		"queue release": {[]string{"--config", qcfg, "--queue", "hold", "--apply"}, ""},
 	}
-	// The mailbox tools change passwd files offline, where there may be
-	// no mailwarden store at all; their record is the backup manifest
-	// each removal and restore writes (docs/mailbox.md).
+	// The mailbox tools change passwd files offline; they record in the
+	// store of --data when there is one (TestMailboxChangesAreAudited),
+	// besides the backup manifest each removal and restore writes.
 	offline := map[string]bool{"mailbox snapshot": true, "mailbox remove": true, "mailbox restore": true}
 	seen := 0
 	for _, c := range commands {

@@ -69,6 +69,10 @@ var commands = []command{
 
 	{name: "events", flags: "[--since 2h] [--until TIME] [--kind K] [--host IP] [--user U] [--limit N] [--json]", setup: eventsCmd, daemon: true,
 		summary: "list recorded decisions and admin actions, newest first"},
+	{name: "incident", flags: "[--json]", setup: incidentCmd, daemon: true,
+		summary: "the worst day on one screen: freezes, latches, suspect hosts, top senders, queue, new mailboxes, rate trips, antivirus, store, alerts, each with the command that acts on it"},
+	{name: "audit", flags: "[--since 7d] [--who USER] [--limit N] [--json]", setup: auditCmd, daemon: true,
+		summary: "list the audit trail: who changed what, from where, when and why, newest first"},
 	{name: "status", flags: "[--json]", setup: statusCmd, daemon: true,
 		summary: "show the daemon's version, uptime, freezes, latches and clamd signatures"},
 

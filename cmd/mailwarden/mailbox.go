@@ -21,6 +21,7 @@ import (
 	"mailwarden/internal/config"
 	"mailwarden/internal/daemon"
 	"mailwarden/internal/mailbox"
+	"mailwarden/internal/store/backend"
 )
 
 // mailboxCmd is one run of a "mailwarden mailbox" command. The mailbox
@@ -294,6 +295,12 @@ func mailboxSnapshot(fs *flag.FlagSet) runFunc {
 			fmt.Fprintf(m.stdout, " (%d new since the snapshot of %s)", s.New(prev), localTime(prev.Taken))
 		}
 		fmt.Fprintln(m.stdout)
+		// A snapshot runs from cron on hosts that may have no store:
+		// only a store that is there but cannot record is reported.
+		what := fmt.Sprintf("recorded a snapshot of %d mailboxes on %d domains in %s", len(s.FirstSeen), inv.Domains, path)
+		if err := m.record(m.cfg, what); err != nil && !errors.Is(err, backend.ErrNoStore) {
+			fmt.Fprintf(m.stderr, "mailwarden %s: done, but recording it in the audit log failed: %v\n", m.cmd.name, err)
+		}
 		return 0
 	}
 }

@@ -77,6 +77,10 @@ func mailboxRemove(fs *flag.FlagSet) runFunc {
 			return m.fail(err)
 		}
 		m.printResult(p, res)
+		if res.Backup != "" {
+			m.recordOffline(m.cfg, fmt.Sprintf("removed %d mailboxes (%d files edited, %d failures); backup %s",
+				len(p.Targets)-len(p.NotFound), len(res.Edited), len(res.Failed), res.ID))
+		}
 		if len(res.Failed) > 0 || len(p.NotFound) > 0 {
 			return 1
 		}
@@ -227,6 +231,10 @@ func mailboxRestore(fs *flag.FlagSet) runFunc {
 			if len(res.Unchanged) > 0 {
 				fmt.Fprintf(w, "%d files already had their old content\n", len(res.Unchanged))
 			}
+		}
+		if res != nil && len(res.Restored)+len(res.MovedBack) > 0 {
+			m.recordOffline(m.cfg, fmt.Sprintf("restored %d files and moved back %d mail directories from the mailbox backup %s",
+				len(res.Restored), len(res.MovedBack), filepath.Base(dir)))
 		}
 		if err != nil {
 			return m.fail(err)

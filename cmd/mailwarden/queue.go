@@ -21,7 +21,6 @@ import (
 	"mailwarden/internal/daemon"
 	"mailwarden/internal/human"
 	"mailwarden/internal/mtaqueue"
-	"mailwarden/internal/store/backend"
 )
 
 // The queue commands work on the MTA's queue through its own programs
@@ -367,10 +366,5 @@ func (q *queueCmd) recordAction(dataDir, what string) {
 	if dataDir != "" {
 		cfg.DataDir = dataDir
 	}
-	switch err := q.record(cfg, what); {
-	case errors.Is(err, backend.ErrNoStore):
-		fmt.Fprintf(q.stderr, "mailwarden %s: not recorded in an audit log: no mailwarden store in %s\n", q.cmd.name, cfg.DataDir)
-	case err != nil:
-		fmt.Fprintf(q.stderr, "mailwarden %s: done, but recording it in the audit log failed: %v\n", q.cmd.name, err)
-	}
+	q.recordOffline(cfg, what)
 }

@@ -109,7 +109,20 @@ func (c *call) record(cfg config.Config, what string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	log := events.NewLog(events.LogOptions{Store: st, Settings: func() config.Events { return cfg.Events }})
-	return log.Audit(ctx, events.Admin{Who: c.who(), Action: c.cmd.name, Reason: what}, nil)
+	return log.Audit(ctx, events.Admin{Who: c.who(), Action: c.cmd.name, Reason: what, From: "command line"}, nil)
+}
+
+// recordOffline records a change an offline command made to files
+// outside the store (the MTA queue, passwd files) in the audit log of
+// the store in cfg.DataDir, when there is one: the change is made, so a
+// failure to record it is reported, not failed on.
+func (c *call) recordOffline(cfg config.Config, what string) {
+	switch err := c.record(cfg, what); {
+	case errors.Is(err, backend.ErrNoStore):
+		fmt.Fprintf(c.stderr, "mailwarden %s: not recorded in an audit log: no mailwarden store in %s\n", c.cmd.name, cfg.DataDir)
+	case err != nil:
+		fmt.Fprintf(c.stderr, "mailwarden %s: done, but recording it in the audit log failed: %v\n", c.cmd.name, err)
+	}
 }
 
 // audited makes a change through the event log, so that the change and
@@ -120,7 +133,7 @@ func (c *call) record(cfg config.Config, what string) error {
 // audit page shows them.
 func (c *call) audited(ctx context.Context, st store.Store, cfg config.Config, what string, fn func(ctx context.Context) error) int {
 	log := events.NewLog(events.LogOptions{Store: st, Settings: func() config.Events { return cfg.Events }})
-	err := log.Audit(ctx, events.Admin{Who: c.who(), Action: c.cmd.name, Reason: what}, fn)
+	err := log.Audit(ctx, events.Admin{Who: c.who(), Action: c.cmd.name, Reason: what, From: "command line"}, fn)
 	switch {
 	case errors.Is(err, events.ErrUnrecorded):
 		fmt.Fprintf(c.stderr, "mailwarden %s: %s, but %s\n", c.cmd.name, what, strings.TrimPrefix(err.Error(), "events: "))

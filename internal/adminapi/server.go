@@ -69,6 +69,13 @@ type Options struct {
 	// Queue connects GET /v1/queue and POST /v1/queue/purge to the MTA
 	// queue; without it they answer 503.
 	Queue QueueOptions
+	// Mailboxes, if set, finds the mailboxes created since the last
+	// snapshot for GET /v1/incident; nil says the daemon does not read
+	// the mailbox files.
+	Mailboxes func(ctx context.Context, now time.Time) MailboxNews
+	// Alerts, if set, lists the open alerts for GET /v1/incident; nil
+	// says alerts are not configured.
+	Alerts AlertSource
 }
 
 // Server is the admin API.
@@ -85,8 +92,10 @@ type Server struct {
 	scan      ScanFunc
 	greylist  store.Greylist
 
-	config func() config.Config
-	queue  QueueOptions
+	config    func() config.Config
+	queue     QueueOptions
+	mailboxes func(ctx context.Context, now time.Time) MailboxNews
+	alerts    AlertSource
 
 	routes  []string // every pattern served, for the audit test
 	handler http.Handler
@@ -99,7 +108,8 @@ type Server struct {
 func NewServer(o Options) *Server {
 	s := &Server{be: o.Backend, log: o.Log, now: o.Now, events: o.Events,
 		version: o.Version, started: o.Started, antivirus: o.Antivirus,
-		store: o.Store, hosts: o.Hosts, scan: o.Scan, greylist: o.Greylist, config: o.Config, queue: o.Queue}
+		store: o.Store, hosts: o.Hosts, scan: o.Scan, greylist: o.Greylist, config: o.Config, queue: o.Queue,
+		mailboxes: o.Mailboxes, alerts: o.Alerts}
 	if s.config == nil {
 		def := config.Default()
 		s.config = func() config.Config { return def }
@@ -133,6 +143,7 @@ func NewServer(o Options) *Server {
 	handle("POST /v1/greylist/allow", s.allowTriplet)
 	handle("GET /v1/queue", s.queueStatus)
 	handle("POST /v1/queue/purge", s.purgeQueue)
+	handle("GET /v1/incident", s.incident)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := AllowedMethods(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
@@ -196,7 +207,7 @@ func (s *Server) guard(h http.Handler) http.Handler {
 			}
 		}()
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, r.WithContext(events.WithFrom(r.Context(), from(r))))
 	})
 }
 
@@ -232,6 +243,18 @@ func (s *Server) who(r *http.Request) string {
 		return u.Username
 	}
 	return "uid " + strconv.Itoa(p.uid)
+}
+
+// from says where r came from, for the audit log: the dashboard and
+// its user's address (WithRemote), or the admin socket.
+func from(r *http.Request) string {
+	if remote, _ := r.Context().Value(remoteKey{}).(string); remote != "" {
+		return "dashboard " + remote
+	}
+	if _, ok := r.Context().Value(userKey{}).(string); ok {
+		return "dashboard"
+	}
+	return "admin socket"
 }
 
 // decode reads a JSON body into v, refusing unknown fields and trailing

@@ -196,6 +196,9 @@ type Limit struct {
 type Events struct {
 	// Retention is how long events are kept.
 	Retention Duration `yaml:"retention"`
+	// AuditRetention is how long admin events (the audit trail) are
+	// kept; never less than Retention.
+	AuditRetention Duration `yaml:"audit_retention"`
 	// RecordGreylist also records greylist deferrals as events; they are
 	// always in the mail log.
 	RecordGreylist bool `yaml:"record_greylist"`
@@ -356,7 +359,7 @@ func Default() Config {
 			SenderDomain: Limit{Messages: 2000, Recipients: 10000, Per: Duration(time.Hour)},
 			ReplyText:    "Too much mail from {what}, please try again later",
 		},
-		Events: Events{Retention: Duration(30 * 24 * time.Hour)},
+		Events: Events{Retention: Duration(30 * 24 * time.Hour), AuditRetention: Duration(365 * 24 * time.Hour)},
 		Admin:  Admin{Mode: "0660"},
 		Antivirus: Antivirus{
 			Servers:         []string{"unix:/var/run/clamav/clamd.ctl"},

@@ -79,7 +79,12 @@ func (c *Config) Validate() []Error {
 		{"greylist.retry_window", c.Greylist.RetryWindow},
 		{"greylist.passed_lifetime", c.Greylist.PassedLifetime},
 		{"events.retention", c.Events.Retention},
+		{"events.audit_retention", c.Events.AuditRetention},
 	})
+	if a, r := c.Events.AuditRetention, c.Events.Retention; a > 0 && a < r {
+		add("events.audit_retention", "%s is shorter than events.retention (%s): the audit trail must outlive the other events",
+			human.Setting(time.Duration(a)), human.Setting(time.Duration(r)))
+	}
 
 	if n := c.PolicyServer.MaxRequestBytes; n < 1024 || n > 1<<20 {
 		add("policy_server.max_request_bytes", "%d is out of range 1024-1048576", n)

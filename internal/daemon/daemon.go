@@ -173,7 +173,8 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	d.adminSrv = adminapi.NewServer(adminapi.Options{Backend: d.store, Log: d.log, Now: time.Now,
 		Events: d.events, Version: o.Version, Started: time.Now(),
 		Antivirus: d.antivirusState, Store: d.health.status, Hosts: d.hp.registry, Scan: d.scanFunc(),
-		Greylist: d.store, Config: func() config.Config { return *d.cfg.Load() }, Queue: queue})
+		Greylist: d.store, Config: func() config.Config { return *d.cfg.Load() }, Queue: queue,
+		Mailboxes: d.mailboxNews})
 	mode, err := adminapi.ParseMode(cfg.Admin.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)

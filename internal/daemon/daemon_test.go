@@ -270,4 +270,11 @@ func TestTrapHitsReachTheHostRegistry(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The two connections were flushed together: one trap event, not
+	// one per connection.
+	evs, err := d.events.Query(context.Background(), store.EventFilter{Kind: store.EventTrap})
+	if err != nil || len(evs) != 1 || evs[0].Client != "127.0.0.1" ||
+		!strings.HasPrefix(evs[0].Reason, "2 direct port-25 connections") || !strings.Contains(evs[0].Reason, "HELO infected-1") {
+		t.Fatalf("trap events after two sessions in one flush: %+v, %v", evs, err)
+	}
 }

@@ -130,6 +130,23 @@ func (d *Daemon) flushTrap() {
 	if err := d.store.AddTrapHits(ctx, recs...); err != nil {
 		d.log.Error("writing trap hits failed; they are lost", "hosts", len(recs), "err", err)
 	}
+	// One event per client per flush, not per connection: a flood
+	// costs at most as many events as the aggregator holds hosts, and
+	// the evidence still reaches the events page, the CLI and alerts.
+	reg := d.sites.Load()
+	evs := make([]store.Event, len(hs))
+	for i, h := range hs {
+		evs[i] = store.Event{Time: h.LastSeen, Kind: store.EventTrap, Check: "trap", Client: h.Client.String(),
+			Sender: h.LastMailFrom, Reason: h.Summary()}
+		if reg != nil {
+			if s, _ := reg.Lookup(h.Client); s != nil {
+				evs[i].Site = s.Name
+			}
+		}
+	}
+	if err := d.events.Record(ctx, evs...); err != nil {
+		d.log.Error("recording trap events failed", "hosts", len(evs), "err", err)
+	}
 }
 
 // recordPort keeps a scan finding as evidence.

@@ -176,3 +176,50 @@ func TestAuditCommitsWithTheChange(t *testing.T) {
 		t.Errorf("admin events %+v, want the clear (once) and the login", evs)
 	}
 }
+
+// TestAuditEntriesOutliveEvents: admin entries, recorded by Audit or
+// Record, are kept for events.audit_retention, and an ordinary expiry
+// pass that removes the other events leaves them; each says where it
+// came from.
+func TestAuditEntriesOutliveEvents(t *testing.T) {
+	set := config.Events{Retention: config.Duration(time.Hour), AuditRetention: config.Duration(365 * 24 * time.Hour)}
+	l, st := newLog(t, &set)
+	now := time.Now().Truncate(time.Millisecond)
+	l.o.Now = func() time.Time { return now }
+	ctx := WithFrom(context.Background(), "admin socket")
+	if err := l.Audit(ctx, Admin{Who: "root", Action: "freeze on", Reason: "spam run"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Record(ctx, store.Event{Time: now, Kind: store.EventAdmin, Check: "scan"},
+		store.Event{Time: now, Kind: store.EventTrap, Client: "10.1.2.3"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Audit(ctx, Admin{Who: "web:alice", Action: "web login", From: "dashboard 192.0.2.1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The store expires by the real clock: two hours on, the trap event
+	// is gone and every admin entry is left.
+	if _, err := st.Expire(context.Background(), now.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	evs := all(t, l)
+	if len(evs) != 3 {
+		t.Fatalf("after expiry: %+v, want the three admin entries", evs)
+	}
+	for _, ev := range evs {
+		if ev.Kind != store.EventAdmin || !ev.Expires.Equal(now.Add(365*24*time.Hour)) {
+			t.Errorf("%+v: want an admin entry kept a year", ev)
+		}
+	}
+	if evs[0].Action != "admin socket" || evs[2].Action != "dashboard 192.0.2.1" {
+		t.Errorf("from: %q, %q", evs[0].Action, evs[2].Action)
+	}
+	// An audit retention shorter than the events' is never used.
+	set.AuditRetention = config.Duration(time.Minute)
+	if err := l.Audit(ctx, Admin{Who: "root", Action: "freeze off"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if evs := all(t, l); !evs[3].Expires.Equal(now.Add(time.Hour)) {
+		t.Errorf("short audit retention: expires %v, want the events' hour", evs[3].Expires)
+	}
+}

@@ -18,7 +18,7 @@ import (
 // dashboard's events page all read Kinds.
 var kinds = []string{store.EventReject, store.EventTempfail, store.EventLatch, store.EventRateTrip,
 	store.EventFreeze, store.EventAdmin, store.EventGreylist, store.EventVirus, store.EventSignatures,
-	store.EventMailbox, store.EventStore}
+	store.EventMailbox, store.EventStore, store.EventTrap}
 
 // Kinds returns every event kind.
 func Kinds() []string { return slices.Clone(kinds) }
@@ -67,12 +67,23 @@ func NewLog(o LogOptions) *Log {
 	return &Log{o: o}
 }
 
-// retention is how long an event recorded now is kept.
-func (l *Log) retention() time.Duration {
-	if r := l.o.Settings().Retention.D(); r > 0 {
+// retention is how long an event of kind recorded now is kept. Admin
+// events are the audit trail: they have their own, much longer
+// retention (events.audit_retention), never shorter than the others'.
+func (l *Log) retention(kind string) time.Duration {
+	set, def := l.o.Settings(), config.Default().Events
+	r := set.Retention.D()
+	if r <= 0 {
+		r = def.Retention.D()
+	}
+	if kind != store.EventAdmin {
 		return r
 	}
-	return config.Default().Events.Retention.D()
+	a := set.AuditRetention.D()
+	if a <= 0 {
+		a = def.AuditRetention.D()
+	}
+	return max(a, r)
 }
 
 // Record stores evs. An event without a time happens now; every event
@@ -82,7 +93,7 @@ func (l *Log) Record(ctx context.Context, evs ...store.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	now, keep := l.o.Now(), l.retention()
+	now := l.o.Now()
 	out := make([]store.Event, len(evs))
 	for i, ev := range evs {
 		if !KnownKind(ev.Kind) {
@@ -91,7 +102,7 @@ func (l *Log) Record(ctx context.Context, evs ...store.Event) error {
 		if ev.Time.IsZero() {
 			ev.Time = now
 		}
-		ev.Expires = ev.Time.Add(keep)
+		ev.Expires = ev.Time.Add(l.retention(ev.Kind))
 		out[i] = ev
 	}
 	if err := l.o.Store.AppendEvents(ctx, out...); err != nil {
@@ -113,6 +124,25 @@ type Admin struct {
 	Client, Site string
 	// Reason says what was done and why (the --note).
 	Reason string
+	// From says where the change came from: "admin socket", "dashboard
+	// 192.0.2.7", "command line". Empty takes it from the context
+	// (WithFrom). It is stored in the entry's Action field, which admin
+	// entries have no other use for.
+	From string
+}
+
+type fromKey struct{}
+
+// WithFrom marks ctx as a request that came from where (see Admin.From),
+// for the entries Audit records under it.
+func WithFrom(ctx context.Context, where string) context.Context {
+	return context.WithValue(ctx, fromKey{}, where)
+}
+
+// From returns where ctx's request came from (WithFrom), or "".
+func From(ctx context.Context) string {
+	s, _ := ctx.Value(fromKey{}).(string)
+	return s
 }
 
 // Audit runs change and records a as an admin event. The store commits
@@ -125,15 +155,18 @@ type Admin struct {
 // store.AuditFrom(ctx).Event.Reason.
 func (l *Log) Audit(ctx context.Context, a Admin, change func(ctx context.Context) error) error {
 	now := l.o.Now()
-	au := &store.Audit{Event: store.Event{Time: now, Kind: store.EventAdmin, Check: a.Action, User: a.Who,
-		Client: a.Client, Site: a.Site, Reason: a.Reason, Expires: now.Add(l.retention())}}
+	if a.From == "" {
+		a.From = From(ctx)
+	}
+	au := &store.Audit{Event: store.Event{Time: now, Kind: store.EventAdmin, Check: a.Action, Action: a.From, User: a.Who,
+		Client: a.Client, Site: a.Site, Reason: a.Reason, Expires: now.Add(l.retention(store.EventAdmin))}}
 	if change != nil {
 		if err := change(store.WithAudit(ctx, au)); err != nil {
 			return err
 		}
 	}
 	ev := au.Event
-	l.o.Log.Info("admin: "+ev.Check, "by", ev.User, "client", ev.Client, "reason", ev.Reason)
+	l.o.Log.Info("admin: "+ev.Check, "by", ev.User, "from", ev.Action, "client", ev.Client, "reason", ev.Reason)
 	if au.Stored() {
 		return nil
 	}

@@ -131,6 +131,10 @@ const (
 	// EventStore: the store could not write for a while, and could
 	// again (the daemon's store health monitor).
 	EventStore = "store"
+	// EventTrap: an internal machine tried direct port-25 connections
+	// to the trap; one event per client per trap flush interval, however
+	// many connections it made (internal/trap aggregates them).
+	EventTrap = "trap"
 )
 
 // Event is one non-trivial decision or admin action.
@@ -139,7 +143,7 @@ type Event struct {
 	Time       time.Time
 	Kind       string
 	Check      string // the deciding check, or the admin command
-	Action     string // policy action: reject, tempfail, discard ...; "" for admin events
+	Action     string // policy action: reject, tempfail, discard ...; for admin events, where the change came from (events.Admin.From)
 	Client     string // client IP text
 	Site       string
 	User       string // SASL user, or the administrator for admin events

@@ -91,3 +91,14 @@ func bytesOf(c byte, n int) []byte {
 	}
 	return b
 }
+
+func TestHostSummary(t *testing.T) {
+	h := Host{Count: 3, LastDst: netip.MustParseAddrPort("203.0.113.5:25"), LastHelo: "pc17", LastMailFrom: "worm@evil.example"}
+	want := "3 direct port-25 connections to the trap, last for 203.0.113.5:25, HELO pc17, MAIL FROM worm@evil.example"
+	if got := h.Summary(); got != want {
+		t.Errorf("Summary() = %q, want %q", got, want)
+	}
+	if got := (Host{Count: 1}).Summary(); got != "1 direct port-25 connection to the trap" {
+		t.Errorf("Summary() of a silent hit = %q", got)
+	}
+}

@@ -6,11 +6,11 @@
 package trap
 
 import (
+	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"net/netip"
 )
 
 // MaxFieldLen caps the attacker-controlled strings (HELO, MAIL FROM) kept
@@ -67,4 +67,26 @@ func Clean(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// Summary says in one line what h did, for the trap's event: how many
+// connections, since when, to where, and what it said. The HELO and
+// MAIL FROM were cleaned when they were read; escaping is the
+// displayer's job.
+func (h Host) Summary() string {
+	s := fmt.Sprintf("%d direct port-25 connection", h.Count)
+	if h.Count != 1 {
+		s += "s"
+	}
+	s += " to the trap"
+	if h.LastDst.IsValid() {
+		s += ", last for " + h.LastDst.String()
+	}
+	if h.LastHelo != "" {
+		s += ", HELO " + h.LastHelo
+	}
+	if h.LastMailFrom != "" {
+		s += ", MAIL FROM " + h.LastMailFrom
+	}
+	return s
 }

@@ -112,6 +112,7 @@ func accessRows() []accessRow {
 		{pattern: "GET /events.csv", method: "GET", path: fixed("/events.csv"), want: [3]int{unau, ok, ok}},
 		{pattern: "GET /freeze", method: "GET", path: fixed("/freeze"), want: [3]int{see, ok, ok}},
 		{pattern: "GET /audit", method: "GET", path: fixed("/audit"), want: [3]int{see, ok, ok}},
+		{pattern: "GET /incident", method: "GET", path: fixed("/incident"), want: [3]int{see, ok, ok}},
 		{pattern: "GET /queue", method: "GET", path: fixed("/queue"), want: [3]int{see, ok, ok}},
 		{pattern: "GET /queue/purge", method: "GET", path: fixed("/queue/purge?sender=office%40*"), want: [3]int{see, forbd, ok},
 			changed: func(f *fixture, w world) bool { return f.queue.Len() == 20 }},

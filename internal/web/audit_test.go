@@ -69,6 +69,11 @@ func TestEveryActionIsAudited(t *testing.T) {
 		if len(evs) != before+1 || !hasAction(evs, row.action) {
 			t.Errorf("%s: admin events went from %d to %d; want one more, %q", route, before, len(evs), row.action)
 		}
+		// Every entry says where it came from: the dashboard, and from
+		// which address when the request had one.
+		if len(evs) > 0 && !strings.HasPrefix(evs[0].Action, "dashboard") {
+			t.Errorf("%s: newest entry %q came from %q, want the dashboard", route, evs[0].Check, evs[0].Action)
+		}
 	}
 	if seen != len(rows) {
 		t.Errorf("%d state-changing routes, %d rows: a row names a route that no longer exists", seen, len(rows))

@@ -119,7 +119,9 @@ func (s *Server) data(h userHandler) http.Handler {
 func (s *Server) action(h userHandler) http.Handler {
 	return s.gate(s.unauthorized, true, func(w http.ResponseWriter, r *http.Request, u *sessionUser) {
 		if s.parseForm(w, r, u) {
-			h(w, r, u)
+			// The audit entry the action records says it came from
+			// the dashboard, and from which address.
+			h(w, r.WithContext(events.WithFrom(r.Context(), "dashboard "+clientIP(r))), u)
 		}
 	})
 }
@@ -252,7 +254,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		if last {
-			s.audit(r.Context(), events.Admin{Action: "web login locked", Who: "web:" + auditName(name), Client: ip,
+			s.audit(r.Context(), events.Admin{Action: "web login locked", Who: "web:" + auditName(name), Client: ip, From: "dashboard " + ip,
 				Reason: fmt.Sprintf("%d failed logins; logins for this name or from this address refused for %s",
 					lim.max, lim.lockout)})
 			v.Error = "Too many failed logins. Try again later."
@@ -272,7 +274,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	ttl := wc.SessionTTL.D()
 	tok := s.sessions.create(u.Name, u.Hash, now, ttl)
 	s.setCookie(w, "mw_session", tok, int(ttl/time.Second))
-	s.audit(r.Context(), events.Admin{Action: "web login", Who: "web:" + u.Name, Client: ip,
+	s.audit(r.Context(), events.Admin{Action: "web login", Who: "web:" + u.Name, Client: ip, From: "dashboard " + ip,
 		Reason: "logged in to the dashboard as " + u.Role})
 	redirect(w, v.Next)
 }
@@ -301,7 +303,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	}
 	s.setCookie(w, "mw_session", "", -1)
 	if u != nil {
-		s.audit(r.Context(), events.Admin{Action: "web logout", Who: who(u), Client: clientIP(r),
+		s.audit(r.Context(), events.Admin{Action: "web logout", Who: who(u), Client: clientIP(r), From: "dashboard " + clientIP(r),
 			Reason: "logged out of the dashboard"})
 	}
 	redirect(w, "/login")

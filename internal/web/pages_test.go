@@ -356,6 +356,11 @@ func TestLatchGreylistFreezeActions(t *testing.T) {
 			t.Errorf("audit log lacks %q", what)
 		}
 	}
+	// Who, from where, when, what and the note, in one row.
+	if !regexp.MustCompile(`<td class="time"><time datetime="[^"]+">[^<]+</time></td><td class="who">web:` + adminName +
+		`</td><td class="from">dashboard [^<]+</td>\s*<td class="what">freeze on</td><td class="reason">[^<]*day B[^<]*</td>`).MatchString(audit.Body) {
+		t.Errorf("audit log lacks who, where, when, what and note for the freeze:\n%s", audit.Body)
+	}
 }
 
 var eventRowRE = regexp.MustCompile(`<tr class="event kind-([a-z_]+)" data-id="(\d+)">`)

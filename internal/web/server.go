@@ -177,6 +177,7 @@ func (s *Server) register(mux *http.ServeMux, ops http.Handler) {
 	handle("GET /events.csv", s.data(s.eventsCSV))
 	handle("GET /freeze", s.page(s.freezePage))
 	handle("GET /audit", s.page(s.auditPage))
+	handle("GET /incident", s.page(s.incidentPage))
 	handle("GET /queue", s.page(s.queuePage))
 	handle("GET /api/v1/", s.data(s.api))
 

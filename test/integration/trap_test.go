@@ -3,6 +3,7 @@ package integration_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -65,6 +66,34 @@ func TestTrapRecordsHosts(t *testing.T) {
 	_, port, _ := net.SplitHostPort(trap)
 	if rules.ExitCode != 0 || !strings.Contains(rules.Stdout, "127.0.71.0/24") || !strings.Contains(rules.Stdout, port) {
 		t.Errorf("mailwarden trap rules: exit %d, want rules redirecting 127.0.71.0/24 to port %s:\n%s%s", rules.ExitCode, port, rules.Stdout, rules.Stderr)
+	}
+
+	// Each host's hits became trap events, at most one per flush, each
+	// saying how many connections and what the host said.
+	// The events follow the hits in the same flush: wait for it.
+	var trapped map[string]int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		trapped = map[string]int{}
+		evs := events(t, mw, "--kind", "trap", "--limit", "1000")
+		for _, e := range evs {
+			trapped[field(e, "client")] += leadingNumber(field(e, "reason"))
+		}
+		if maps.Equal(trapped, visits) || time.Now().After(deadline) {
+			for _, e := range evs {
+				if !strings.Contains(field(e, "reason"), "direct port-25 connection") || !strings.Contains(field(e, "reason"), "HELO pc") {
+					t.Errorf("trap event %v", e)
+				}
+			}
+			break
+		}
+	}
+	for ip, n := range visits {
+		if trapped[ip] != n {
+			t.Errorf("trap events for %s count %d connections, want %d (events: %v)", ip, trapped[ip], n, trapped)
+		}
+	}
+	if out := mw.CLIWords(t, 1, "events", "--kind", "trap").Stdout; !strings.Contains(out, "trap") || !strings.Contains(out, "127.0.71.1") {
+		t.Errorf("events --kind trap:\n%s", out)
 	}
 
 	listed := map[string]bool{}
@@ -187,6 +216,18 @@ func TestTrapFlood(t *testing.T) {
 		return number(lookup(trapOf(h), "count")) == 1
 	})
 
+	// The flood is one trap event per flush, not one per connection.
+	evs := events(t, mw, "--kind", "trap", "--host", flooder, "--limit", "10000")
+	total := 0
+	for _, e := range evs {
+		total += leadingNumber(field(e, "reason"))
+	}
+	if len(evs) == 0 || len(evs) > 200 || total < 1 {
+		t.Errorf("flood: %d trap events for %s counting %d connections; want a few, one per flush", len(evs), flooder, total)
+	} else {
+		t.Logf("flood: %d trap events for %s counting %d connections", len(evs), flooder, total)
+	}
+
 	after := vmRSS(t, mw.PID())
 	t.Logf("daemon VmRSS: %d kB before the flood, %d kB after", before, after)
 	if after > floodRSSLimitKB {
@@ -195,4 +236,17 @@ func TestTrapFlood(t *testing.T) {
 	if !mw.Running() {
 		t.Errorf("the daemon exited during the flood")
 	}
+}
+
+// leadingNumber is the number a text starts with ("12 direct port-25
+// connections ..."), or 0.
+func leadingNumber(s string) int {
+	n := 0
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			break
+		}
+		n = n*10 + int(r-'0')
+	}
+	return n
 }
