@@ -152,6 +152,7 @@ func (c *Config) Validate() []Error {
 	c.validateWeb(add)
 	c.validateMailbox(add)
 	c.validateQueue(add)
+	c.validateAlerts(add)
 	return errs
 }
 
