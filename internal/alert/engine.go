@@ -62,7 +62,8 @@ type Options struct {
 // Engine turns events into alerts and delivers them. Run drives it;
 // Notify hands it what does not come through the event log.
 type Engine struct {
-	o Options
+	o      Options
+	loaded bool // set by Load, before Run's goroutine starts
 
 	mu      sync.Mutex
 	cursor  int64 // the last event read
@@ -133,7 +134,7 @@ func (e *Engine) Notify(kind, item string) {
 // so they are delivered after a restart, and waits for deliveries in
 // flight.
 func (e *Engine) Run(ctx context.Context) {
-	e.load(ctx)
+	e.Load(ctx)
 	t := time.NewTicker(e.o.Poll)
 	defer t.Stop()
 	sendCtx, cancel := context.WithCancel(context.Background())
@@ -152,8 +153,15 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 }
 
-// load reads the stored cursor and the pending alerts.
-func (e *Engine) load(ctx context.Context) {
+// Load reads the stored place in the event log and the pending alerts;
+// Run calls it if no one has. A caller that records events right after
+// starting the engine calls it first, so those events are not taken for
+// the log's history.
+func (e *Engine) Load(ctx context.Context) {
+	if e.loaded {
+		return
+	}
+	e.loaded = true
 	cur, err := e.o.Store.AlertCursor(ctx)
 	if err != nil {
 		e.o.Log.Error("alerts: reading the place in the event log failed; starting at its end", "err", err)

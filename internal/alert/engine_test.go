@@ -104,7 +104,7 @@ func (r *rig) engine() *Engine {
 		},
 		Now: func() time.Time { return r.now },
 	})
-	e.load(context.Background())
+	e.Load(context.Background())
 	return e
 }
 
