@@ -78,6 +78,9 @@ type Engine struct {
 	next      map[string]time.Time
 	lastQueue mtaqueue.Snapshot
 	queueOver bool
+	// readFailing is set while reading the event log fails, so the
+	// failure is logged once.
+	readFailing bool
 
 	sending sync.WaitGroup
 }
@@ -139,7 +142,7 @@ func (e *Engine) Run(ctx context.Context) {
 	defer t.Stop()
 	sendCtx, cancel := context.WithCancel(context.Background())
 	for {
-		e.Tick(ctx, sendCtx)
+		e.safeTick(ctx, sendCtx)
 		select {
 		case <-ctx.Done():
 			cancel()
@@ -151,6 +154,18 @@ func (e *Engine) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// safeTick is Tick for Run: a bug in making or sending alerts is
+// logged and the next tick tries again; it never takes the daemon, and
+// the mail it decides, down with it.
+func (e *Engine) safeTick(ctx, sendCtx context.Context) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.o.Log.Error("alerts: panic in the alert engine; carrying on at the next tick", "panic", p)
+		}
+	}()
+	e.Tick(ctx, sendCtx)
 }
 
 // Load reads the stored place in the event log and the pending alerts;
@@ -195,8 +210,14 @@ func (e *Engine) Tick(ctx, sendCtx context.Context) {
 	cfg := e.cfg()
 	now := e.o.Now()
 	trs, err := e.read(ctx, cfg)
-	if err != nil {
-		e.o.Log.Warn("alerts: reading the event log failed; trying again", "err", err)
+	switch {
+	case err != nil && !e.readFailing && ctx.Err() == nil:
+		// Once, not every second: the store monitor says the rest.
+		e.o.Log.Warn("alerts: reading the event log failed; trying again every poll", "err", err)
+		e.readFailing = true
+	case err == nil && e.readFailing:
+		e.o.Log.Info("alerts: reading the event log again")
+		e.readFailing = false
 	}
 	e.mu.Lock()
 	trs = append(trs, e.notes...)

@@ -383,3 +383,33 @@ func TestQueueThresholds(t *testing.T) {
 		t.Errorf("queue alerted twice for one stay over the threshold:\n%s", joined)
 	}
 }
+
+// TestRunFlushesOpenWindows: a clean stop closes the open windows into
+// digests in the outbox, delivered by the next run.
+func TestRunFlushesOpenWindows(t *testing.T) {
+	st := memory.New()
+	r := newRig(t, st, "chat")
+	r.cfg.Alerts.Window = config.Duration(time.Hour)
+	for i := range 3 {
+		r.latch(i)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		r.e.Run(ctx)
+		close(done)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(r.recv["chat"].messages()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no immediate alert")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	p, err := st.PendingAlerts(context.Background(), 0)
+	if err != nil || len(p) != 1 || !p[0].Digest || len(p[0].Items) != 3 {
+		t.Fatalf("pending after stop = %+v, %v; want the digest of the 3 latches", p, err)
+	}
+}
