@@ -75,6 +75,10 @@ var commands = []command{
 		summary: "list the audit trail: who changed what, from where, when and why, newest first"},
 	{name: "status", flags: "[--json]", setup: statusCmd, daemon: true,
 		summary: "show the daemon's version, uptime, freezes, latches and clamd signatures"},
+	{name: "alerts test", setup: alertsTest,
+		summary: "send a test alert to every configured receiver and say whether each got it"},
+	{name: "alerts list", flags: "[--limit N] [--json]", setup: alertsList,
+		summary: "list recent alerts and their delivery state, newest last"},
 
 	{name: "hosts list", flags: "[--site S] [--status suspect|latched|disinfected] [--since 7d] [--limit N] [--json]", setup: hostsList, daemon: true,
 		summary: "list the internal hosts with evidence of infection"},

@@ -42,6 +42,7 @@ type Config struct {
 	Web          Web          `yaml:"web"`
 	Mailbox      Mailbox      `yaml:"mailbox"`
 	Queue        Queue        `yaml:"queue"`
+	Alerts       Alerts       `yaml:"alerts"`
 }
 
 // Trap is the listener the firewall redirects internal machines'
@@ -393,6 +394,7 @@ func Default() Config {
 		Web:       defaultWeb(),
 		Mailbox:   defaultMailbox(),
 		Queue:     defaultQueue(),
+		Alerts:    defaultAlerts(),
 	}
 }
 

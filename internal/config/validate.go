@@ -157,6 +157,7 @@ func (c *Config) Validate() []Error {
 	c.validateWeb(add)
 	c.validateMailbox(add)
 	c.validateQueue(add)
+	c.validateAlerts(add)
 	return errs
 }
 

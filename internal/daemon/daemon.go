@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"mailwarden/internal/adminapi"
+	"mailwarden/internal/alert"
 	"mailwarden/internal/avstatus"
 	"mailwarden/internal/clamd"
 	"mailwarden/internal/config"
@@ -55,6 +56,7 @@ type Daemon struct {
 	store    store.Store
 	events   *events.Log  // the only writer of events
 	health   *storeHealth // whether the store can write (storehealth.go)
+	alerts   *alert.Engine
 
 	mu  sync.Mutex // serialises Reload
 	cfg atomic.Pointer[config.Config]
@@ -127,6 +129,8 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	d.cfg.Store(&cfg)
 	d.events = events.NewLog(events.LogOptions{Store: d.store, Log: d.log,
 		Settings: func() config.Events { return d.cfg.Load().Events }})
+	queue := d.queueOptions(cfg)
+	d.newAlerts(queue.Watch)
 	d.startStoreHealth(cfg.Store.Backend)
 	d.charts = series.New(chartStep, chartBuckets)
 	if err := seedCharts(context.Background(), d.store, d.charts, time.Now()); err != nil {
@@ -169,7 +173,6 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		newOutboundCollector(d.store))
 	// The admin socket is how the CLI reaches the daemon; without it no
 	// one can clear a latch, so failing to open it fails the start.
-	queue := d.queueOptions(cfg)
 	d.adminSrv = adminapi.NewServer(adminapi.Options{Backend: d.store, Log: d.log, Now: time.Now,
 		Events: d.events, Version: o.Version, Started: time.Now(),
 		Antivirus: d.antivirusState, Store: d.health.status, Hosts: d.hp.registry, Scan: d.scanFunc(),
@@ -218,6 +221,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		defer d.wg.Done()
 		d.health.run(ctx)
 	}()
+	d.runAlerts(ctx)
 	pipeline := func() *policy.Pipeline { return d.pl.Load() }
 	if ln := lns["policy"]; ln != nil {
 		d.policySrv = policyd.NewServer(policyd.Options{

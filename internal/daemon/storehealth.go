@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"mailwarden/internal/adminapi"
+	"mailwarden/internal/config"
 	"mailwarden/internal/events"
 	"mailwarden/internal/store"
 )
@@ -73,6 +74,10 @@ type storeHealth struct {
 	probeFailures uint64
 	// unrecorded holds store events that could not be recorded yet.
 	unrecorded []store.Event
+	// notify, if set, is told at once when the store stops writing and
+	// when it writes again: the alert engine, which cannot learn it
+	// from the event log while the store cannot record events.
+	notify func(kind, text string)
 
 	upDesc, failDesc, probeDesc *prometheus.Desc
 }
@@ -101,6 +106,7 @@ func newStoreHealth(st store.Store, ev *events.Log, log *slog.Logger, backend st
 // shows before anything is served.
 func (d *Daemon) startStoreHealth(backend string) {
 	d.health = newStoreHealth(d.store, d.events, d.log, backend)
+	d.health.notify = d.alerts.Notify
 	d.metrics.reg.MustRegister(d.health)
 	d.health.check(context.Background())
 }
@@ -191,6 +197,16 @@ func (h *storeHealth) check(ctx context.Context) {
 	pending := h.unrecorded
 	h.mu.Unlock()
 
+	if h.notify != nil {
+		switch {
+		case err != nil && wasUp:
+			h.notify(config.AlertStore, fmt.Sprintf("the %s store cannot write: %v; mail is still decided from memory, "+
+				"but what is written now is lost", h.backend, err))
+		case err == nil && !wasUp:
+			h.notify(config.AlertStore, fmt.Sprintf("the %s store writes again after %s; %d writes lost (%s)", h.backend,
+				now.Sub(downSince).Round(time.Second), total(lost(failed, base)), formatCounts(lost(failed, base))))
+		}
+	}
 	switch {
 	case err != nil && wasUp:
 		h.log.Error("store cannot write: mail is still decided from memory, but what is written now is lost; "+

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"mailwarden/internal/adminapi"
+	"mailwarden/internal/alert"
 	"mailwarden/internal/clamd"
 	"mailwarden/internal/config"
 	"mailwarden/internal/scan"
@@ -24,8 +25,34 @@ import (
 // unit's ExecStartPre catches whatever would stop the start. It is
 // stricter than serve in one thing: a whitelist file line that does not
 // parse is an error here, and serve skips it with a warning, as postgrey
-// does.
-func Validate(cfg config.Config) error { return validate(cfg, false) }
+// does. Unlike serve, it also connects to each alert email relay, so a
+// relay that does not answer is found now rather than at the first
+// alert; serve starts anyway, since mail must flow when the relay is
+// down, and retries its alerts.
+func Validate(cfg config.Config) error {
+	if err := validate(cfg, false); err != nil {
+		return err
+	}
+	return checkRelays(cfg.Alerts, relayCheckTimeout)
+}
+
+// relayCheckTimeout bounds `config check`'s connection to an alert relay.
+const relayCheckTimeout = 3 * time.Second
+
+// checkRelays connects to every alert email relay and reads its
+// greeting.
+func checkRelays(a config.Alerts, timeout time.Duration) error {
+	var errs []error
+	for _, r := range a.Receivers {
+		if r.Email.Relay == "" {
+			continue
+		}
+		if err := alert.Reach(r.Email.Relay, timeout); err != nil {
+			errs = append(errs, fmt.Errorf("alerts: receiver %s: relay %s: %w", r.Name, r.Email.Relay, err))
+		}
+	}
+	return errors.Join(errs...)
+}
 
 func validate(cfg config.Config, skipBadWhitelistLines bool) error {
 	// The checks are built, never run: an empty memory store stands in

@@ -87,9 +87,10 @@ type Store interface {
 	Events
 	Hosts
 	Users
+	Alerts
 	// Expire deletes records (triplets, pass counts, events past
-	// retention) whose expiry is at or before now and returns how many it
-	// deleted. Latches are never deleted: they are the audit trail. A
+	// retention, alerts past their Expires) whose expiry is at or
+	// before now and returns how many it deleted. Latches are never deleted: they are the audit trail. A
 	// backend may also drop rate state that no longer limits anything at
 	// now, without counting it.
 	Expire(ctx context.Context, now time.Time) (int, error)

@@ -50,6 +50,10 @@ type Store struct {
 	notes    []store.HostNote     // in insertion order
 	disinf   []store.Disinfection // in insertion order
 	users    map[string]store.User
+	alerts   []store.Alert // in ID order
+	alertSeq int64
+	// alertCursor is the last event the alert engine has read.
+	alertCursor int64
 }
 
 type tripletKey struct{ client, sender, recipient string }
@@ -194,6 +198,7 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 	}
 	clear(s.events[len(kept):])
 	s.events = kept
+	n += s.expireAlertsLocked(now)
 	for k, tat := range s.rates {
 		if tat <= now.UnixNano() {
 			delete(s.rates, k)

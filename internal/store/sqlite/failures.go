@@ -26,12 +26,13 @@ const (
 	writeHost    = "host"
 	writeUser    = "user"
 	writeExpire  = "expire"
+	writeAlert   = "alert"
 )
 
 // writeKinds are counted from zero, so a metric shows every kind before
 // the first failure.
 var writeKinds = []string{writeTriplet, writePass, writeLatch, writeFreeze, writeRate,
-	writeEvent, writeHost, writeUser, writeExpire}
+	writeEvent, writeHost, writeUser, writeExpire, writeAlert}
 
 // summaryEvery is how often repeated write failures are summarised in
 // the log: a full disk fails every write, and one line per write buries

@@ -393,6 +393,7 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 				{w.expireTriplets, now.UnixMilli(), true},
 				{w.expireClients, now.UnixMilli(), true},
 				{w.out.expireEvents, now.UnixMilli(), true},
+				{w.expireAlerts, now.UnixMilli(), true},
 				{w.out.expireRates, now.UnixNano(), false},
 			} {
 				res, err := st.stmt.ExecContext(context.Background(), st.now, expireChunk)

@@ -153,6 +153,34 @@ var migrations = []string{
 	// counted both in count alone; their refusals cannot be told apart
 	// and stay counted as violations.
 	`ALTER TABLE latch ADD COLUMN refused INTEGER NOT NULL DEFAULT 0;`,
+
+	// The alert outbox (store.Alerts): one row per alert and receiver,
+	// and the last event the alert engine has read, in one row. items
+	// is a JSON array of strings; next_try and sent_at are NULL for
+	// "now" and "not yet".
+	`CREATE TABLE alert (
+		id        INTEGER PRIMARY KEY AUTOINCREMENT,
+		created   INTEGER NOT NULL,
+		kind      TEXT NOT NULL,
+		severity  TEXT NOT NULL,
+		receiver  TEXT NOT NULL,
+		digest    INTEGER NOT NULL,
+		subject   TEXT NOT NULL,
+		text      TEXT NOT NULL,
+		items     TEXT NOT NULL,
+		state     TEXT NOT NULL,
+		attempts  INTEGER NOT NULL,
+		next_try  INTEGER,
+		sent_at   INTEGER,
+		error     TEXT NOT NULL,
+		expires   INTEGER NOT NULL
+	);
+	CREATE INDEX alert_pending ON alert (id) WHERE state = 'pending';
+	CREATE INDEX alert_expires ON alert (expires);
+	CREATE TABLE alert_cursor (
+		one      INTEGER PRIMARY KEY CHECK (one = 1),
+		event_id INTEGER NOT NULL
+	);`,
 }
 
 // migrate brings the schema up to date inside one immediate transaction,

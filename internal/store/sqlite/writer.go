@@ -69,6 +69,7 @@ type writer struct {
 	setClientPass           *sql.Stmt
 	expireTriplets          *sql.Stmt
 	expireClients           *sql.Stmt
+	expireAlerts            *sql.Stmt
 	out                     outWrites
 }
 
@@ -109,6 +110,8 @@ func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger, onExternal
 			(SELECT client, sender, recipient FROM triplet WHERE expires <= ?1 LIMIT ?2)`},
 		{&w.expireClients, `DELETE FROM client_pass WHERE client IN
 			(SELECT client FROM client_pass WHERE expires <= ?1 LIMIT ?2)`},
+		{&w.expireAlerts, `DELETE FROM alert WHERE id IN
+			(SELECT id FROM alert WHERE expires <= ?1 LIMIT ?2)`},
 	}
 	for _, s := range stmts {
 		st, err := conn.PrepareContext(ctx, s.sql)
@@ -398,7 +401,7 @@ func (w *writer) stop() {
 
 func (w *writer) closeStmts() {
 	for _, st := range []*sql.Stmt{w.begin, w.commit, w.rollback, w.putTriplet,
-		w.deleteTriplet, w.addClientPass, w.setClientPass, w.expireTriplets, w.expireClients} {
+		w.deleteTriplet, w.addClientPass, w.setClientPass, w.expireTriplets, w.expireClients, w.expireAlerts} {
 		if st != nil {
 			_ = st.Close()
 		}

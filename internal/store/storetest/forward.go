@@ -381,6 +381,56 @@ func (f *Faulty) ListUsers(ctx context.Context) (us []store.User, err error) {
 	return
 }
 
+func (f *Faulty) AddAlerts(ctx context.Context, alerts []store.Alert, cursor int64) (ids []int64, err error) {
+	err = f.enter("AddAlerts")
+	defer func() { f.done("AddAlerts", []any{alerts, cursor}, ids, err) }()
+	if err != nil {
+		return
+	}
+	ids, err = f.s.AddAlerts(f.pass(ctx), alerts, cursor)
+	return
+}
+
+func (f *Faulty) AlertCursor(ctx context.Context) (id int64, err error) {
+	err = f.enter("AlertCursor")
+	defer func() { f.done("AlertCursor", []any{}, id, err) }()
+	if err != nil {
+		return
+	}
+	id, err = f.s.AlertCursor(f.pass(ctx))
+	return
+}
+
+func (f *Faulty) PendingAlerts(ctx context.Context, limit int) (as []store.Alert, err error) {
+	err = f.enter("PendingAlerts")
+	defer func() { f.done("PendingAlerts", []any{limit}, as, err) }()
+	if err != nil {
+		return
+	}
+	as, err = f.s.PendingAlerts(f.pass(ctx), limit)
+	return
+}
+
+func (f *Faulty) MarkAlert(ctx context.Context, u store.AlertUpdate) (err error) {
+	err = f.enter("MarkAlert")
+	defer func() { f.done("MarkAlert", []any{u}, err) }()
+	if err != nil {
+		return
+	}
+	err = f.s.MarkAlert(f.pass(ctx), u)
+	return
+}
+
+func (f *Faulty) RecentAlerts(ctx context.Context, limit int) (as []store.Alert, err error) {
+	err = f.enter("RecentAlerts")
+	defer func() { f.done("RecentAlerts", []any{limit}, as, err) }()
+	if err != nil {
+		return
+	}
+	as, err = f.s.RecentAlerts(f.pass(ctx), limit)
+	return
+}
+
 func (f *Faulty) Expire(ctx context.Context, now time.Time) (n int, err error) {
 	err = f.enter("Expire")
 	defer func() { f.done("Expire", []any{now}, n, err) }()

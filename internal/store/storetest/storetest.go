@@ -85,6 +85,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListClientPasses", testListClientPasses},
 		{"Users", testUsers},
 		{"ListUsers", testListUsers},
+		{"AlertsOutbox", testAlertsOutbox},
+		{"AlertCursor", testAlertCursor},
+		{"AlertsExpire", testAlertsExpire},
+		{"AlertsCanceledContext", testAlertsCanceledContext},
 	}
 	for _, a := range auditTests() {
 		tests = append(tests, test{"Audit" + a.name, a.fn})
@@ -103,7 +107,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 }
 
 // RunReopen checks that data (triplets, pass counts, latches, freezes,
-// events, rate limiter state, host evidence and users) survives Close
+// events, rate limiter state, host evidence, users and alerts) survives Close
 // and a new open of the same directory. Only backends that persist to a directory use it.
 func RunReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 	t.Helper()
@@ -126,6 +130,7 @@ func RunReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 	checkOutbound := outboundBeforeClose(t, s, base)
 	checkHosts := hostsBeforeClose(t, s, base)
 	checkUsers := usersBeforeClose(t, s, base)
+	checkAlerts := alertsBeforeClose(t, s, base)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -148,6 +153,7 @@ func RunReopen(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 	checkOutbound(t, s)
 	checkHosts(t, s)
 	checkUsers(t, s)
+	checkAlerts(t, s)
 }
 
 // baseTime is a whole-millisecond instant near the real clock, so that

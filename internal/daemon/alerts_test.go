@@ -1,0 +1,149 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"mailwarden/internal/alert"
+	"mailwarden/internal/config"
+	"mailwarden/internal/events"
+	"mailwarden/internal/store"
+	"mailwarden/internal/store/memory"
+	"mailwarden/internal/store/storetest"
+)
+
+// TestFreezeRaisesAlert: an administrator's freeze reaches the webhook
+// receiver through the event log, and the metrics count it.
+func TestFreezeRaisesAlert(t *testing.T) {
+	got := make(chan alert.Payload, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p alert.Payload
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			t.Errorf("webhook body: %v", err)
+		}
+		got <- p
+	}))
+	defer srv.Close()
+	cfg := testConfig(t)
+	cfg.Alerts.Receivers = []config.AlertReceiver{{Name: "chat", Webhook: config.AlertWebhook{URL: srv.URL}}}
+	d, _, _ := start(t, cfg, "")
+	if err := d.events.Audit(context.Background(), events.Admin{Who: "root", Action: "freeze on", Reason: "spam run"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if p.Kind != config.AlertFreeze || !strings.Contains(p.Text, "spam run") {
+			t.Errorf("alert = %+v, want the freeze", p)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no alert within 10s")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get("http://" + cfg.Listen.HTTP + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), `mailwarden_alerts_sent_total{receiver="chat"} 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack mailwarden_alerts_sent_total for chat")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestValidateTriesAlertRelays: config check connects to each email
+// relay, so one that does not answer is a config error.
+func TestValidateTriesAlertRelays(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "220 relay.test ESMTP\r\n")
+			c.Close()
+		}
+	}()
+	cfg := testConfig(t)
+	cfg.Alerts.Receivers = []config.AlertReceiver{{Name: "admin", Email: config.AlertEmail{Relay: ln.Addr().String(),
+		From: "mw@school.test", To: []string{"admin@school.test"}}}}
+	if err := Validate(cfg); err != nil {
+		t.Fatalf("Validate with a relay that answers: %v", err)
+	}
+	ln.Close()
+	err = Validate(cfg)
+	if err == nil || !strings.Contains(err.Error(), "receiver admin: relay "+ln.Addr().String()) {
+		t.Errorf("Validate with a relay that is gone: %v", err)
+	}
+}
+
+// TestStoreOutageAlertsFromMemory: when the store cannot write, the
+// webhook hears of it at once, although neither the event nor the
+// alert can be stored; and again when the store writes.
+func TestStoreOutageAlertsFromMemory(t *testing.T) {
+	got := make(chan alert.Payload, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p alert.Payload
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			t.Errorf("webhook body: %v", err)
+		}
+		got <- p
+	}))
+	defer srv.Close()
+	cfg := testConfig(t)
+	cfg.Alerts.Window = config.Duration(time.Hour)
+	cfg.Alerts.Receivers = []config.AlertReceiver{{Name: "chat", Webhook: config.AlertWebhook{URL: srv.URL}}}
+	st := storetest.WithFaults(memory.New())
+	d := startWith(t, cfg, Options{Stderr: io.Discard, Stdout: io.Discard, Store: st})
+	full := errors.New("database or disk is full")
+	for _, m := range []string{"Probe", "AddAlerts", "MarkAlert", "AppendEvents"} {
+		st.FailOn(m, full)
+	}
+	d.health.check(context.Background())
+	wait := func(what string) alert.Payload {
+		t.Helper()
+		select {
+		case p := <-got:
+			return p
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no alert %s within 10s", what)
+		}
+		return alert.Payload{}
+	}
+	if p := wait("of the outage"); p.Kind != config.AlertStore || !strings.Contains(p.Text, "cannot write") {
+		t.Errorf("alert = %+v, want the store outage", p)
+	}
+	st.Heal()
+	d.health.check(context.Background())
+	// The recovery falls in the outage alert's window: its digest comes
+	// at the window's end, or at shutdown. The outage alert, sent from
+	// memory, is stored once the store writes.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		as, err := st.RecentAlerts(context.Background(), 0)
+		if err == nil && len(as) == 1 && as[0].Kind == config.AlertStore && as[0].State == store.AlertSent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("outbox after the store heals = %+v, %v; want the outage alert, sent", as, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
