@@ -3,6 +3,7 @@ package adminapi
 import (
 	"cmp"
 	"context"
+	"errors"
 	"net/http"
 	"regexp"
 	"slices"
@@ -164,6 +165,10 @@ type IncidentAlert struct {
 	Count   int       `json:"count,omitempty"`
 }
 
+// ErrAlertsOff is what an AlertSource returns when no alert receiver is
+// configured.
+var ErrAlertsOff = errors.New("alerts are not configured (the alerts: section of the config)")
+
 // AlertSource is where the incident report finds the open alerts. The
 // alerts subsystem provides it (Options.Alerts); without one the report
 // says alerts are not configured.
@@ -209,11 +214,14 @@ func (s *Server) Incident(ctx context.Context) (Incident, error) {
 	out.StoreActions = []string{"mailwarden status", "mailwarden store backup FILE"}
 	out.Alerts = IncidentAlerts{Open: []IncidentAlert{}, Actions: []string{}}
 	if s.alerts == nil {
-		out.Alerts.Note = "alerts are not configured (the alerts: section of the config)"
+		out.Alerts.Note = ErrAlertsOff.Error()
 	} else {
-		out.Alerts.Configured = true
 		as, acts, err := s.alerts.OpenAlerts(ctx, now)
-		if err != nil {
+		out.Alerts.Configured = !errors.Is(err, ErrAlertsOff)
+		switch {
+		case !out.Alerts.Configured:
+			out.Alerts.Note = ErrAlertsOff.Error()
+		case err != nil:
 			out.Alerts.Note = "not available: " + err.Error()
 		}
 		out.Alerts.Open = append(out.Alerts.Open, as...)

@@ -2,7 +2,10 @@ package daemon
 
 import (
 	"context"
+	"strconv"
+	"time"
 
+	"mailwarden/internal/adminapi"
 	"mailwarden/internal/alert"
 	"mailwarden/internal/config"
 	"mailwarden/internal/mtaqueue"
@@ -52,4 +55,54 @@ func (d *Daemon) runAlerts(ctx context.Context) {
 		defer d.wg.Done()
 		d.alerts.Run(ctx)
 	}()
+}
+
+// openAlertsWindow is how far back the incident report's alerts reach;
+// an alert not yet delivered is open however old it is.
+const openAlertsWindow = time.Hour
+
+// incidentAlerts is the incident report's alerts section, read from the
+// outbox: the alerts raised in the last hour and those still waiting to
+// be delivered, one line per alert (not per receiver), newest first.
+type incidentAlerts struct {
+	store store.Store
+	cfg   func() config.Config
+}
+
+// OpenAlerts implements adminapi.AlertSource. With no receiver
+// configured it says so through the report's own note.
+func (a incidentAlerts) OpenAlerts(ctx context.Context, now time.Time) ([]adminapi.IncidentAlert, []string, error) {
+	if len(a.cfg().Alerts.Receivers) == 0 {
+		return nil, nil, adminapi.ErrAlertsOff
+	}
+	recent, err := a.store.RecentAlerts(ctx, 500)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []adminapi.IncidentAlert
+	seen := map[string]bool{}
+	undelivered := false
+	for _, al := range recent {
+		open := al.State != store.AlertSent
+		if !open && now.Sub(al.Created) > openAlertsWindow {
+			continue
+		}
+		undelivered = undelivered || open
+		key := al.Created.String() + "\x00" + al.Kind + "\x00" + al.Subject
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		summary := al.Subject
+		if open {
+			summary += " (not delivered yet to " + al.Receiver + ")"
+		}
+		out = append(out, adminapi.IncidentAlert{ID: strconv.FormatInt(al.ID, 10), Time: al.Created, Kind: al.Kind,
+			Summary: summary, Count: len(al.Items)})
+	}
+	actions := []string{"mailwarden alerts list"}
+	if undelivered {
+		actions = append(actions, "mailwarden alerts test --config /etc/mailwarden/mailwarden.yaml")
+	}
+	return out, actions, nil
 }

@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"mailwarden/internal/adminapi"
 	"mailwarden/internal/alert"
 	"mailwarden/internal/config"
 	"mailwarden/internal/events"
@@ -145,5 +147,52 @@ func TestStoreOutageAlertsFromMemory(t *testing.T) {
 			t.Fatalf("outbox after the store heals = %+v, %v; want the outage alert, sent", as, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestIncidentAlerts: the incident report lists each alert of the last
+// hour once (not once per receiver), every undelivered one however old,
+// and says when no receiver is configured.
+func TestIncidentAlerts(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	st := memory.New()
+	cfg := config.Default()
+	src := incidentAlerts{store: st, cfg: func() config.Config { return cfg }}
+	if _, _, err := src.OpenAlerts(ctx, now); !errors.Is(err, adminapi.ErrAlertsOff) {
+		t.Fatalf("no receivers: err = %v, want ErrAlertsOff", err)
+	}
+	cfg.Alerts.Receivers = []config.AlertReceiver{{Name: "ops"}, {Name: "chat"}}
+	recent := now.Add(-10 * time.Minute)
+	old := now.Add(-3 * time.Hour)
+	ids, err := st.AddAlerts(ctx, []store.Alert{
+		{Created: recent, Kind: "latch", Receiver: "ops", Subject: "latched 10.1.2.3", Items: []string{"a"}},
+		{Created: recent, Kind: "latch", Receiver: "chat", Subject: "latched 10.1.2.3", Items: []string{"a"}},
+		{Created: old, Kind: "virus", Receiver: "ops", Subject: "virus from 10.1.2.4", Items: []string{"b"}},
+		{Created: old, Kind: "freeze", Receiver: "ops", Subject: "freeze on", Items: []string{"c"}},
+	}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids[:3] {
+		if err := st.MarkAlert(ctx, store.AlertUpdate{ID: id, State: store.AlertSent, Attempts: 1, SentAt: recent}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open, actions, err := src.OpenAlerts(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range open {
+		got = append(got, a.Summary)
+	}
+	want := []string{"freeze on (not delivered yet to ops)", "latched 10.1.2.3"}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("open alerts %q, want %q", got, want)
+	}
+	if !slices.Contains(actions, "mailwarden alerts list") || len(actions) != 2 {
+		t.Errorf("actions %q: want alerts list and, with one undelivered, alerts test", actions)
 	}
 }

@@ -177,7 +177,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		Events: d.events, Version: o.Version, Started: time.Now(),
 		Antivirus: d.antivirusState, Store: d.health.status, Hosts: d.hp.registry, Scan: d.scanFunc(),
 		Greylist: d.store, Config: func() config.Config { return *d.cfg.Load() }, Queue: queue,
-		Mailboxes: d.mailboxNews})
+		Mailboxes: d.mailboxNews, Alerts: incidentAlerts{store: d.store, cfg: func() config.Config { return *d.cfg.Load() }}})
 	mode, err := adminapi.ParseMode(cfg.Admin.Mode)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
