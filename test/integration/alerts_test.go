@@ -289,8 +289,11 @@ func TestAlertsReceiverDown(t *testing.T) {
 	p99 := percentile(lat, 99)
 	t.Logf("500 forged policy requests (receiver down) in %v: p50 %v, p99 %v, max %v",
 		time.Since(start).Round(time.Millisecond), percentile(lat, 50), p99, percentile(lat, 100))
-	if p99 > 100*time.Millisecond {
-		t.Errorf("policy p99 %v with the alert receiver down, want under 100ms", p99)
+	// The figures are printed; the bound only catches a request that
+	// waited on a delivery (a webhook timeout is seconds), not noise on
+	// a loaded machine.
+	if p99 > time.Second {
+		t.Errorf("policy p99 %v with the alert receiver down, want under 1s", p99)
 	}
 
 	// The immediate alert and, once the window ends, the digest wait in
