@@ -284,6 +284,8 @@ func classify(cfg config.Config, ev store.Event) (trigger, bool) {
 			return trigger{}, false
 		}
 		return trigger{config.AlertVirus, fmt.Sprintf("virus from inside, %s, sender %s: %s", who, orNone(ev.Sender), ev.Reason)}, true
+	case store.EventTrap:
+		return trigger{config.AlertTrap, fmt.Sprintf("suspect host %s: %s", who, ev.Reason)}, true
 	case store.EventRateTrip:
 		return trigger{config.AlertRateTrip, fmt.Sprintf("%s, sender %s: %s", who, orNone(ev.Sender), ev.Reason)}, true
 	case store.EventMailbox:

@@ -220,6 +220,7 @@ func TestClassify(t *testing.T) {
 		{store.Event{Kind: store.EventRateTrip, User: "bob"}, config.AlertRateTrip},
 		{store.Event{Kind: store.EventMailbox, Reason: "30 new mailboxes"}, config.AlertMailbox},
 		{store.Event{Kind: store.EventSignatures, Reason: "clamd down"}, config.AlertSignatures},
+		{store.Event{Kind: store.EventTrap, Client: "10.1.1.9", Reason: "40 direct port-25 connections"}, config.AlertTrap},
 		{store.Event{Kind: store.EventReject}, ""},
 		{store.Event{Kind: store.EventStore}, ""},
 	} {

@@ -101,9 +101,11 @@ type AlertQueue struct {
 
 // Alert kinds: what an alert is about. Each but queue comes from the
 // event log's kind of the same name (freeze: an administrator set or
-// lifted a freeze; store: the store could not write).
+// lifted a freeze; store: the store could not write; trap: a new suspect
+// host, an internal machine trying direct port-25 connections).
 const (
 	AlertLatch      = "latch"
+	AlertTrap       = "trap"
 	AlertVirus      = "virus"
 	AlertRateTrip   = "rate_trip"
 	AlertMailbox    = "mailbox"
@@ -115,7 +117,7 @@ const (
 
 // AlertKinds returns every alert kind, for routes and the docs.
 func AlertKinds() []string {
-	return []string{AlertLatch, AlertVirus, AlertRateTrip, AlertMailbox, AlertFreeze, AlertSignatures,
+	return []string{AlertLatch, AlertTrap, AlertVirus, AlertRateTrip, AlertMailbox, AlertFreeze, AlertSignatures,
 		AlertStore, AlertQueueKind}
 }
 
