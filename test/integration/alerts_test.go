@@ -394,3 +394,20 @@ func TestAlertsEmail(t *testing.T) {
 		t.Errorf("alerts test with a dead relay: exit %d\n%s%s", res.ExitCode, res.Stdout, res.Stderr)
 	}
 }
+
+// TestAlertsTrapSuspect: an internal machine trying port 25 directly is
+// a new suspect host, and the administrator is told at once, naming it.
+func TestAlertsTrapSuspect(t *testing.T) {
+	t.Parallel()
+	bin := binary(t)
+	h := newHook(t)
+	h.up()
+	trap := trapAddr(t)
+	harness.StartMailwarden(t, bin, alertsYAML(62, hookReceiver(h))+"\n"+trapYAML(trap))
+	g, helo, mail := trapSession(t, trap, "127.62.0.9", "pc9.school.test", "worm@pc9.school.test")
+	requireTrapped(t, "127.62.0.9", g, helo, mail)
+	got := h.waitKind(t, "trap", 1, 15*time.Second)
+	if !strings.Contains(got[0].Subject+got[0].Text+strings.Join(got[0].Items, "\n"), "127.62.0.9") {
+		t.Errorf("trap alert does not name the machine: %+v", got[0])
+	}
+}
