@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -101,14 +100,10 @@ func (p *Postfix) queueDir(ctx context.Context) (string, error) {
 	if p.QueueDir != "" {
 		return p.QueueDir, nil
 	}
-	postconf := filepath.Join(filepath.Dir(p.Postsuper), "postconf")
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, postconf, p.args("-h", "queue_directory")...).Output()
+	dir, err := p.postconf(ctx, "queue_directory")
 	if err != nil {
-		return "", fmt.Errorf("postconf -h queue_directory: %w", err)
+		return "", err
 	}
-	dir := strings.TrimSpace(string(out))
 	if !filepath.IsAbs(dir) {
 		return "", fmt.Errorf("postconf -h queue_directory: %q is not an absolute path", dir)
 	}

@@ -64,18 +64,24 @@ func (p *Postfix) CheckPrivilege(ctx context.Context) error {
 	return fmt.Errorf("%w: postsuper runs only as root or Postfix's mail_owner (%s), and this daemon runs as %s", ErrPrivilege, owner, me)
 }
 
-// mailOwner runs postconf -h mail_owner for the instance.
+// mailOwner is the instance's mail_owner.
 func (p *Postfix) mailOwner(ctx context.Context) (string, error) {
+	return p.postconf(ctx, "mail_owner")
+}
+
+// postconf returns the value of one of the instance's parameters, from
+// the postconf beside postsuper.
+func (p *Postfix) postconf(ctx context.Context, param string) (string, error) {
 	postconf := filepath.Join(filepath.Dir(p.Postsuper), "postconf")
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, postconf, p.args("-h", "mail_owner")...).Output()
+	out, err := exec.CommandContext(ctx, postconf, p.args("-h", param)...).Output()
 	if err != nil {
-		return "", fmt.Errorf("postconf -h mail_owner: %w", err)
+		return "", fmt.Errorf("postconf -h %s: %w", param, err)
 	}
-	owner := strings.TrimSpace(string(out))
-	if owner == "" {
-		return "", errors.New("postconf -h mail_owner: empty")
+	v := strings.TrimSpace(string(out))
+	if v == "" {
+		return "", fmt.Errorf("postconf -h %s: empty", param)
 	}
-	return owner, nil
+	return v, nil
 }
