@@ -435,12 +435,7 @@ func shellWord(s string) string {
 }
 
 func (s *Server) incident(w http.ResponseWriter, r *http.Request) {
-	out, err := s.Incident(r.Context())
-	if err != nil {
-		writeActionError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	serveReport(w, r, s.Incident)
 }
 
 // Incident returns the daemon's incident report.

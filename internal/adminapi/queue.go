@@ -240,12 +240,7 @@ func refusedReason(err error) string {
 }
 
 func (s *Server) queueStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := s.QueueStatus(r.Context())
-	if err != nil {
-		writeActionError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, st)
+	serveReport(w, r, s.QueueStatus)
 }
 
 func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request) {

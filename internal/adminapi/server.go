@@ -259,6 +259,16 @@ func from(r *http.Request) string {
 
 // decode reads a JSON body into v, refusing unknown fields and trailing
 // data so a misspelt field is an error rather than silently ignored.
+// serveReport serves a read-only route whose answer is one report.
+func serveReport[T any](w http.ResponseWriter, r *http.Request, get func(context.Context) (T, error)) {
+	out, err := get(r.Context())
+	if err != nil {
+		writeActionError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 // serveAction serves a state-changing route: it decodes the JSON body
 // into a Req, runs do and writes its result, or do's error as actions
 // report them.

@@ -128,12 +128,7 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
-	out, err := s.Status(r.Context())
-	if err != nil {
-		writeActionError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	serveReport(w, r, s.Status)
 }
 
 // Status returns the daemon's status report.
