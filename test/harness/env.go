@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -70,13 +71,32 @@ func Program(name string) (string, error) {
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
+	// The kernel may hand a port it just freed out again: never give one
+	// to two callers in this test process (two listeners of one daemon
+	// got the same port once).
+	givenMu.Lock()
+	defer givenMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("finding a free port: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !given[port] {
+			given[port] = true
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("finding a free port: 100 tries gave only ports already handed out")
+	return 0
 }
+
+// given are the ports FreePort has handed out in this process.
+var (
+	givenMu sync.Mutex
+	given   = map[int]bool{}
+)
 
 // ModuleRoot returns the directory holding mailwarden's go.mod.
 func ModuleRoot() (string, error) {
