@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -64,9 +65,71 @@ func (p *Postfix) listFiles(ctx context.Context, fn func(Message) error) error {
 		}
 		f.Close()
 	}
+	// Opening 100,000 files is most of the time: a few readers at once
+	// overlap their waits. fn is called from this goroutine only.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type job struct{ path, queue string }
+	jobs := make(chan job, 256)
+	msgs := make(chan Message, 256)
+	walked := make(chan error, 1)
+	go func() {
+		defer close(jobs)
+		walked <- walkQueues(ctx, dir, func(path, queue string) error {
+			select {
+			case jobs <- job{path, queue}:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	var wg sync.WaitGroup
+	for range queueFileReaders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				msg, ok, err := readQueueFile(j.path, j.queue)
+				if err != nil || !ok {
+					// Gone (delivered or moved meanwhile), or still
+					// being written: showq leaves such a file out too.
+					continue
+				}
+				select {
+				case msgs <- msg:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(msgs)
+	}()
+	var fnErr error
+	for msg := range msgs {
+		if fnErr == nil {
+			if fnErr = fn(msg); fnErr != nil {
+				cancel()
+			}
+		}
+	}
+	if fnErr != nil {
+		return fnErr
+	}
+	return <-walked
+}
+
+// queueFileReaders is how many queue files listFiles reads at once.
+const queueFileReaders = 4
+
+// walkQueues calls visit with the path and queue of every file in the
+// queue directories whose name is a queue ID.
+func walkQueues(ctx context.Context, dir string, visit func(path, queue string) error) error {
 	for _, q := range postfixQueueDirs {
-		root := filepath.Join(dir, q)
-		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		err := filepath.WalkDir(filepath.Join(dir, q), func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {
 					return nil // the queue, or a hash directory, went away
@@ -79,13 +142,7 @@ func (p *Postfix) listFiles(ctx context.Context, fn func(Message) error) error {
 			if d.IsDir() || !d.Type().IsRegular() || !ValidID(d.Name()) {
 				return nil
 			}
-			msg, ok, err := readQueueFile(path, q)
-			if err != nil || !ok {
-				// Gone (delivered or moved meanwhile), or still being
-				// written: showq leaves such a file out too.
-				return nil
-			}
-			return fn(msg)
+			return visit(path, q)
 		})
 		if err != nil {
 			return err

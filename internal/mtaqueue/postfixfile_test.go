@@ -2,9 +2,11 @@ package mtaqueue
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,6 +190,12 @@ func TestPostfixListFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stop := errors.New("enough")
+	calls := 0
+	if err := p.List(t.Context(), func(Message) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("a callback error: List returned %v after %d calls, want it after 1", err, calls)
+	}
+	slices.Sort(got) // read several at once: in no set order
 	if strings.Join(got, " ") != "deferred:4F9D21C2A3B:web1 deferred:51A0B1C2D3E: hold:7A1B2C3D4E5:" {
 		t.Errorf("listed %q", got)
 	}
