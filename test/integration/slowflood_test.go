@@ -1,0 +1,236 @@
+package integration_test
+
+import (
+	"bufio"
+	"bytes"
+	encbin "encoding/binary"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mailwarden/internal/accept/accepttest"
+	"mailwarden/test/harness"
+)
+
+// Bounds for TestListenerFlood. A daemon holding 2,000 connections on
+// each listener in turn, with the slow and oversized clients beside them,
+// should stay within some tens of MB above idle; 200 MB is far above that.
+// Its descriptors are bounded by the listeners' caps (1,000 milter, 1,000
+// policy, 256 trap in this config) and, for HTTP, by the flood itself.
+const (
+	slowClients      = 20
+	floodFDLimit     = 2600
+	floodRSSLimitMiB = 200
+)
+
+// TestListenerFlood floods each of the daemon's four listeners in turn
+// with 2,000 held connections from many 127.x addresses, 20 clients
+// sending a byte a second and oversized input (a 1 MB line, milter
+// length prefixes up to 2^32-1). Meanwhile a real session (a milter
+// transaction, a policy request, GET /-/ready, a trap conversation) must
+// be served within 100 ms, and the daemon's RSS and open descriptors,
+// printed, must stay bounded. Not parallel: it measures latency.
+// connflood_test.go covers the milter and policy idle floods through
+// Postfix; this covers what is left.
+func TestListenerFlood(t *testing.T) {
+	trap := trapAddr(t)
+	mw := harness.StartMailwarden(t, binary(t), greylistYAML(time.Hour, "127.0.90.0/24", "127.0.90.30", trapYAML(trap)))
+	pid := mw.PID()
+	t.Logf("idle daemon: RSS %d KiB, %d fds", vmRSS(t, pid), openFDs(t, pid))
+
+	trapGreetings := map[string]int{}
+	huge := bytes.Repeat([]byte("a"), 1<<20)
+	milterPrefix := func(n uint32) []byte {
+		b := encbin.BigEndian.AppendUint32(nil, n)
+		return append(b, 'O', 0, 0, 0, 6)
+	}
+	listeners := []struct {
+		name  string
+		addr  string
+		hello func(net.Conn) error
+		bad   [][]byte // each sent on its own connection, which the daemon must close
+		legit func(t *testing.T, client string)
+	}{
+		{"milter", mw.MilterAddr, accepttest.MilterHello,
+			[][]byte{milterPrefix(1<<20 + 1), milterPrefix(1 << 30), milterPrefix(1<<31 - 1), milterPrefix(1 << 31), milterPrefix(1<<32 - 1)},
+			func(t *testing.T, client string) {
+				rcpt, final := milterTransaction(t, mw.MilterAddr, client, "staff@ext.test", "user@dest.test", "")
+				if rcpt.StopProcessing() || final == nil {
+					t.Errorf("milter transaction during the flood: RCPT %s, end %s; want accepted", describe(rcpt), describe(final))
+				}
+			}},
+		{"policy", mw.PolicyAddr, nil,
+			[][]byte{append([]byte("request="), huge...)},
+			func(t *testing.T, client string) {
+				if _, answer := timePolicyRequest(t, mw.PolicyAddr, client); answer != "action=DUNNO" && !bytes.HasPrefix([]byte(answer), []byte("action=")) {
+					t.Errorf("policy request during the flood: %q", answer)
+				}
+			}},
+		{"http", mw.HTTPAddr, nil,
+			[][]byte{append([]byte("GET /-/ready HTTP/1.1\r\nHost: x\r\nX-Big: "), huge...)},
+			func(t *testing.T, client string) {
+				hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+					DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(client)}}).DialContext}}
+				resp, err := hc.Get("http://" + mw.HTTPAddr + "/-/ready")
+				if err != nil {
+					t.Fatalf("GET /-/ready during the flood: %v", err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("GET /-/ready during the flood: %s", resp.Status)
+				}
+			}},
+		{"trap", trap, nil,
+			[][]byte{append([]byte("HELO "), huge...)},
+			// The trap refuses a connection over max_conns with 421 and
+			// records it as a hit rather than evicting (trap.Server):
+			// while the flood fills the cap, a new host is answered and
+			// recorded, but without its HELO and MAIL.
+			func(t *testing.T, client string) {
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(client)}, Timeout: 5 * time.Second}
+				c, err := d.Dial("tcp", trap)
+				if err != nil {
+					t.Fatalf("connecting to the trap during the flood: %v", err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				greeting, err := readReply(bufio.NewReader(c))
+				if err != nil || !strings.HasPrefix(greeting, "220 ") && greeting != "421 4.7.0 Too many connections" {
+					t.Errorf("trap greeting during the flood: %q %v, want 220 or 421 over the cap", greeting, err)
+				}
+				trapGreetings[greeting[:min(3, len(greeting))]]++
+			}},
+	}
+	for li, l := range listeners {
+		t.Run(l.name, func(t *testing.T) {
+			// Sources: 127.(100+li*10).x.y for the flood, a byte-a-second
+			// client each from 127.0.91.N and one oversized sender per
+			// case from 127.0.92.N; the legitimate client is internal.
+			src := func(i int) string { a := i / 2; return fmt.Sprintf("127.%d.%d.%d", 100+li*10, a/250, 1+a%250) }
+			f := accepttest.Open(t, l.addr, idleFlood, src, l.hello)
+			stopSlow := startSlowClients(t, l.addr, slowClients, func(i int) string { return fmt.Sprintf("127.0.91.%d", 1+i) })
+			var bad sync.WaitGroup
+			for i, data := range l.bad {
+				bad.Add(1)
+				go func() {
+					defer bad.Done()
+					sendBad(t, fmt.Sprintf("127.0.92.%d", 1+i), l.addr, data, false)
+				}()
+			}
+			time.Sleep(300 * time.Millisecond) // slow and oversized clients under way
+
+			var took []time.Duration
+			for i := range 3 {
+				start := time.Now()
+				l.legit(t, fmt.Sprintf("127.0.90.%d", 10+li*5+i))
+				took = append(took, time.Since(start))
+			}
+			slices.Sort(took)
+			held, closed := f.Count()
+			rss, fds := vmRSS(t, pid), openFDs(t, pid)
+			bad.Wait()
+			slow := stopSlow()
+			t.Logf("%s: %d connections opened (%d held, %d closed by the daemon), %d byte-a-second clients (%d closed by the daemon), %d oversized sends closed; legitimate session %v (median of %v); daemon RSS %d KiB, %d fds",
+				l.name, idleFlood, held, closed, slowClients, slow, len(l.bad), took[1], took, rss, fds)
+			if took[1] > floodAnswer {
+				t.Errorf("legitimate %s session served in %v (median of 3), want within %v", l.name, took[1], floodAnswer)
+			}
+			if rss > floodRSSLimitMiB<<10 {
+				t.Errorf("daemon RSS %d KiB during the %s flood, want below %d MiB", rss, l.name, floodRSSLimitMiB)
+			}
+			if fds > floodFDLimit {
+				t.Errorf("daemon holds %d fds during the %s flood, want at most %d", fds, l.name, floodFDLimit)
+			}
+		})
+		if !mw.Running() {
+			t.Fatalf("the daemon died in the %s flood", l.name)
+		}
+	}
+
+	// Every connection to the trap is a hit of its source address, so
+	// the trap records exactly the flood's addresses, the slow and
+	// oversized senders and the legitimate client, and no HELO from
+	// the 1 MB line.
+	time.Sleep(1500 * time.Millisecond) // one flush_interval
+	res := mw.CLI(t, "hosts", "list", "--json")
+	if res.ExitCode != 0 {
+		t.Fatalf("hosts list: exit %d: %s", res.ExitCode, res.Stderr)
+	}
+	hosts := jsonList(t, "hosts list", res.Stdout)
+	t.Logf("trap greetings to the legitimate clients during the flood: %v", trapGreetings)
+	for i := range 3 {
+		client := fmt.Sprintf("127.0.90.%d", 25+i)
+		if _, _, ok := hostShow(t, mw, client); !ok {
+			t.Errorf("the trap did not record %s, which connected during the flood", client)
+		}
+	}
+	want := idleFlood/2 + slowClients + 1 + 3
+	t.Logf("trap recorded %d hosts after the floods, want at most %d", len(hosts), want)
+	if len(hosts) > want {
+		t.Errorf("trap recorded %d hosts, want at most %d (one per source address)", len(hosts), want)
+	}
+	if h, _, ok := hostShow(t, mw, "127.0.92.1"); ok {
+		if helo := field(trapOf(h), "helo"); len(helo) > 255 {
+			t.Errorf("trap recorded a %d-byte HELO from the oversized line", len(helo))
+		}
+	}
+}
+
+// startSlowClients connects n clients, the i-th from src(i), each
+// sending "HELO " one byte a second until stop, which returns how many
+// the daemon closed meanwhile.
+func startSlowClients(t *testing.T, addr string, n int, src func(int) string) (stop func() int) {
+	t.Helper()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	closed := 0
+	for i := range n {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src(i))}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("slow client %d: %v", i, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			msg := []byte("HELO slow.example.test")
+			for j := 0; ; j++ {
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				if _, err := c.Write(msg[j%len(msg) : j%len(msg)+1]); err != nil {
+					mu.Lock()
+					closed++
+					mu.Unlock()
+					return
+				}
+				select {
+				case <-done:
+					return
+				case <-time.After(time.Second):
+				}
+			}
+		}()
+	}
+	return func() int {
+		close(done)
+		wg.Wait()
+		return closed
+	}
+}
+
+// openFDs counts the daemon's open file descriptors.
+func openFDs(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatalf("reading the daemon's fds: %v", err)
+	}
+	return len(ents)
+}
