@@ -256,12 +256,11 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	if ln := lns["http"]; ln != nil {
 		d.httpSrv = &http.Server{
 			Handler: httpHandler,
-			// Browsers and scrapers send small requests at once; a client
-			// that dawdles must not hold a connection.
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
+			// A client that dawdles must not hold a connection.
+			ReadHeaderTimeout: cfg.Web.ReadHeaderTimeout.D(),
+			ReadTimeout:       max(30*time.Second, cfg.Web.ReadHeaderTimeout.D()),
 			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       120 * time.Second,
+			IdleTimeout:       cfg.Web.IdleTimeout.D(),
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 		}

@@ -34,6 +34,8 @@ func restartOnly(c *config.Config) []setting {
 		{"web.enabled", &c.Web.Enabled},
 		{"web.tls_cert", &c.Web.TLSCert},
 		{"web.tls_key", &c.Web.TLSKey},
+		{"web.read_header_timeout", &c.Web.ReadHeaderTimeout},
+		{"web.idle_timeout", &c.Web.IdleTimeout},
 		{"antivirus.enabled", &a.Enabled},
 		{"antivirus.servers", &a.Servers},
 		{"antivirus.connect_timeout", &a.ConnectTimeout},
