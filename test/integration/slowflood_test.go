@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	encbin "encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -233,4 +234,103 @@ func openFDs(t *testing.T, pid int) int {
 		t.Fatalf("reading the daemon's fds: %v", err)
 	}
 	return len(ents)
+}
+
+// TestSlowClientTimeouts configures every listener's idle and
+// per-command timeouts short and checks that each fires: a silent
+// client and one sending a byte a second are disconnected by the
+// configured deadline, not held for the defaults' minutes.
+func TestSlowClientTimeouts(t *testing.T) {
+	t.Parallel()
+	trap := trapAddr(t)
+	mw := harness.StartMailwarden(t, binary(t), fmt.Sprintf(`internal_networks: ["127.0.93.0/24"]
+milter: {read_timeout: 1s}
+policy_server: {idle_timeout: 1s, request_timeout: 2s}
+web: {read_header_timeout: 1s, idle_timeout: 1s}
+trap:
+  enabled: true
+  listen: %q
+  read_timeout: 1500ms
+  session_timeout: 3s
+  flush_interval: 1s
+`, trap))
+	cases := []struct {
+		name  string
+		addr  string
+		hello func(net.Conn) error
+		slow  string        // sent once a second; "" sends nothing
+		want  time.Duration // the configured timeout that should fire
+	}{
+		{"milter idle after negotiation (read_timeout)", mw.MilterAddr, accepttest.MilterHello, "", time.Second},
+		{"policy idle (idle_timeout)", mw.PolicyAddr, nil, "", time.Second},
+		{"policy request a byte a second (request_timeout)", mw.PolicyAddr, nil, "b", 2 * time.Second},
+		{"http idle (read_header_timeout)", mw.HTTPAddr, nil, "", time.Second},
+		{"http headers a byte a second (read_header_timeout)", mw.HTTPAddr, nil, "b", time.Second},
+		{"trap idle (read_timeout)", trap, nil, "", 1500 * time.Millisecond},
+		// read_timeout bounds each command line, not each byte.
+		{"trap command a byte a second (read_timeout)", trap, nil, "b", 1500 * time.Millisecond},
+		{"trap a NOOP a second (session_timeout)", trap, nil, "NOOP\r\n", 3 * time.Second},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			took := timeToClose(t, c.addr, fmt.Sprintf("127.0.93.%d", 10+i), c.hello, c.slow)
+			t.Logf("closed by the daemon after %v (configured %v)", took.Round(10*time.Millisecond), c.want)
+			// Slack: a 2-core machine running other tests, and the
+			// byte-a-second writer's own tick.
+			if took < c.want-100*time.Millisecond || took > c.want+1500*time.Millisecond {
+				t.Errorf("closed after %v, want about %v", took, c.want)
+			}
+		})
+	}
+}
+
+// timeToClose connects from client, runs hello, then stays silent or
+// sends slow once a second ("b": the next byte of a request), and returns how long after hello the
+// daemon closed the connection. It fails after 10s.
+func timeToClose(t *testing.T, addr, client string, hello func(net.Conn) error, slow string) time.Duration {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(client)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("connecting from %s: %v", client, err)
+	}
+	defer c.Close()
+	if hello != nil {
+		if err := hello(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	done := make(chan struct{})
+	defer close(done)
+	if slow != "" {
+		go func() {
+			msg := []byte("request=smtpd_access_policy HELO GET / X")
+			for j := 0; ; j++ {
+				next := msg[j%len(msg) : j%len(msg)+1]
+				if slow != "b" {
+					next = []byte(slow)
+				}
+				if _, err := c.Write(next); err != nil {
+					return
+				}
+				select {
+				case <-done:
+					return
+				case <-time.After(time.Second):
+				}
+			}
+		}()
+	}
+	c.SetReadDeadline(start.Add(10 * time.Second))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("still open after 10s")
+			}
+			return time.Since(start)
+		}
+	}
 }
