@@ -33,6 +33,13 @@ type Web struct {
 	// closes a keep-alive connection with no request. Restart-only.
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	IdleTimeout       Duration `yaml:"idle_timeout"`
+	// MaxConns and MaxConnsPerClient cap the HTTP listener's concurrent
+	// connections in total and from one IP address; when full, the
+	// connection idle longest is closed to admit a new one, so a flood
+	// can neither lock out /-/ready nor use up the descriptors the mail
+	// listeners need. Restart-only.
+	MaxConns          int `yaml:"max_conns"`
+	MaxConnsPerClient int `yaml:"max_conns_per_client"`
 	// LookupURLs are links shown beside each host, such as the DHCP
 	// server's lease page; "{ip}" in the URL is replaced by the address.
 	LookupURLs []LookupURL `yaml:"lookup_urls"`
@@ -54,6 +61,9 @@ func defaultWeb() Web {
 		// Browsers and scrapers send small requests at once.
 		ReadHeaderTimeout: Duration(10 * time.Second),
 		IdleTimeout:       Duration(120 * time.Second),
+		// A browser opens about six connections to a host.
+		MaxConns:          256,
+		MaxConnsPerClient: 64,
 	}
 }
 

@@ -36,6 +36,8 @@ func restartOnly(c *config.Config) []setting {
 		{"web.tls_key", &c.Web.TLSKey},
 		{"web.read_header_timeout", &c.Web.ReadHeaderTimeout},
 		{"web.idle_timeout", &c.Web.IdleTimeout},
+		{"web.max_conns", &c.Web.MaxConns},
+		{"web.max_conns_per_client", &c.Web.MaxConnsPerClient},
 		{"antivirus.enabled", &a.Enabled},
 		{"antivirus.servers", &a.Servers},
 		{"antivirus.connect_timeout", &a.ConnectTimeout},
