@@ -95,6 +95,7 @@ func (c *Config) Validate() []Error {
 	}{
 		{"policy_server", c.PolicyServer.MaxConns, c.PolicyServer.MaxConnsPerClient},
 		{"milter", c.Milter.MaxConns, c.Milter.MaxConnsPerClient},
+		{"web", c.Web.MaxConns, c.Web.MaxConnsPerClient},
 	} {
 		if l.total <= 0 {
 			add(l.section+".max_conns", "%d must be more than 0", l.total)

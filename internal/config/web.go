@@ -28,6 +28,18 @@ type Web struct {
 	LoginLockout     Duration `yaml:"login_lockout"`
 	// Refresh is how often the hosts page reloads its table.
 	Refresh Duration `yaml:"refresh"`
+	// ReadHeaderTimeout bounds reading a request's headers, so a client
+	// sending a byte a second does not hold a connection; IdleTimeout
+	// closes a keep-alive connection with no request. Restart-only.
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	IdleTimeout       Duration `yaml:"idle_timeout"`
+	// MaxConns and MaxConnsPerClient cap the HTTP listener's concurrent
+	// connections in total and from one IP address; when full, the
+	// connection idle longest is closed to admit a new one, so a flood
+	// can neither lock out /-/ready nor use up the descriptors the mail
+	// listeners need. Restart-only.
+	MaxConns          int `yaml:"max_conns"`
+	MaxConnsPerClient int `yaml:"max_conns_per_client"`
 	// LookupURLs are links shown beside each host, such as the DHCP
 	// server's lease page; "{ip}" in the URL is replaced by the address.
 	LookupURLs []LookupURL `yaml:"lookup_urls"`
@@ -46,6 +58,12 @@ func defaultWeb() Web {
 		LoginMaxFailures: 5,
 		LoginLockout:     Duration(15 * time.Minute),
 		Refresh:          Duration(30 * time.Second),
+		// Browsers and scrapers send small requests at once.
+		ReadHeaderTimeout: Duration(10 * time.Second),
+		IdleTimeout:       Duration(120 * time.Second),
+		// A browser opens about six connections to a host.
+		MaxConns:          256,
+		MaxConnsPerClient: 64,
 	}
 }
 
@@ -58,6 +76,8 @@ func (c *Config) validateWeb(add func(key, format string, args ...any)) {
 		{"web.session_ttl", w.SessionTTL},
 		{"web.login_lockout", w.LoginLockout},
 		{"web.refresh", w.Refresh},
+		{"web.read_header_timeout", w.ReadHeaderTimeout},
+		{"web.idle_timeout", w.IdleTimeout},
 	})
 	if w.Refresh > 0 && w.Refresh.D() < time.Second {
 		add("web.refresh", "must be at least 1s, got %s", human.Setting(w.Refresh.D()))

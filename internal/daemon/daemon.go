@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"mailwarden/internal/accept"
 	"mailwarden/internal/adminapi"
 	"mailwarden/internal/alert"
 	"mailwarden/internal/avstatus"
@@ -67,6 +68,7 @@ type Daemon struct {
 	policySrv *policyd.Server
 	milterSrv *milter.Server
 	httpSrv   *http.Server
+	httpConns *accept.Tracker
 	adminSrv  *adminapi.Server
 
 	// Antivirus parts, nil when antivirus is off at start.
@@ -194,7 +196,11 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		if httpHandler, err = d.httpHandler(cfg, o.Version); err != nil {
 			return nil, err
 		}
-		tln, err := webTLS(cfg, ln)
+		// Connections are counted under TLS, so a handshake that never
+		// comes holds a place that eviction can reclaim.
+		d.httpConns = accept.NewTracker(accept.TrackerOptions{Name: "http", Log: d.log,
+			MaxConns: cfg.Web.MaxConns, MaxPerClient: cfg.Web.MaxConnsPerClient, Evict: true})
+		tln, err := webTLS(cfg, d.httpConns.Listener(ln))
 		if err != nil {
 			return nil, err
 		}
@@ -256,12 +262,11 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	if ln := lns["http"]; ln != nil {
 		d.httpSrv = &http.Server{
 			Handler: httpHandler,
-			// Browsers and scrapers send small requests at once; a client
-			// that dawdles must not hold a connection.
-			ReadHeaderTimeout: 10 * time.Second,
-			ReadTimeout:       30 * time.Second,
+			// A client that dawdles must not hold a connection.
+			ReadHeaderTimeout: cfg.Web.ReadHeaderTimeout.D(),
+			ReadTimeout:       max(30*time.Second, cfg.Web.ReadHeaderTimeout.D()),
 			WriteTimeout:      60 * time.Second,
-			IdleTimeout:       120 * time.Second,
+			IdleTimeout:       cfg.Web.IdleTimeout.D(),
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 		}

@@ -183,5 +183,8 @@ func (d *Daemon) connStats() map[string]func() accept.TrackerStats {
 	if d.hp.trapSrv != nil {
 		m["trap"] = d.hp.trapSrv.ConnStats
 	}
+	if d.httpConns != nil {
+		m["http"] = d.httpConns.Stats
+	}
 	return m
 }

@@ -1,12 +1,15 @@
 package integration_test
 
 import (
+	"context"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"mailwarden/bench/load"
 	"mailwarden/test/harness"
 )
 
@@ -115,4 +118,110 @@ func TestReloadAppliesEverywhere(t *testing.T) {
 	id := harness.UniqueID(t)
 	s.send(t, outsider, "a@ext.test", to, id).RequireDelivered(t)
 	s.sink.WaitForID(t, id, 10*time.Second)
+}
+
+// backgroundLoad drives the daemon's milter and policy server with
+// bench/load, c sessions and c connections at once, until stop is
+// called; stop waits for the transactions in flight and returns what
+// both loads counted.
+func backgroundLoad(t *testing.T, mw *harness.Mailwarden, c int) (stop func() (milter, policy load.Result)) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mr, pr load.Result
+	common := func(addr, pattern string) load.Common {
+		// N is only an upper bound, well above what 2 cores manage
+		// in a minute: stop ends the load long before. The load keeps
+		// a slot per transaction, so it must not be far larger.
+		return load.Common{Addr: addr, N: 500_000, C: c, ClientPattern: pattern, Timeout: 10 * time.Second}
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		mr, _ = load.RunMilter(ctx, load.MilterOptions{Common: common(mw.MilterAddr, "198.51.x.y")})
+	}()
+	go func() {
+		defer wg.Done()
+		pr, _ = load.RunPolicy(ctx, load.PolicyOptions{Common: common(mw.PolicyAddr, "203.0.x.y")})
+	}()
+	stopped := false
+	stop = func() (load.Result, load.Result) {
+		if !stopped {
+			stopped = true
+			cancel()
+			wg.Wait()
+		}
+		return mr, pr
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// TestReloadUnderLoad sends SIGHUP, first with a broken config and then
+// with a valid edit, while milter transactions and policy requests flow
+// without pause. Not one of them may fail: a reload swaps the settings
+// under running sessions and never drops one. The broken file is logged
+// and its would-be effect is absent; the valid edit's effect shows at
+// once.
+func TestReloadUnderLoad(t *testing.T) {
+	t.Parallel()
+	const probe = "192.0.2.77"
+	mw := harness.StartMailwarden(t, binary(t), greylistYAML(time.Hour, "127.0.24.0/24", "127.0.24.30"))
+	original, err := os.ReadFile(mw.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probeAnswer := func() string {
+		t.Helper()
+		_, answer := timePolicyRequest(t, mw.PolicyAddr, probe)
+		return answer
+	}
+	if a := probeAnswer(); !strings.HasPrefix(a, "action=451 ") {
+		t.Fatalf("probe before any reload: %q, want greylisted", a)
+	}
+
+	stop := backgroundLoad(t, mw, 3)
+	time.Sleep(time.Second) // sessions of every phase are in flight
+	hup := func(content, wantLog string) string {
+		t.Helper()
+		if err := os.WriteFile(mw.ConfigFile, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		offset := mw.StderrSize()
+		mw.Signal(t, syscall.SIGHUP)
+		return mw.WaitStderr(t, offset, func(line string) bool { return strings.Contains(line, wantLog) }, 10*time.Second)
+	}
+	whitelisted := strings.Replace(string(original), `"127.0.24.30"`, `"127.0.24.30", "`+probe+`"`, 1)
+	if whitelisted == string(original) {
+		t.Fatalf("could not find the whitelist in the config:\n%s", original)
+	}
+	// The broken file would whitelist the probe too, if it were applied.
+	line := hup(whitelisted+"greylst:\n  delay: 1s\n", "keeping the running configuration")
+	t.Logf("broken config under load: %s", line)
+	time.Sleep(500 * time.Millisecond)
+	if a := probeAnswer(); !strings.HasPrefix(a, "action=451 ") {
+		t.Errorf("probe after a refused reload: %q, want still greylisted under the old config", a)
+	}
+	for range 3 {
+		hup(whitelisted, "configuration reloaded")
+		time.Sleep(300 * time.Millisecond)
+	}
+	if a := probeAnswer(); strings.HasPrefix(a, "action=451 ") {
+		t.Errorf("probe after the valid reload: %q, want whitelisted", a)
+	}
+	time.Sleep(500 * time.Millisecond)
+	mr, pr := stop()
+	t.Logf("milter load across 4 reloads: %v", mr)
+	t.Logf("policy load across 4 reloads: %v", pr)
+	for name, r := range map[string]load.Result{"milter": mr, "policy": pr} {
+		if r.N < 50 {
+			t.Errorf("%s load completed only %d transactions", name, r.N)
+		}
+		if r.Verdicts["error"] != 0 {
+			t.Errorf("%s load: %d of %d failed across the reloads, first: %s", name, r.Verdicts["error"], r.N, r.FirstError)
+		}
+	}
+	if !mw.Running() {
+		t.Fatal("the daemon exited during the reloads")
+	}
 }

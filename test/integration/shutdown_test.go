@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/d--j/go-milter"
+
+	"mailwarden/bench/load"
 	"mailwarden/test/harness"
 )
 
@@ -272,5 +275,142 @@ func logStopLines(t *testing.T, mw *harness.Mailwarden) {
 				break
 			}
 		}
+	}
+}
+
+// heldTransaction opens a milter session from client and takes it to
+// the point after RCPT, where an MTA waits while its SMTP client sends
+// DATA: a transaction in flight.
+func heldTransaction(t *testing.T, addr, client string) *milter.ClientSession {
+	t.Helper()
+	c := milter.NewClient("tcp", addr,
+		milter.WithAction(milter.AllClientSupportedActionMasks),
+		milter.WithReadTimeout(10*time.Second),
+		milter.WithWriteTimeout(10*time.Second))
+	macros := milter.NewMacroBag()
+	macros.Set(milter.MacroMTAFQDN, "mx.test")
+	macros.Set(milter.MacroQueueId, "4HELD"+strings.ReplaceAll(client, ".", ""))
+	s, err := c.Session(macros)
+	if err != nil {
+		t.Fatalf("opening a milter session from %s: %v", client, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for _, step := range []func() (*milter.Action, error){
+		func() (*milter.Action, error) { return s.Conn("unknown", milter.FamilyInet, 40000, client) },
+		func() (*milter.Action, error) { return s.Helo("held.ext.test") },
+		func() (*milter.Action, error) { return s.Mail("<held@ext.test>", "") },
+		func() (*milter.Action, error) { return s.Rcpt("<user@dest.test>", "") },
+	} {
+		if act, err := step(); err != nil || act.Type != milter.ActionContinue {
+			t.Fatalf("held transaction from %s: %v %v", client, describe(act), err)
+		}
+	}
+	return s
+}
+
+// finishTransaction sends a held transaction's message and returns the
+// verdict at end of message.
+func finishTransaction(s *milter.ClientSession) (*milter.Action, error) {
+	for _, step := range []func() (*milter.Action, error){
+		s.DataStart,
+		func() (*milter.Action, error) { return s.HeaderField("Subject", "held across SIGTERM", nil) },
+		s.HeaderEnd,
+		func() (*milter.Action, error) { return s.BodyChunk([]byte("in flight\r\n")) },
+	} {
+		act, err := step()
+		if err != nil {
+			return nil, err
+		}
+		if act.Type != milter.ActionContinue && act.Type != milter.ActionSkip {
+			return act, nil
+		}
+	}
+	_, act, err := s.End()
+	return act, err
+}
+
+// TestShutdownUnderLoad stops the daemon while bench/load keeps its
+// milter and policy server busy and three milter transactions are held
+// between RCPT and DATA. SIGTERM lets every transaction in flight end
+// with its verdict, and the daemon exits 0 within idleStopLimit of the
+// last; a second SIGTERM exits at once instead, with a non-zero status.
+func TestShutdownUnderLoad(t *testing.T) {
+	t.Parallel()
+	for _, second := range []bool{false, true} {
+		name := "one SIGTERM drains"
+		if second {
+			name = "second SIGTERM exits at once"
+		}
+		t.Run(name, func(t *testing.T) {
+			mw := harness.StartMailwarden(t, binary(t), shutdownYAML)
+			const loadConns = 3
+			stopLoad := backgroundLoad(t, mw, loadConns)
+			time.Sleep(time.Second)
+			var held []*milter.ClientSession
+			for i := range 3 {
+				held = append(held, heldTransaction(t, mw.MilterAddr, fmt.Sprintf("127.0.122.%d", i+1)))
+			}
+
+			start := time.Now()
+			mw.Signal(t, syscall.SIGTERM)
+			// The load stops starting transactions; those it has in
+			// flight finish or are cut off and counted.
+			mr, pr := stopLoad()
+			t.Logf("milter load up to SIGTERM: %v", mr)
+			t.Logf("policy load up to SIGTERM: %v", pr)
+			if code, exited := mw.WaitExit(time.Second); exited {
+				t.Fatalf("exited with %d %v after SIGTERM with 3 transactions held", code, time.Since(start))
+			}
+			if second {
+				start = time.Now()
+				mw.Signal(t, syscall.SIGTERM)
+				code, exited := mw.WaitExit(10 * time.Second)
+				t.Logf("second SIGTERM: exited=%v code=%d after %v", exited, code, time.Since(start).Round(time.Millisecond))
+				if !exited || time.Since(start) > idleStopLimit || code == 0 {
+					t.Errorf("second SIGTERM: exited=%v code=%d after %v, want a non-zero exit within %v", exited, code, time.Since(start), idleStopLimit)
+				}
+				for i, s := range held {
+					// Cut off: the MTA sees a broken session and applies
+					// milter_default_action (tempfail): nothing is lost.
+					if act, err := finishTransaction(s); err == nil {
+						t.Errorf("held transaction %d answered %s after the daemon was killed", i, describe(act))
+					}
+				}
+				logStopLines(t, mw)
+				return
+			}
+			for i, s := range held {
+				act, err := finishTransaction(s)
+				if err != nil || act.Type != milter.ActionAccept && act.Type != milter.ActionContinue {
+					t.Errorf("held transaction %d at end of message during shutdown: %s %v, want accepted", i, describe(act), err)
+				}
+			}
+			finished := time.Now()
+			code, exited := mw.WaitExit(10 * time.Second)
+			t.Logf("exited=%v code=%d %v after SIGTERM, %v after the last transaction", exited, code,
+				time.Since(start).Round(time.Millisecond), time.Since(finished).Round(time.Millisecond))
+			if !exited || code != 0 || time.Since(finished) > idleStopLimit {
+				t.Errorf("exited=%v code=%d %v after the last transaction, want exit 0 within %v", exited, code, time.Since(finished), idleStopLimit)
+			}
+			logStopLines(t, mw)
+			// A load session waiting between transactions (after its
+			// milter negotiation or HELO, or a policy connection between
+			// requests) is idle and closed at once, as an idle Postfix
+			// session is; its next command then fails, and an MTA
+			// applies milter_default_action or retries the policy
+			// request. That costs each load worker at most one failure,
+			// never one inside a transaction.
+			for name, r := range map[string]load.Result{"milter": mr, "policy": pr} {
+				if r.N < 50 || r.Verdicts["error"] > loadConns {
+					t.Errorf("%s load: %d transactions, %d failed (first: %s); want at most %d, one per idle session",
+						name, r.N, r.Verdicts["error"], r.FirstError, loadConns)
+				}
+			}
+			for _, step := range []string{"rcpt", "data", "header", "body", "end"} {
+				if strings.Contains(mr.FirstError, "milter: "+step) {
+					t.Errorf("a milter transaction in flight failed at SIGTERM: %s", mr.FirstError)
+				}
+			}
+		})
 	}
 }
