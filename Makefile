@@ -8,10 +8,12 @@ build:
 	$(GO) build -o bin/mailwarden ./cmd/mailwarden
 
 # Everything: installs and starts what the integration tests need (as
-# root), then unit, fuzz-seed, integration and browser tests.
+# root), then vet, govulncheck (reported; skipped with a note when it
+# cannot be had), unit, fuzz-seed, integration and browser tests.
 test:
 	./test/setup.sh
 	$(GO) vet ./...
+	GO=$(GO) ./test/vulncheck.sh
 	$(GO) test -count=1 -timeout 20m ./...
 
 # Unit tests only: no root, no real programs.
