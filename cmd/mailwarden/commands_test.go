@@ -192,3 +192,48 @@ func TestREADMECommands(t *testing.T) {
 		t.Errorf("README.md's command list differs from the command table; it should read:\n%s", want.String())
 	}
 }
+
+// TestEveryCommandRefusesUnknownFlags: for every command in the table, an
+// unknown flag exits 2 with a short hint on stderr (what was wrong and
+// the command's usage line, not its whole help) and nothing on stdout.
+func TestEveryCommandRefusesUnknownFlags(t *testing.T) {
+	for i := range commands {
+		c := &commands[i]
+		args := append(strings.Fields(c.name), "--no-such-flag")
+		code, stdout, stderr := runCmd(args...)
+		lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+		if code != 2 || stdout != "" || len(lines) != 2 ||
+			lines[0] != "mailwarden "+c.name+": flag provided but not defined: -no-such-flag" ||
+			lines[1] != "usage: "+c.synopsis() {
+			t.Errorf("%q: exit %d, stdout %q, stderr:\n%s", args, code, stdout, stderr)
+		}
+	}
+	// Unknown commands, for every noun: exit 2 and one line.
+	for i := range commands {
+		noun := commands[i].noun()
+		args := []string{noun, "no-such-verb"}
+		if noun == commands[i].name {
+			args = []string{noun + "x"}
+		}
+		code, stdout, stderr := runCmd(args...)
+		if code != 2 || stdout != "" || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "unknown command") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+		}
+	}
+}
+
+// TestExitStatusDocumented: "mailwarden help" and the README say what
+// the exit statuses mean, in the same words.
+func TestExitStatusDocumented(t *testing.T) {
+	code, stdout, _ := runCmd("help")
+	if code != 0 || !strings.Contains(stdout, exitStatusText) {
+		t.Errorf("mailwarden help does not explain the exit status:\n%s", stdout)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), exitStatusText) {
+		t.Errorf("README.md does not explain the exit status; it should say:\n%s", exitStatusText)
+	}
+}

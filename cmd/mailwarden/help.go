@@ -48,9 +48,19 @@ no daemon. Their [filters], all of which must match, are --sender and
 --older-than and --newer-than AGE (2h, 3d), --queue NAME (active,
 deferred, hold, incoming, maildrop), --min-size and --max-size BYTES.
 See docs/queue.md.
-`)
+
+` + exitStatusText)
 	return b.String()
 }
+
+// exitStatusText is what every command's exit status means; the README
+// says the same (TestExitStatusDocumented).
+const exitStatusText = `Exit status, for every command: 0 done; 1 failed (the daemon, the store
+or the MTA refused or could not be reached, or a check found problems);
+2 usage or configuration error (unknown command or flag, wrong
+arguments, a config that does not load); 130 interrupted at a password
+prompt.
+`
 
 // writeEntry writes a command's synopsis and, below it, its summary.
 func writeEntry(w io.Writer, c *command) {

@@ -6,12 +6,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+
+	"mailwarden/internal/adminapi/adminapitest"
+	"mailwarden/internal/store"
 )
 
 // peerClientEnv makes the test binary, run again as another user, a
@@ -98,5 +102,45 @@ func TestPeerGateRefusesOthers(t *testing.T) {
 	// group) is let in.
 	if got := run(65534, 0); !strings.HasPrefix(got, "status 200") {
 		t.Errorf("nobody with the socket's group: %q, want 200", got)
+	}
+}
+
+// TestPeerGateCoversEveryRoute: every route the API serves, taken from
+// the server so that a new one is covered at once, refuses a peer that
+// is not root, the daemon's user or the socket's owner or group, and
+// lets root through. A refused change must leave no admin event.
+func TestPeerGateCoversEveryRoute(t *testing.T) {
+	st := adminapitest.New()
+	s := NewServer(Options{Backend: st})
+	s.owners.Store(&socketOwners{uid: os.Geteuid(), gid: os.Getegid()})
+	stranger := peer{uid: 65534, gid: 65534}
+	if os.Geteuid() == stranger.uid || os.Getegid() == stranger.gid {
+		t.Skip("running as nobody")
+	}
+	gate := s.peerGate(s.Handler())
+	routes := s.Routes()
+	if len(routes) == 0 {
+		t.Fatal("the API lists no routes")
+	}
+	for _, route := range routes {
+		method, pattern, _ := strings.Cut(route, " ")
+		path := strings.NewReplacer("{ip}", "192.0.2.1", "{id}", "L1").Replace(pattern)
+		for _, p := range []peer{stranger, {uid: 0, gid: 0}} {
+			before, err := st.QueryEvents(context.Background(), store.EventFilter{Kind: store.EventAdmin})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest(method, path, strings.NewReader("{}"))
+			req = req.WithContext(context.WithValue(req.Context(), peerKey{}, p))
+			rec := httptest.NewRecorder()
+			gate.ServeHTTP(rec, req)
+			after, _ := st.QueryEvents(context.Background(), store.EventFilter{Kind: store.EventAdmin})
+			switch {
+			case p.uid != 0 && (rec.Code != http.StatusForbidden || len(after) != len(before)):
+				t.Errorf("%s as uid %d: %d, admin events %d to %d; want 403 and none", route, p.uid, rec.Code, len(before), len(after))
+			case p.uid == 0 && rec.Code == http.StatusForbidden:
+				t.Errorf("%s as root: 403 %s", route, rec.Body)
+			}
+		}
 	}
 }

@@ -43,6 +43,11 @@ type Web struct {
 	// LookupURLs are links shown beside each host, such as the DHCP
 	// server's lease page; "{ip}" in the URL is replaced by the address.
 	LookupURLs []LookupURL `yaml:"lookup_urls"`
+	// TrustedProxies are the reverse proxies in front of the dashboard.
+	// Only for a request from one of them is X-Forwarded-For read: its
+	// last address outside these networks is the client, for the login
+	// throttle and the audit log. Empty: the peer is the client.
+	TrustedProxies []Prefix `yaml:"trusted_proxies"`
 }
 
 // LookupURL is one external look-up link for a host.

@@ -227,7 +227,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// or private, may keep them.
 		h.Set("Cache-Control", "no-store")
 	}
-	s.handler.ServeHTTP(w, r)
+	s.handler.ServeHTTP(w, s.withClient(r))
 }
 
 // recoverer turns a panic in a handler into a logged 500 page, so one bad

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -111,13 +112,30 @@ func (s *Store) BackupTo(ctx context.Context, path string) error {
 	if err := s.w.flush(ctx); err != nil {
 		return fmt.Errorf("sqlite: backup: %w", err)
 	}
-	if _, err := os.Lstat(path); err == nil {
+	// The copy holds what the store does (password hashes among it), so
+	// it gets the store's mode, 0640. SQLite would create it 0644 less
+	// the umask; VACUUM INTO accepts an empty file, so it is made here
+	// first, never over an existing one.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("sqlite: backup: %s already exists", path)
 	}
-	if _, err := s.rdb.ExecContext(ctx, "VACUUM INTO ?", path); err != nil {
-		return fmt.Errorf("sqlite: backup to %s: %w", path, explain(err))
+	if err != nil {
+		return fmt.Errorf("sqlite: backup to %s: %w", path, err)
 	}
-	f, err := os.Open(path)
+	err = f.Chmod(0o640)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		_, err = s.rdb.ExecContext(ctx, "VACUUM INTO ?", path)
+		err = explain(err)
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("sqlite: backup to %s: %w", path, err)
+	}
+	f, err = os.Open(path)
 	if err != nil {
 		return fmt.Errorf("sqlite: backup to %s: %w", path, err)
 	}

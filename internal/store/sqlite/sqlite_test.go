@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,6 +64,40 @@ func TestCreatesDirAndFileWithModes(t *testing.T) {
 		if extra := fi.Mode().Perm() &^ c.max; extra != 0 {
 			t.Errorf("%s has mode %v, want at most %v", c.path, fi.Mode().Perm(), c.max)
 		}
+	}
+}
+
+// TestBackupIsPrivate: a backup holds what the store does, password
+// hashes among it, so under any umask it is 0640 at most, as the store
+// is, and all of its -wal and -shm files too (SQLite gives them the
+// database's mode). SQLite alone would create it 0644 less the umask.
+func TestBackupIsPrivate(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	s := openTest(t, filepath.Join(dir, "data"))
+	path := filepath.Join(dir, "backup.db")
+	if err := s.BackupTo(context.Background(), path); err != nil {
+		t.Fatal(err)
+	}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&^0o640 != 0 {
+			t.Errorf("%s has mode %v, want at most 0640", p, fi.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BackupTo(context.Background(), path); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("a second backup to the same path: %v, want already exists", err)
 	}
 }
 
