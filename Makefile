@@ -27,9 +27,9 @@ bench:
 	./bench/run.sh
 
 # The fault test under a longer load (as root, after test/setup.sh):
-# 2,000 messages through Postfix while the daemon is killed, clamd
-# stopped, the disk filled and the store made unwritable
-# (docs/reliability.md, "Faults under load").
+# 10,000 messages (2,000 by default) through Postfix while the daemon
+# is killed, clamd stopped, the disk filled and the store made
+# unwritable (docs/reliability.md, "Faults under load").
 soak:
 	MAILWARDEN_SOAK=1 CI=true $(GO) test -count=1 -timeout 15m -v -run '^TestFaultsUnderLoad$$' ./test/integration/
 

@@ -23,11 +23,12 @@ import (
 	"mailwarden/test/harness"
 )
 
-// faultsPerPhase is how many messages each fault phase sends by default;
-// MAILWARDEN_SOAK=1 (make soak) sends faultsSoakPerPhase, 2,000 in all.
+// faultsPerPhase is how many messages each fault phase sends by default,
+// 2,000 in all; MAILWARDEN_SOAK=1 (make soak) sends faultsSoakPerPhase,
+// 10,000 in all, over a longer time.
 const (
-	faultsPerPhase     = 150
-	faultsSoakPerPhase = 500
+	faultsPerPhase     = 500
+	faultsSoakPerPhase = 2500
 )
 
 // The fault tests' greylist delay: short, so that a greylisted first
@@ -263,12 +264,13 @@ func (c *faultCounts) add(o faultCounts) {
 	c.greylisted += o.greylisted
 }
 
-// runPhase offers n messages over a few seconds, injects the fault a
-// second in, lifts it three seconds later, lets the sender retry until
-// every message is final, flushes Postfix's queue and counts.
+// runPhase offers n messages over at least five seconds, injects the
+// fault a fifth of the way in, lifts it three seconds later, lets the
+// sender retry until every message is final, flushes Postfix's queue
+// and counts.
 func (r *faultRig) runPhase(t *testing.T, n int, inject, lift func(t *testing.T)) faultCounts {
 	msgs := r.load(n)
-	const spread = 5 * time.Second
+	spread := max(5*time.Second, time.Duration(n)*10*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sem := make(chan struct{}, 8)
@@ -287,7 +289,7 @@ func (r *faultRig) runPhase(t *testing.T, n int, inject, lift func(t *testing.T)
 		}()
 	}
 
-	time.Sleep(time.Until(begin.Add(time.Second)))
+	time.Sleep(time.Until(begin.Add(spread / 5)))
 	inject(t)
 	time.Sleep(3 * time.Second)
 	lift(t)
@@ -299,8 +301,8 @@ func (r *faultRig) runPhase(t *testing.T, n int, inject, lift func(t *testing.T)
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(45 * time.Second):
-		t.Errorf("messages still tempfailed 45s after the fault was lifted")
+	case <-time.After(spread + 45*time.Second):
+		t.Errorf("messages still tempfailed %v after the fault was lifted", spread+45*time.Second)
 		cancel()
 		<-done
 	}
