@@ -173,8 +173,12 @@ func TestFaultsUnderLoad(t *testing.T) {
 		waitReadyCode(t, mw, http.StatusOK, 15*time.Second)
 	})
 
-	// The store on a small tmpfs of its own, to fill up.
-	fs := harness.Tmpfs(t, 32<<20)
+	// The store on a tmpfs of its own, to fill up. It must hold the WAL
+	// the store lets grow to 10,000 pages (~40 MB) before it checkpoints
+	// (internal/store/sqlite): on a smaller one the load itself fills the
+	// disk again once the space is freed, and the soak's 2,500 messages
+	// grew the WAL to 33 MB.
+	fs := harness.Tmpfs(t, 96<<20)
 	rd := newFaultRig(t, bin, clamd, filepath.Join(fs, "data"))
 	var filler string
 	phase(rd, "disk_full", func(t *testing.T) {
