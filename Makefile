@@ -2,7 +2,7 @@
 # command and what CI runs.
 GO ?= go
 
-.PHONY: build test unit fuzz bench screenshots clean
+.PHONY: build test unit fuzz bench soak screenshots clean
 
 build:
 	$(GO) build -o bin/mailwarden ./cmd/mailwarden
@@ -37,6 +37,13 @@ fuzz:
 
 bench:
 	./bench/run.sh
+
+# The fault test under a longer load (as root, after test/setup.sh):
+# 10,000 messages (2,000 by default) through Postfix while the daemon
+# is killed, clamd stopped, the disk filled and the store made
+# unwritable (docs/reliability.md, "Faults under load").
+soak:
+	MAILWARDEN_SOAK=1 CI=true $(GO) test -count=1 -timeout 15m -v -run '^TestFaultsUnderLoad$$' ./test/integration/
 
 # The dashboard screenshots the README shows, taken by the browser test
 # (as root, after test/setup.sh) from a daemon with Day A's evidence.

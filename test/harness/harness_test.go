@@ -88,3 +88,15 @@ func TestHeaderValues(t *testing.T) {
 		t.Errorf("HeaderValues = %q", got)
 	}
 }
+
+// TestOverrideParams checks that an Extra line replaces the harness's own
+// line for the same parameter instead of repeating it: Postfix warns
+// about every repeated parameter, and postlogd can block on those
+// warnings for good.
+func TestOverrideParams(t *testing.T) {
+	got := overrideParams([]string{"a = 1", "b = 2", "c = 3", "b = 20", "a=10", "d = 4"})
+	want := []string{"a=10", "b = 20", "c = 3", "d = 4"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("overrideParams = %q, want %q", got, want)
+	}
+}

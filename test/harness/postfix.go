@@ -238,7 +238,7 @@ func (p *Postfix) writeConfig(cfg PostfixConfig, dataDir string) error {
 			"smtpd_policy_service_default_action = 451 4.3.5 Policy service unavailable",
 		)
 	}
-	main = append(main, cfg.Extra...)
+	main = overrideParams(append(main, cfg.Extra...))
 
 	// Every service runs unchrooted: a chroot would need copies of
 	// /etc files under the queue directory.
@@ -271,4 +271,29 @@ func (p *Postfix) writeConfig(cfg PostfixConfig, dataDir string) error {
 		return fmt.Errorf("writing master.cf: %w", err)
 	}
 	return nil
+}
+
+// overrideParams keeps one line per main.cf parameter: a later line
+// replaces an earlier one in its place. Postfix itself takes the last
+// value too, but every one of its programs then warns "overriding
+// earlier entry" each time it reads main.cf, postlogd included, which
+// logs the warnings to its own socket before it reads that socket: with
+// a few such lines and a busy instance it blocks for good, and so does
+// every process that logs.
+func overrideParams(lines []string) []string {
+	at := map[string]int{}
+	var out []string
+	for _, l := range lines {
+		name, _, ok := strings.Cut(l, "=")
+		name = strings.TrimSpace(name)
+		if i, seen := at[name]; ok && seen {
+			out[i] = l
+			continue
+		}
+		if ok {
+			at[name] = len(out)
+		}
+		out = append(out, l)
+	}
+	return out
 }
