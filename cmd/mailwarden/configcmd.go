@@ -26,6 +26,13 @@ func checkConfig(c *call, path string, print bool) int {
 		return 1
 	}
 	if print {
+		// Printed configs end up in tickets and chat: a webhook's
+		// signing secret is shown as set, not shown.
+		for i := range cfg.Alerts.Receivers {
+			if cfg.Alerts.Receivers[i].Webhook.Secret != "" {
+				cfg.Alerts.Receivers[i].Webhook.Secret = "(set, not shown)"
+			}
+		}
 		b, err := cfg.YAML()
 		if err != nil {
 			return c.fail(err)

@@ -36,6 +36,13 @@ func TestConfigCheck(t *testing.T) {
 	if code, stdout, _ := runCmd("config", "check", "--print", good); code != 0 || !strings.Contains(stdout, "delay: 2m\n") {
 		t.Errorf("--print: code %d, stdout %q", code, stdout)
 	}
+	// A webhook's signing secret is not printed.
+	hook := filepath.Join(dir, "hook.yaml")
+	os.WriteFile(hook, []byte("alerts:\n  receivers:\n    - name: chat\n      webhook: {url: \"https://chat.example/hooks/x\", secret: \"s3cr3t-value\"}\n"), 0o600)
+	if code, stdout, stderr := runCmd("config", "check", "--print", hook); code != 0 || strings.Contains(stdout, "s3cr3t-value") ||
+		!strings.Contains(stdout, "(set, not shown)") {
+		t.Errorf("--print with a webhook secret: code %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("greylst:\n  delay: 2m\nlisten:\n  milter: nowhere\n"), 0o600)
 	code, _, stderr := runCmd("config", "check", bad)
