@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -324,22 +323,16 @@ func queueActCmd(fs *flag.FlagSet, a queueAction) runFunc {
 type ageFlag time.Duration
 
 func (a *ageFlag) String() string {
-	if a == nil || *a == 0 {
+	if a == nil {
 		return ""
 	}
-	return time.Duration(*a).String()
+	return mtaqueue.FormatAge(time.Duration(*a))
 }
 
 func (a *ageFlag) Set(s string) error {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
-			*a = ageFlag(time.Duration(n) * 24 * time.Hour)
-			return nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return errors.New("want an age such as 90m, 2h or 3d")
+	d, err := mtaqueue.ParseAge(s)
+	if err != nil {
+		return err
 	}
 	*a = ageFlag(d)
 	return nil

@@ -31,13 +31,19 @@ func mailboxBinary(t *testing.T) string {
 	return built.bin
 }
 
-// mailboxRun runs "mailwarden mailbox ARGS" and returns its output and
-// exit status, failing the test if it does not finish within 2 minutes.
+// mailboxRun runs "mailwarden mailbox ARGS" (see runNoun).
 func mailboxRun(t *testing.T, bin string, args ...string) (string, string, int) {
+	t.Helper()
+	return runNoun(t, bin, "mailbox", args...)
+}
+
+// runNoun runs "mailwarden NOUN ARGS" and returns its output and exit
+// status, failing the test if it does not finish within 2 minutes.
+func runNoun(t *testing.T, bin, noun string, args ...string) (string, string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"mailbox"}, args...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{noun}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -45,10 +51,10 @@ func mailboxRun(t *testing.T, bin string, args ...string) (string, string, int) 
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("running mailwarden mailbox %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("running mailwarden %s %s: %v", noun, strings.Join(args, " "), err)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("mailwarden mailbox %s: no result within 2 minutes", strings.Join(args, " "))
+		t.Fatalf("mailwarden %s %s: no result within 2 minutes", noun, strings.Join(args, " "))
 	}
 	return stdout.String(), stderr.String(), code
 }

@@ -19,26 +19,10 @@ import (
 	"mailwarden/test/harness"
 )
 
-// queueRun runs "mailwarden queue ARGS" and returns its output and exit
-// status, failing the test if it does not finish within 2 minutes.
+// queueRun runs "mailwarden queue ARGS" (see runNoun).
 func queueRun(t *testing.T, bin string, args ...string) (string, string, int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"queue"}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("running mailwarden queue %s: %v", strings.Join(args, " "), err)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("mailwarden queue %s: no result within 2 minutes", strings.Join(args, " "))
-	}
-	return stdout.String(), stderr.String(), code
+	return runNoun(t, bin, "queue", args...)
 }
 
 // queueSnapshot is the queue as postqueue -j lists it, read here
