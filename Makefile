@@ -2,7 +2,7 @@
 # command and what CI runs.
 GO ?= go
 
-.PHONY: build test unit fuzz bench soak screenshots clean
+.PHONY: build test unit fuzz bench bench-e2e soak screenshots clean
 
 build:
 	$(GO) build -o bin/mailwarden ./cmd/mailwarden
@@ -37,6 +37,17 @@ fuzz:
 
 bench:
 	./bench/run.sh
+
+# Mail through a real Postfix, end to end, as an administrator sees it
+# (as root): Postfix alone, no-op milters, mailwarden's paths, and, when
+# the shared reference systems' script is there, clamav-milter and
+# rspamd, in alternating rounds in one run (BENCHMARKS.md, "End to
+# end"). E2E_N, E2E_N_LARGE, E2E_SESSIONS, E2E_ROUNDS and E2E_PATHS
+# change the load; E2E_ANCHORS= leaves the reference systems out.
+E2E_ANCHORS ?= $(abspath $(wildcard ../shared/bench/anchors.sh))
+bench-e2e:
+	./test/setup.sh
+	E2E_ANCHORS=$(E2E_ANCHORS) CI=true $(GO) test -count=1 -run '^$$' -bench '^BenchmarkE2E$$' -benchtime 1x -timeout 90m -v ./test/integration/
 
 # The fault test under a longer load (as root, after test/setup.sh):
 # 10,000 messages (2,000 by default) through Postfix while the daemon

@@ -41,7 +41,7 @@ func (l *loggingListener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.log.Debug("milter: connection", "remote", c.RemoteAddr().String())
-		return &frameGuard{Conn: c, tc: c, log: l.log, shutting: l.shutting}, nil
+		return &frameGuard{Conn: c, tc: c, log: l.log, shutting: l.shutting, quickAck: quickAcker(nc)}, nil
 	}
 }
 
@@ -66,6 +66,9 @@ type frameGuard struct {
 	tc       *accept.Conn // the tracked connection under Conn; nil in tests of scan
 	log      *slog.Logger
 	shutting *atomic.Bool
+	// quickAck, if set, acknowledges what was just read at once (see
+	// quickAcker).
+	quickAck func()
 
 	hdr     [4]byte
 	nhdr    int    // header bytes seen of the current packet
@@ -101,6 +104,9 @@ func (c *frameGuard) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := c.Conn.Read(p)
+	if n > 0 && c.quickAck != nil {
+		c.quickAck()
+	}
 	if verr := c.scan(p[:n]); verr != nil {
 		c.bad = verr
 		c.log.Warn("milter: closing connection on malformed packet", "remote", c.RemoteAddr().String(), "err", verr)
