@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -32,6 +34,13 @@ func serve(c *call, configPath, dataDir string) int {
 	cfg, err := daemon.LoadConfig(configPath, dataDir)
 	if err != nil {
 		return c.usage("%v", err)
+	}
+	if path := os.Getenv("MAILWARDEN_CPUPROFILE"); path != "" {
+		stop, err := cpuProfile(path)
+		if err != nil {
+			return c.fail(err)
+		}
+		defer stop()
 	}
 	d, err := daemon.Start(cfg, daemon.Options{
 		ConfigPath: configPath, DataDir: dataDir, Version: versionString(),
@@ -96,4 +105,22 @@ func stopDaemon(d *daemon.Daemon, sigs <-chan os.Signal, status int) int {
 			return 1
 		}
 	}
+}
+
+// cpuProfile writes a CPU profile of the daemon to path until stop is
+// called, for `go tool pprof` (MAILWARDEN_CPUPROFILE; BENCHMARKS.md,
+// "End to end").
+func cpuProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("MAILWARDEN_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("MAILWARDEN_CPUPROFILE: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

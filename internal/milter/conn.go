@@ -70,6 +70,13 @@ type frameGuard struct {
 	// quickAcker).
 	quickAck func()
 
+	// ahead[r:w] is what the last read from the MTA brought in and the
+	// library has not asked for yet; pending is that read's error, given
+	// once ahead is drained.
+	ahead   []byte
+	r, w    int
+	pending error
+
 	hdr     [4]byte
 	nhdr    int    // header bytes seen of the current packet
 	left    uint32 // body bytes still to come of the current packet
@@ -93,6 +100,35 @@ func (c *frameGuard) Read(p []byte) (int, error) {
 	if c.bad != nil {
 		return 0, c.bad
 	}
+	n, err := c.read(p)
+	if verr := c.scan(p[:n]); verr != nil {
+		c.bad = verr
+		c.log.Warn("milter: closing connection on malformed packet", "remote", c.RemoteAddr().String(), "err", verr)
+		return 0, verr
+	}
+	return n, err
+}
+
+// readAhead is how much one read from the MTA may bring in. go-milter
+// reads each packet's 4-byte length and then its body, two reads per
+// packet; the MTA sends a command's macros and the command together, so
+// one read usually brings several packets, and the rest are served from
+// the buffer instead of the kernel.
+const readAhead = 4096
+
+// read serves p from what an earlier read brought in, or else reads from
+// the MTA.
+func (c *frameGuard) read(p []byte) (int, error) {
+	if c.r < c.w {
+		n := copy(p, c.ahead[c.r:c.w])
+		c.r += n
+		return n, nil
+	}
+	if c.pending != nil {
+		err := c.pending
+		c.pending = nil
+		return 0, err
+	}
 	if c.tc != nil && !c.inMessage && c.nhdr == 0 && c.left == 0 {
 		// The session waits for the MTA's next command outside a
 		// message: its SMTP session is between transactions, or it has
@@ -103,16 +139,31 @@ func (c *frameGuard) Read(p []byte) (int, error) {
 			return 0, accept.ErrClosedIdle
 		}
 	}
-	n, err := c.Conn.Read(p)
+	if len(p) >= readAhead {
+		n, err := c.Conn.Read(p)
+		c.acknowledge(n)
+		return n, err
+	}
+	if c.ahead == nil {
+		c.ahead = make([]byte, readAhead)
+	}
+	m, err := c.Conn.Read(c.ahead)
+	c.acknowledge(m)
+	n := copy(p, c.ahead[:m])
+	c.r, c.w = n, m
+	if err != nil && c.r < c.w {
+		// The rest of what came with the error first.
+		c.pending, err = err, nil
+	}
+	return n, err
+}
+
+// acknowledge has the kernel acknowledge at once the n bytes just read
+// (see quickAcker).
+func (c *frameGuard) acknowledge(n int) {
 	if n > 0 && c.quickAck != nil {
 		c.quickAck()
 	}
-	if verr := c.scan(p[:n]); verr != nil {
-		c.bad = verr
-		c.log.Warn("milter: closing connection on malformed packet", "remote", c.RemoteAddr().String(), "err", verr)
-		return 0, verr
-	}
-	return n, err
 }
 
 // scan advances the framing state over b.

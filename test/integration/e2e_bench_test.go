@@ -57,12 +57,13 @@ import (
 //	  -run '^$' -bench BenchmarkE2E -benchtime 1x -timeout 60m -v
 //
 // E2E_N (3000), E2E_N_LARGE (1000, for 100 KB), E2E_SESSIONS (20),
-// E2E_ROUNDS (2) and E2E_PATHS (comma-separated names) change the load.
+// E2E_ROUNDS (2) and E2E_PATHS (comma-separated names) change the load;
+// E2E_PROFILES=DIR writes a CPU profile of each mailwarden to DIR.
 func BenchmarkE2E(b *testing.B) {
 	o := e2eOptions{
 		N: envInt(b, "E2E_N", 3000), NLarge: envInt(b, "E2E_N_LARGE", 1000),
 		Sessions: envInt(b, "E2E_SESSIONS", 20), Rounds: envInt(b, "E2E_ROUNDS", 2),
-		Anchors: os.Getenv("E2E_ANCHORS"),
+		Anchors: os.Getenv("E2E_ANCHORS"), Profiles: os.Getenv("E2E_PROFILES"),
 	}
 	if p := os.Getenv("E2E_PATHS"); p != "" {
 		o.Paths = strings.Split(p, ",")
@@ -88,6 +89,9 @@ type e2eOptions struct {
 	Anchors string
 	// Paths limits the run to these paths; empty runs all.
 	Paths []string
+	// Profiles, if set, is a directory for a CPU profile of each
+	// mailwarden in the run (PATH.pprof).
+	Profiles string
 }
 
 // e2ePath is one way through Postfix.
@@ -166,6 +170,12 @@ func runE2E(tb testing.TB, o e2eOptions) {
 	var paths []*e2ePath
 	add := func(name string, start func() *e2ePath) {
 		if want(name) {
+			if o.Profiles != "" {
+				// Read by the mailwarden the path starts (cmd/mailwarden
+				// serve), written when it stops.
+				os.Setenv("MAILWARDEN_CPUPROFILE", filepath.Join(o.Profiles, name+".pprof"))
+				defer os.Unsetenv("MAILWARDEN_CPUPROFILE")
+			}
 			p := start()
 			p.name = name
 			if p.from == "" {
@@ -211,8 +221,16 @@ rate_limits:
   sender_domain: {messages: 10000000, recipients: 10000000, per: 1h}
   user: {messages: 10000000, recipients: 10000000, per: 1h}
 `, e2eSiteNet, siteName, e2eSiteNet, siteContact)
+	// newMW writes a mailwarden's config as an administrator's would be:
+	// the harness's debug logging off.
+	newMW := func(yaml string) *harness.Mailwarden {
+		mw := harness.NewMailwarden(tb, bin, yaml)
+		writeFile(tb, mw.ConfigFile, strings.Replace(readFileT(tb, mw.ConfigFile), "level: debug", "level: info", 1))
+		return mw
+	}
 	mwPath := func(yaml string, milter, policy bool, from string) *e2ePath {
-		mw := harness.StartMailwarden(tb, bin, yaml)
+		mw := newMW(yaml)
+		mw.Start(tb)
 		var m, p string
 		if milter {
 			m = mw.MilterAddr
@@ -244,7 +262,7 @@ rate_limits:
 		// The milter on a Unix socket, which Postfix's smtpd (user
 		// postfix) may use.
 		sock := filepath.Join(harness.InstanceDir(tb, "mwsock"), "milter.sock")
-		mw := harness.NewMailwarden(tb, bin, inbound)
+		mw := newMW(inbound)
 		cfg := readFileT(tb, mw.ConfigFile)
 		cfg = strings.Replace(cfg, fmt.Sprintf("milter: %q", mw.MilterAddr), fmt.Sprintf("milter: %q", "unix:"+sock), 1)
 		writeFile(tb, mw.ConfigFile, cfg)
@@ -391,6 +409,9 @@ rate_limits:
 				fmt.Fprintf(&report, "  %3dK %-10s / %-13s %.2fx (aim >= %.2gx)\n", size/1024, a.path, a.ref, r.rate()/ref.rate(), a.aim)
 			}
 		}
+	}
+	if o.Profiles != "" {
+		fmt.Fprintf(&report, "CPU profiles (written as each mailwarden stops): %s/PATH.pprof\n", o.Profiles)
 	}
 	tb.Logf("\n%s", report.String())
 }
