@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"mailwarden/internal/adminapi"
@@ -127,14 +126,11 @@ func state(t store.Triplet) string {
 }
 
 func printTriplets(w io.Writer, ts []store.Triplet) {
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLIENT\tSENDER\tRECIPIENT\tSTATE\tATTEMPTS\tFIRST SEEN\tLAST SEEN")
-	for _, t := range ts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", printable(t.Client), printable(displayAddr(t.Sender)),
-			printable(t.Recipient), state(t), t.Attempts,
-			t.FirstSeen.Local().Format(time.DateTime), t.LastSeen.Local().Format(time.DateTime))
-	}
-	tw.Flush()
+	printTable(w, ts, "", "CLIENT\tSENDER\tRECIPIENT\tSTATE\tATTEMPTS\tFIRST SEEN\tLAST SEEN", func(t store.Triplet) []string {
+		return []string{printable(t.Client), printable(displayAddr(t.Sender)),
+			printable(t.Recipient), state(t), strconv.Itoa(t.Attempts),
+			t.FirstSeen.Local().Format(time.DateTime), t.LastSeen.Local().Format(time.DateTime)}
+	})
 }
 
 func displayAddr(a string) string {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"mailwarden/internal/adminapi"
@@ -66,13 +65,10 @@ func printIncident(w io.Writer, in adminapi.Incident, now time.Time) {
 			name = "in no site"
 		}
 		fmt.Fprintf(w, "%s (%d):\n", name, len(s.Hosts))
-		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "  IP\tSTATUS\tLAST SEEN\tEVIDENCE\tLAST MAIL USER")
-		for _, h := range s.Hosts {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", printable(h.IP), printable(h.Status), when(h.LastSeen, now),
-				evidence(h.Evidence), orDash(printable(h.LastUser)))
-		}
-		tw.Flush()
+		printTable(w, s.Hosts, "", "  IP\tSTATUS\tLAST SEEN\tEVIDENCE\tLAST MAIL USER", func(h adminapi.IncidentHost) []string {
+			return []string{"  " + printable(h.IP), printable(h.Status), when(h.LastSeen, now),
+				evidence(h.Evidence), orDash(printable(h.LastUser))}
+		})
 	}
 	if shown := hostCount(in.Hosts.Sites); shown < in.Hosts.Total {
 		fmt.Fprintf(w, "%d more: mailwarden hosts list\n", in.Hosts.Total-shown)
@@ -174,16 +170,9 @@ func actions(w io.Writer, cmds []string) {
 
 // counts prints a top-N count, or nothing when it is empty.
 func counts(w io.Writer, what string, cs []mtaqueue.Count) {
-	if len(cs) == 0 {
-		fmt.Fprintf(w, "%s: none\n", strings.ToLower(what))
-		return
-	}
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "%s\tCOUNT\n", what)
-	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%d\n", printable(c.Key), c.Messages)
-	}
-	tw.Flush()
+	printTable(w, cs, strings.ToLower(what)+": none", what+"\tCOUNT", func(c mtaqueue.Count) []string {
+		return []string{printable(c.Key), strconv.Itoa(c.Messages)}
+	})
 }
 
 // evidence says "trap 3, forgery 1" in the registry's kind order.

@@ -6,8 +6,8 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"mailwarden/internal/mailbox"
 )
@@ -269,16 +269,10 @@ func mailboxBackups(fs *flag.FlagSet) runFunc {
 }
 
 func printBackups(w io.Writer, list []mailbox.BackupInfo, dir string) {
-	if len(list) == 0 {
-		fmt.Fprintf(w, "no backups in %s\n", dir)
-		return
-	}
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCREATED\tMAILBOXES\tLINES\tFILES\tMOVED\tSTATE")
-	for _, b := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", b.ID, localTime(b.Created), b.Mailboxes, b.Lines, b.Files, b.Moves, orDash(b.State))
-	}
-	tw.Flush()
+	printTable(w, list, "no backups in "+dir, "ID\tCREATED\tMAILBOXES\tLINES\tFILES\tMOVED\tSTATE", func(b mailbox.BackupInfo) []string {
+		return []string{b.ID, localTime(b.Created), strconv.Itoa(b.Mailboxes), strconv.Itoa(b.Lines), strconv.Itoa(b.Files),
+			strconv.Itoa(b.Moves), orDash(b.State)}
+	})
 }
 
 // plural writes a count with its noun: "1 line", "2 lines", "3 mailboxes".
