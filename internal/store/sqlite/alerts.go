@@ -124,11 +124,7 @@ func (s *Store) queryAlerts(ctx context.Context, what, tail string, limit int) (
 	if limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}
-	out, err := queryAll(ctx, s.rdb.QueryContext, scanAlert, q)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
-	}
-	return out, nil
+	return queryAll(ctx, s.rdb.QueryContext, what, scanAlert, q)
 }
 
 func scanAlert(r rowScanner) (store.Alert, error) {

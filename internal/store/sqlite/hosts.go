@@ -92,11 +92,7 @@ func (s *Store) AddTrapHits(ctx context.Context, recs ...store.TrapRecord) error
 // TrapRecords returns client's trap total, or every client's for "".
 func (s *Store) TrapRecords(ctx context.Context, client string) ([]store.TrapRecord, error) {
 	q := `SELECT ` + trapCols + ` FROM trap_host WHERE ?1 = '' OR client = ?1 ORDER BY last_seen DESC, client`
-	out, err := queryAll(ctx, s.hostQuery, scanTrap, q, client)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: trap records: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.hostQuery, "trap records", scanTrap, q, client)
 }
 
 func scanTrap(row rowScanner) (store.TrapRecord, error) {
@@ -152,11 +148,7 @@ func (s *Store) OpenPorts(ctx context.Context, client string) ([]store.PortState
 }
 
 func (s *Store) portStates(ctx context.Context, q, client string) ([]store.PortState, error) {
-	out, err := queryAll(ctx, s.hostQuery, scanPort, q, client)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: port states: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.hostQuery, "port states", scanPort, q, client)
 }
 
 func scanPort(r rowScanner) (store.PortState, error) {
@@ -198,23 +190,21 @@ func (s *Store) RecordLogin(ctx context.Context, l store.MailLogin) error {
 // LastLogin returns the newest login from client.
 func (s *Store) LastLogin(ctx context.Context, client string) (store.MailLogin, error) {
 	// The client is the table's key: one row at most.
-	ls, err := queryAll(ctx, s.hostQuery, scanLogin, `SELECT client, user_name, service, time FROM host_login WHERE client = ?1`, client)
-	if err == nil && len(ls) == 0 {
-		err = store.ErrNotFound
-	}
+	ls, err := queryAll(ctx, s.hostQuery, "last login from "+client, scanLogin,
+		`SELECT client, user_name, service, time FROM host_login WHERE client = ?1`, client)
 	if err != nil {
-		return store.MailLogin{}, fmt.Errorf("sqlite: last login from %s: %w", client, err)
+		return store.MailLogin{}, err
+	}
+	if len(ls) == 0 {
+		return store.MailLogin{}, fmt.Errorf("sqlite: last login from %s: %w", client, store.ErrNotFound)
 	}
 	return ls[0], nil
 }
 
 // LastLogins returns every client's newest login, by client.
 func (s *Store) LastLogins(ctx context.Context) ([]store.MailLogin, error) {
-	out, err := queryAll(ctx, s.hostQuery, scanLogin, `SELECT client, user_name, service, time FROM host_login ORDER BY client`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: last logins: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.hostQuery, "last logins", scanLogin,
+		`SELECT client, user_name, service, time FROM host_login ORDER BY client`)
 }
 
 func scanLogin(r rowScanner) (store.MailLogin, error) {

@@ -232,11 +232,7 @@ func (s *Store) ListLatches(ctx context.Context, f store.LatchFilter, now time.T
 	if f.Limit > 0 {
 		fmt.Fprintf(&q, " LIMIT %d", f.Limit)
 	}
-	out, err := queryAll(ctx, s.rdb.QueryContext, scanLatch, q.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list latches: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.rdb.QueryContext, "list latches", scanLatch, q.String(), args...)
 }
 
 // ClearLatch ends the latch id at now, recording who cleared it and why.

@@ -39,14 +39,18 @@ func scanAll[T any](rows *sql.Rows, scan func(r rowScanner) (T, error)) ([]T, er
 }
 
 // queryAll runs query with run (s.rdb.QueryContext, or s.hostQuery)
-// and returns its rows as scan reads them.
-func queryAll[T any](ctx context.Context, run func(context.Context, string, ...any) (*sql.Rows, error),
+// and returns its rows as scan reads them; what says in an error what
+// was being read.
+func queryAll[T any](ctx context.Context, run func(context.Context, string, ...any) (*sql.Rows, error), what string,
 	scan func(r rowScanner) (T, error), query string, args ...any) ([]T, error) {
 	rows, err := run(ctx, query, args...)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		var out []T
+		if out, err = scanAll(rows, scan); err == nil {
+			return out, nil
+		}
 	}
-	return scanAll(rows, scan)
+	return nil, fmt.Errorf("sqlite: %s: %w", what, err)
 }
 
 // preparer is a *sql.DB (the read pool) or a *sql.Conn (the writer's).

@@ -158,11 +158,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	out, err := queryAll(ctx, s.rdb.QueryContext, scanUser, `SELECT `+userCols+` FROM web_user ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list users: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.rdb.QueryContext, "list users", scanUser, `SELECT `+userCols+` FROM web_user ORDER BY name`)
 }
 
 func scanUser(row rowScanner) (store.User, error) {
