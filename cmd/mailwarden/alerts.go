@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"mailwarden/internal/alert"
+	"mailwarden/internal/config"
 	"mailwarden/internal/daemon"
 	"mailwarden/internal/store"
-	"mailwarden/internal/store/backend"
 )
 
 // alertsTestTimeout bounds `alerts test`: every receiver is tried at
@@ -76,20 +76,11 @@ func alertsList(fs *flag.FlagSet) runFunc {
 		if *limit < 1 {
 			return c.usage("--limit %d: want at least 1", *limit)
 		}
-		cfg, err := daemon.LoadConfig(*configPath, *dataDir)
-		if err != nil {
-			return c.usage("%v", err)
-		}
-		st, err := backend.Open(cfg, backend.Options{})
-		if err != nil {
-			return c.fail(err)
-		}
-		defer st.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		as, err := st.RecentAlerts(ctx, *limit)
-		if err != nil {
-			return c.fail(err)
+		as, code := readStore(c, *configPath, *dataDir, func(ctx context.Context, st store.Store, _ config.Config) ([]store.Alert, error) {
+			return st.RecentAlerts(ctx, *limit)
+		})
+		if code != 0 {
+			return code
 		}
 		if *asJSON {
 			out := make([]alertJSON, len(as))

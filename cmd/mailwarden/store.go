@@ -97,6 +97,30 @@ func (c *call) auditIn(cfg config.Config, what string) int {
 	return c.audited(ctx, st, cfg, what, nil)
 }
 
+// readStore opens the store that serve would, given the same config and
+// data directory, and returns what read finds in it: the way the
+// commands that only read the store work without the daemon. A code
+// other than 0 ends the command (the error is printed): 2 for a bad
+// config, 1 for a store that cannot be opened or read.
+func readStore[T any](c *call, configPath, dataDir string, read func(context.Context, store.Store, config.Config) (T, error)) (T, int) {
+	var v T
+	cfg, err := daemon.LoadConfig(configPath, dataDir)
+	if err != nil {
+		return v, c.usage("%v", err)
+	}
+	st, err := backend.Open(cfg, backend.Options{})
+	if err != nil {
+		return v, c.fail(err)
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if v, err = read(ctx, st, cfg); err != nil {
+		return v, c.fail(err)
+	}
+	return v, 0
+}
+
 // record puts what a command did, already done, in the audit log of the
 // store in cfg.DataDir, without printing it. An error wrapping
 // backend.ErrNoStore means there is no store there to record in.
