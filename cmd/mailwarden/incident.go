@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -20,13 +19,9 @@ import (
 // is sending, what waits in the queue, new mailboxes, rate trips,
 // antivirus, the store and alerts, each with the command that acts on
 // it. It only reads.
-func incidentCmd(fs *flag.FlagSet) runFunc {
-	asJSON := jsonFlag(fs)
-	return func(c *call) int {
-		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.Incident, error) { return cl.Incident(ctx) },
-			func(w io.Writer, in adminapi.Incident) { printIncident(w, in, time.Now()) })
-	}
-}
+var incidentCmd = askCmd(func(ctx context.Context, cl *adminapi.Client, _ []string) (adminapi.Incident, error) {
+	return cl.Incident(ctx)
+}, printIncident)
 
 func printIncident(w io.Writer, in adminapi.Incident, now time.Time) {
 	fmt.Fprintf(w, "Incident report of %s; senders and rate trips over the last %s.\n", localTime(in.Time), in.Window)

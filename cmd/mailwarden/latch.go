@@ -31,15 +31,9 @@ func latchList(fs *flag.FlagSet) runFunc {
 	}
 }
 
-func latchShow(fs *flag.FlagSet) runFunc {
-	asJSON := jsonFlag(fs)
-	return func(c *call) int {
-		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.Latch, error) { return cl.Latch(ctx, c.pos[0]) },
-			func(w io.Writer, l adminapi.Latch) {
-				printLatch(w, l, time.Now())
-			})
-	}
-}
+var latchShow = askCmd(func(ctx context.Context, cl *adminapi.Client, args []string) (adminapi.Latch, error) {
+	return cl.Latch(ctx, args[0])
+}, printLatch)
 
 func latchClear(fs *flag.FlagSet) runFunc {
 	asJSON := jsonFlag(fs)

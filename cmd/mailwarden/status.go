@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -19,15 +18,9 @@ import (
 // clamd's health and signature age.
 // Stale signatures are reported, not failed on: exit status 0 unless
 // the daemon cannot be asked.
-func statusCmd(fs *flag.FlagSet) runFunc {
-	asJSON := jsonFlag(fs)
-	return func(c *call) int {
-		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.Status, error) { return cl.Status(ctx) },
-			func(w io.Writer, st adminapi.Status) {
-				printStatus(w, st, time.Now())
-			})
-	}
-}
+var statusCmd = askCmd(func(ctx context.Context, cl *adminapi.Client, _ []string) (adminapi.Status, error) {
+	return cl.Status(ctx)
+}, printStatus)
 
 func printStatus(w io.Writer, st adminapi.Status, now time.Time) {
 	av := st.Antivirus
