@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -156,11 +157,8 @@ func (s *Store) AddLatchRefusal(ctx context.Context, id string, now time.Time) (
 			s.out.putLatch(out)
 		}
 	})
-	if err != nil {
+	if err := cmp.Or(err, refused); err != nil {
 		return store.Latch{}, fmt.Errorf("sqlite: count a refusal by latch %s: %w", id, err)
-	}
-	if refused != nil {
-		return store.Latch{}, fmt.Errorf("sqlite: count a refusal by latch %s: %w", id, refused)
 	}
 	return out, nil
 }
@@ -265,11 +263,8 @@ func (s *Store) ClearLatch(ctx context.Context, id, by, note string, now time.Ti
 			}
 		}
 	})
-	if err != nil {
+	if err := cmp.Or(err, refused); err != nil {
 		return store.Latch{}, fmt.Errorf("sqlite: clear latch %s: %w", id, err)
-	}
-	if refused != nil {
-		return store.Latch{}, fmt.Errorf("sqlite: clear latch %s: %w", id, refused)
 	}
 	return out, nil
 }
