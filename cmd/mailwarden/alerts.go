@@ -11,7 +11,6 @@ import (
 
 	"mailwarden/internal/alert"
 	"mailwarden/internal/config"
-	"mailwarden/internal/daemon"
 	"mailwarden/internal/store"
 )
 
@@ -23,12 +22,7 @@ const alertsTestTimeout = time.Minute
 // says for each whether it arrived. It needs only the config, so it
 // checks receivers before the daemon runs, as `config check` does.
 func alertsTest(fs *flag.FlagSet) runFunc {
-	configPath, dataDir := configFlags(fs)
-	return func(c *call) int {
-		cfg, err := daemon.LoadConfig(*configPath, *dataDir)
-		if err != nil {
-			return c.usage("%v", err)
-		}
+	return withConfig(fs, func(c *call, cfg config.Config) int {
 		if len(cfg.Alerts.Receivers) == 0 {
 			fmt.Fprintln(c.stderr, "mailwarden: no alert receivers are configured (alerts.receivers); nothing to test")
 			return 1
@@ -46,7 +40,7 @@ func alertsTest(fs *flag.FlagSet) runFunc {
 			fmt.Fprintf(c.stdout, "%s: sent\n", r.Name)
 		}
 		return code
-	}
+	})
 }
 
 // alertJSON is an alert as `alerts list --json` shows it.
