@@ -35,18 +35,38 @@ func when(t, now time.Time) string {
 	return localTime(t) + " (" + human.Duration(d, "") + " ago)"
 }
 
+// newTabWriter aligns columns as every table, detail list and help
+// text of the command line does.
+func newTabWriter(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+}
+
 // printTable writes a header and one aligned row per item, or only
-// ifEmpty when there are none.
+// ifEmpty when there are none; with ifEmpty "", an empty table is its
+// header alone.
 func printTable[T any](w io.Writer, items []T, ifEmpty, header string, row func(T) []string) {
-	if len(items) == 0 {
+	if len(items) == 0 && ifEmpty != "" {
 		fmt.Fprintln(w, ifEmpty)
 		return
 	}
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	tw := newTabWriter(w)
 	fmt.Fprintln(tw, header)
 	for _, it := range items {
 		fmt.Fprintln(tw, strings.Join(row(it), "\t"))
 	}
+	tw.Flush()
+}
+
+// printDetails writes the "Key:  value" lines that lines adds, the
+// values aligned; a line with the key "" continues the one above.
+func printDetails(w io.Writer, lines func(line func(k, v string))) {
+	tw := newTabWriter(w)
+	lines(func(k, v string) {
+		if k != "" {
+			k += ":"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", k, v)
+	})
 	tw.Flush()
 }
 

@@ -10,9 +10,8 @@ import (
 	"time"
 
 	"mailwarden/internal/alert"
-	"mailwarden/internal/daemon"
+	"mailwarden/internal/config"
 	"mailwarden/internal/store"
-	"mailwarden/internal/store/backend"
 )
 
 // alertsTestTimeout bounds `alerts test`: every receiver is tried at
@@ -23,12 +22,7 @@ const alertsTestTimeout = time.Minute
 // says for each whether it arrived. It needs only the config, so it
 // checks receivers before the daemon runs, as `config check` does.
 func alertsTest(fs *flag.FlagSet) runFunc {
-	configPath, dataDir := configFlags(fs)
-	return func(c *call) int {
-		cfg, err := daemon.LoadConfig(*configPath, *dataDir)
-		if err != nil {
-			return c.usage("%v", err)
-		}
+	return withConfig(fs, func(c *call, cfg config.Config) int {
 		if len(cfg.Alerts.Receivers) == 0 {
 			fmt.Fprintln(c.stderr, "mailwarden: no alert receivers are configured (alerts.receivers); nothing to test")
 			return 1
@@ -46,7 +40,7 @@ func alertsTest(fs *flag.FlagSet) runFunc {
 			fmt.Fprintf(c.stdout, "%s: sent\n", r.Name)
 		}
 		return code
-	}
+	})
 }
 
 // alertJSON is an alert as `alerts list --json` shows it.
@@ -76,20 +70,11 @@ func alertsList(fs *flag.FlagSet) runFunc {
 		if *limit < 1 {
 			return c.usage("--limit %d: want at least 1", *limit)
 		}
-		cfg, err := daemon.LoadConfig(*configPath, *dataDir)
-		if err != nil {
-			return c.usage("%v", err)
-		}
-		st, err := backend.Open(cfg, backend.Options{})
-		if err != nil {
-			return c.fail(err)
-		}
-		defer st.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		as, err := st.RecentAlerts(ctx, *limit)
-		if err != nil {
-			return c.fail(err)
+		as, code := readStore(c, *configPath, *dataDir, func(ctx context.Context, st store.Store, _ config.Config) ([]store.Alert, error) {
+			return st.RecentAlerts(ctx, *limit)
+		})
+		if code != 0 {
+			return code
 		}
 		if *asJSON {
 			out := make([]alertJSON, len(as))

@@ -15,18 +15,14 @@ import (
 // deletes an entry.
 func auditCmd(fs *flag.FlagSet) runFunc {
 	asJSON := jsonFlag(fs)
-	since := fs.String("since", "7d", "entries from this `time` on: a duration back from now (90m, 2h, 3d) or RFC 3339")
+	win := eventWindowFlags(fs, "7d", "entries")
 	who := fs.String("who", "", "only changes by this `user`: a system user, or web:NAME for a dashboard user")
-	limit := fs.Int("limit", adminapi.DefaultEventLimit, "show at most `N` entries, newest first")
 	return func(c *call) int {
-		t, err := parseWhen(*since, time.Now())
-		if err != nil {
-			return c.usage("--since: %v", err)
+		since, _, code := win.check(c, time.Now())
+		if code != 0 {
+			return code
 		}
-		if *limit < 1 || *limit > adminapi.MaxEventLimit {
-			return c.usage("--limit %d: want 1 to %d", *limit, adminapi.MaxEventLimit)
-		}
-		f := adminapi.AuditFilter(t, *who, *limit)
+		f := adminapi.AuditFilter(since, *who, *win.limit)
 		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) ([]adminapi.AuditEntry, error) {
 			evs, err := cl.Events(ctx, f)
 			out := make([]adminapi.AuditEntry, len(evs))

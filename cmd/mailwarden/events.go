@@ -17,30 +17,56 @@ import (
 // eventsCmd lists recorded decisions and admin actions, newest first.
 func eventsCmd(fs *flag.FlagSet) runFunc {
 	asJSON := jsonFlag(fs)
-	since := fs.String("since", "", "events from this `time` on: a duration back from now (90m, 2h, 3d) or RFC 3339")
-	until := fs.String("until", "", "events before this `time`: a duration back from now or RFC 3339")
+	win := eventWindowFlags(fs, "", "events")
+	win.until = fs.String("until", "", "events before this `time`: a duration back from now or RFC 3339")
 	kind := fs.String("kind", "", "only this `kind`: "+strings.Join(events.Kinds(), ", "))
 	host := fs.String("host", "", "only events for this client `IP`")
 	user := fs.String("user", "", "only events for this SASL `user` (or administrator, for admin events)")
-	limit := fs.Int("limit", adminapi.DefaultEventLimit, "show at most `N` events, newest first")
 	return func(c *call) int {
-		now := time.Now()
-		f := store.EventFilter{Kind: *kind, Client: *host, User: *user, Limit: *limit}
-		var err error
-		if f.Since, err = parseWhen(*since, now); err != nil {
-			return c.usage("--since: %v", err)
-		}
-		if f.Until, err = parseWhen(*until, now); err != nil {
-			return c.usage("--until: %v", err)
-		}
-		if *limit < 1 || *limit > adminapi.MaxEventLimit {
-			return c.usage("--limit %d: want 1 to %d", *limit, adminapi.MaxEventLimit)
+		f := store.EventFilter{Kind: *kind, Client: *host, User: *user, Limit: *win.limit}
+		var code int
+		if f.Since, f.Until, code = win.check(c, time.Now()); code != 0 {
+			return code
 		}
 		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) ([]adminapi.Event, error) { return cl.Events(ctx, f) },
 			func(w io.Writer, evs []adminapi.Event) {
 				printEvents(w, evs)
 			})
 	}
+}
+
+// eventWindow is --since, --limit and perhaps --until of the commands
+// that list the event log newest first: events and audit.
+type eventWindow struct {
+	since, until *string
+	limit        *int
+}
+
+// eventWindowFlags defines --since, with its default, and --limit; noun
+// names what is listed in their help.
+func eventWindowFlags(fs *flag.FlagSet, since, noun string) eventWindow {
+	return eventWindow{
+		since: fs.String("since", since, noun+" from this `time` on: a duration back from now (90m, 2h, 3d) or RFC 3339"),
+		limit: fs.Int("limit", adminapi.DefaultEventLimit, "show at most `N` "+noun+", newest first"),
+	}
+}
+
+// check reads --since and --until (zero when not given) and checks
+// --limit.
+func (e eventWindow) check(c *call, now time.Time) (since, until time.Time, code int) {
+	var err error
+	if since, err = parseWhen(*e.since, now); err != nil {
+		return since, until, c.usage("--since: %v", err)
+	}
+	if e.until != nil {
+		if until, err = parseWhen(*e.until, now); err != nil {
+			return since, until, c.usage("--until: %v", err)
+		}
+	}
+	if *e.limit < 1 || *e.limit > adminapi.MaxEventLimit {
+		return since, until, c.usage("--limit %d: want 1 to %d", *e.limit, adminapi.MaxEventLimit)
+	}
+	return since, until, 0
 }
 
 // parseWhen reads a point in time: "" (none), a duration back from now

@@ -2,6 +2,9 @@ package main
 
 import (
 	"flag"
+
+	"mailwarden/internal/config"
+	"mailwarden/internal/daemon"
 )
 
 // parseFlags parses fs over args, allowing flags after positional
@@ -30,6 +33,20 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 func configFlags(fs *flag.FlagSet) (configPath, dataDir *string) {
 	return fs.String("config", "", "config `file` (default: built-in defaults)"),
 		fs.String("data", "", "data `directory` (overrides data_dir)")
+}
+
+// withConfig defines --config and --data, like configFlags, and returns
+// the runFunc that loads the config as serve would and runs run with
+// it; a config that does not load ends the command with exit status 2.
+func withConfig(fs *flag.FlagSet, run func(c *call, cfg config.Config) int) runFunc {
+	configPath, dataDir := configFlags(fs)
+	return func(c *call) int {
+		cfg, err := daemon.LoadConfig(*configPath, *dataDir)
+		if err != nil {
+			return c.usage("%v", err)
+		}
+		return run(c, cfg)
+	}
 }
 
 // jsonFlag defines --json, which the commands that print a table take.

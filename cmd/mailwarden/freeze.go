@@ -99,15 +99,9 @@ func freezeSwitch(fs *flag.FlagSet, on bool) runFunc {
 	}
 }
 
-func freezeStatus(fs *flag.FlagSet) runFunc {
-	asJSON := jsonFlag(fs)
-	return func(c *call) int {
-		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) ([]adminapi.Freeze, error) { return cl.Freezes(ctx) },
-			func(w io.Writer, fz []adminapi.Freeze) {
-				printFreezes(w, fz, time.Now())
-			})
-	}
-}
+var freezeStatus = askCmd(func(ctx context.Context, cl *adminapi.Client, _ []string) ([]adminapi.Freeze, error) {
+	return cl.Freezes(ctx)
+}, printFreezes)
 
 // scopeFlag is the command-line flag that names f's scope.
 func scopeFlag(f adminapi.Freeze) string {

@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"mailwarden/internal/adminapi"
 	"mailwarden/internal/config"
-	"mailwarden/internal/daemon"
 	"mailwarden/internal/store"
-	"mailwarden/internal/store/backend"
 )
 
 func greylistList(fs *flag.FlagSet) runFunc {
@@ -24,16 +21,11 @@ func greylistList(fs *flag.FlagSet) runFunc {
 	passed := fs.Bool("passed", false, "list only triplets that passed")
 	limit := fs.Int("limit", 0, "list at most `N` triplets, newest first (0: all)")
 	return func(c *call) int {
-		st, _, code := openGreylist(c, *configPath, *dataDir)
-		if st == nil {
+		ts, code := readStore(c, *configPath, *dataDir, func(ctx context.Context, st store.Store, _ config.Config) ([]store.Triplet, error) {
+			return st.ListTriplets(ctx, store.TripletFilter{Pending: *pending, Passed: *passed, Limit: *limit}, time.Now())
+		})
+		if code != 0 {
 			return code
-		}
-		defer st.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		ts, err := st.ListTriplets(ctx, store.TripletFilter{Pending: *pending, Passed: *passed, Limit: *limit}, time.Now())
-		if err != nil {
-			return c.fail(err)
 		}
 		if *asJSON {
 			return c.json(tripletsJSON(ts))
@@ -47,16 +39,11 @@ func greylistStats(fs *flag.FlagSet) runFunc {
 	configPath, dataDir := configFlags(fs)
 	asJSON := jsonFlag(fs)
 	return func(c *call) int {
-		st, cfg, code := openGreylist(c, *configPath, *dataDir)
-		if st == nil {
+		s, code := readStore(c, *configPath, *dataDir, func(ctx context.Context, st store.Store, cfg config.Config) (store.GreylistStats, error) {
+			return st.GreylistStats(ctx, time.Now(), cfg.Greylist.AutoWhitelistAfter)
+		})
+		if code != 0 {
 			return code
-		}
-		defer st.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s, err := st.GreylistStats(ctx, time.Now(), cfg.Greylist.AutoWhitelistAfter)
-		if err != nil {
-			return c.fail(err)
 		}
 		if *asJSON {
 			return c.json(map[string]int{
@@ -67,20 +54,6 @@ func greylistStats(fs *flag.FlagSet) runFunc {
 			s.Pending, s.Passed, s.WhitelistedClients)
 		return 0
 	}
-}
-
-// openGreylist opens the store that serve would, given the same config
-// and data directory, for the commands that read it without the daemon.
-func openGreylist(c *call, configPath, dataDir string) (store.Store, config.Config, int) {
-	cfg, err := daemon.LoadConfig(configPath, dataDir)
-	if err != nil {
-		return nil, cfg, c.usage("%v", err)
-	}
-	st, err := backend.Open(cfg, backend.Options{})
-	if err != nil {
-		return nil, cfg, c.fail(err)
-	}
-	return st, cfg, 0
 }
 
 // greylistAllow lets a waiting triplet through at once. It goes through
@@ -127,14 +100,11 @@ func state(t store.Triplet) string {
 }
 
 func printTriplets(w io.Writer, ts []store.Triplet) {
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLIENT\tSENDER\tRECIPIENT\tSTATE\tATTEMPTS\tFIRST SEEN\tLAST SEEN")
-	for _, t := range ts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", printable(t.Client), printable(displayAddr(t.Sender)),
-			printable(t.Recipient), state(t), t.Attempts,
-			t.FirstSeen.Local().Format(time.DateTime), t.LastSeen.Local().Format(time.DateTime))
-	}
-	tw.Flush()
+	printTable(w, ts, "", "CLIENT\tSENDER\tRECIPIENT\tSTATE\tATTEMPTS\tFIRST SEEN\tLAST SEEN", func(t store.Triplet) []string {
+		return []string{printable(t.Client), printable(displayAddr(t.Sender)),
+			printable(t.Recipient), state(t), strconv.Itoa(t.Attempts),
+			t.FirstSeen.Local().Format(time.DateTime), t.LastSeen.Local().Format(time.DateTime)}
+	})
 }
 
 func displayAddr(a string) string {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"unicode"
 	"unicode/utf8"
 
@@ -93,7 +92,7 @@ func printHelp(w io.Writer, c *command, fs *flag.FlagSet) {
 		return
 	}
 	fmt.Fprintln(w, "\nFlags:")
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	tw := newTabWriter(w)
 	fs.VisitAll(func(f *flag.Flag) {
 		arg, usage := flag.UnquoteUsage(f)
 		if arg != "" {

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"mailwarden/internal/adminapi"
@@ -168,56 +167,55 @@ func printHosts(w io.Writer, hs []adminapi.Host, now time.Time) {
 }
 
 func printHost(w io.Writer, h adminapi.Host, now time.Time) {
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	line("IP", h.IP)
-	line("Site", orDash(printableText(h.Site)))
-	line("Internal", strconv.FormatBool(h.Internal))
-	line("Status", h.Status)
-	line("First seen", when(h.FirstSeen, now))
-	line("Last seen", when(h.LastSeen, now))
-	var counts []string
-	for _, k := range hosts.Kinds {
-		if n := h.Evidence[k]; n > 0 {
-			counts = append(counts, fmt.Sprintf("%s %d", k, n))
+	printDetails(w, func(line func(k, v string)) {
+		line("IP", h.IP)
+		line("Site", orDash(printableText(h.Site)))
+		line("Internal", strconv.FormatBool(h.Internal))
+		line("Status", h.Status)
+		line("First seen", when(h.FirstSeen, now))
+		line("Last seen", when(h.LastSeen, now))
+		var counts []string
+		for _, k := range hosts.Kinds {
+			if n := h.Evidence[k]; n > 0 {
+				counts = append(counts, fmt.Sprintf("%s %d", k, n))
+			}
 		}
-	}
-	line("Evidence", orDash(strings.Join(counts, ", ")))
-	if t := h.Trap; t != nil {
-		line("Trap hits", fmt.Sprintf("%d, %s to %s", t.Count, localTime(t.FirstSeen), when(t.LastSeen, now)))
-		// HELO and MAIL FROM are whatever the infected machine sent.
-		line("  last HELO", orDash(printable(t.LastHelo)))
-		line("  last MAIL FROM", orDash(printable(t.LastMailFrom)))
-		line("  last destination", orDash(printable(t.LastDst)))
-	} else {
-		line("Trap hits", "none")
-	}
-	var open []string
-	for _, p := range h.OpenPorts {
-		if p.Open {
-			open = append(open, fmt.Sprintf("%d (open since %s, checked %s)", p.Port, localTime(p.FirstOpen), localTime(p.LastChecked)))
+		line("Evidence", orDash(strings.Join(counts, ", ")))
+		if t := h.Trap; t != nil {
+			line("Trap hits", fmt.Sprintf("%d, %s to %s", t.Count, localTime(t.FirstSeen), when(t.LastSeen, now)))
+			// HELO and MAIL FROM are whatever the infected machine sent.
+			line("  last HELO", orDash(printable(t.LastHelo)))
+			line("  last MAIL FROM", orDash(printable(t.LastMailFrom)))
+			line("  last destination", orDash(printable(t.LastDst)))
+		} else {
+			line("Trap hits", "none")
 		}
-	}
-	line("Open ports", orDash(strings.Join(open, "; ")))
-	if len(h.ActiveLatches) == 0 {
-		line("Active latches", "none")
-	}
-	for _, l := range h.ActiveLatches {
-		line("Active latch", fmt.Sprintf("%s %s since %s: %s", printable(l.ID), printable(l.Rule),
-			localTime(l.FirstSeen), printableText(l.Reason)))
-	}
-	if l := h.LastLogin; l != nil {
-		line("Last mail login", fmt.Sprintf("%s (%s) %s", printable(l.User), orDash(printable(l.Service)), when(l.Time, now)))
-	} else {
-		line("Last mail login", "-")
-	}
-	for _, n := range h.Notes {
-		line("Note", fmt.Sprintf("%s by %s: %s", localTime(n.Time), printable(n.By), printableText(n.Text)))
-	}
-	for _, d := range h.Disinfections {
-		line("Disinfected", fmt.Sprintf("%s by %s: %s", localTime(d.Time), printable(d.By), printableText(d.Note)))
-	}
-	tw.Flush()
+		var open []string
+		for _, p := range h.OpenPorts {
+			if p.Open {
+				open = append(open, fmt.Sprintf("%d (open since %s, checked %s)", p.Port, localTime(p.FirstOpen), localTime(p.LastChecked)))
+			}
+		}
+		line("Open ports", orDash(strings.Join(open, "; ")))
+		if len(h.ActiveLatches) == 0 {
+			line("Active latches", "none")
+		}
+		for _, l := range h.ActiveLatches {
+			line("Active latch", fmt.Sprintf("%s %s since %s: %s", printable(l.ID), printable(l.Rule),
+				localTime(l.FirstSeen), printableText(l.Reason)))
+		}
+		if l := h.LastLogin; l != nil {
+			line("Last mail login", fmt.Sprintf("%s (%s) %s", printable(l.User), orDash(printable(l.Service)), when(l.Time, now)))
+		} else {
+			line("Last mail login", "-")
+		}
+		for _, n := range h.Notes {
+			line("Note", fmt.Sprintf("%s by %s: %s", localTime(n.Time), printable(n.By), printableText(n.Text)))
+		}
+		for _, d := range h.Disinfections {
+			line("Disinfected", fmt.Sprintf("%s by %s: %s", localTime(d.Time), printable(d.By), printableText(d.Note)))
+		}
+	})
 	if len(h.Events) > 0 {
 		fmt.Fprintln(w, "\nRecent events:")
 		printEvents(w, h.Events)

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"mailwarden/internal/adminapi"
@@ -21,13 +19,9 @@ import (
 // is sending, what waits in the queue, new mailboxes, rate trips,
 // antivirus, the store and alerts, each with the command that acts on
 // it. It only reads.
-func incidentCmd(fs *flag.FlagSet) runFunc {
-	asJSON := jsonFlag(fs)
-	return func(c *call) int {
-		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.Incident, error) { return cl.Incident(ctx) },
-			func(w io.Writer, in adminapi.Incident) { printIncident(w, in, time.Now()) })
-	}
-}
+var incidentCmd = askCmd(func(ctx context.Context, cl *adminapi.Client, _ []string) (adminapi.Incident, error) {
+	return cl.Incident(ctx)
+}, printIncident)
 
 func printIncident(w io.Writer, in adminapi.Incident, now time.Time) {
 	fmt.Fprintf(w, "Incident report of %s; senders and rate trips over the last %s.\n", localTime(in.Time), in.Window)
@@ -66,13 +60,10 @@ func printIncident(w io.Writer, in adminapi.Incident, now time.Time) {
 			name = "in no site"
 		}
 		fmt.Fprintf(w, "%s (%d):\n", name, len(s.Hosts))
-		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "  IP\tSTATUS\tLAST SEEN\tEVIDENCE\tLAST MAIL USER")
-		for _, h := range s.Hosts {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", printable(h.IP), printable(h.Status), when(h.LastSeen, now),
-				evidence(h.Evidence), orDash(printable(h.LastUser)))
-		}
-		tw.Flush()
+		printTable(w, s.Hosts, "", "  IP\tSTATUS\tLAST SEEN\tEVIDENCE\tLAST MAIL USER", func(h adminapi.IncidentHost) []string {
+			return []string{"  " + printable(h.IP), printable(h.Status), when(h.LastSeen, now),
+				evidence(h.Evidence), orDash(printable(h.LastUser))}
+		})
 	}
 	if shown := hostCount(in.Hosts.Sites); shown < in.Hosts.Total {
 		fmt.Fprintf(w, "%d more: mailwarden hosts list\n", in.Hosts.Total-shown)
@@ -174,16 +165,9 @@ func actions(w io.Writer, cmds []string) {
 
 // counts prints a top-N count, or nothing when it is empty.
 func counts(w io.Writer, what string, cs []mtaqueue.Count) {
-	if len(cs) == 0 {
-		fmt.Fprintf(w, "%s: none\n", strings.ToLower(what))
-		return
-	}
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "%s\tCOUNT\n", what)
-	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%d\n", printable(c.Key), c.Messages)
-	}
-	tw.Flush()
+	printTable(w, cs, strings.ToLower(what)+": none", what+"\tCOUNT", func(c mtaqueue.Count) []string {
+		return []string{printable(c.Key), strconv.Itoa(c.Messages)}
+	})
 }
 
 // evidence says "trap 3, forgery 1" in the registry's kind order.

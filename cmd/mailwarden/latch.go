@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"mailwarden/internal/adminapi"
@@ -32,15 +31,9 @@ func latchList(fs *flag.FlagSet) runFunc {
 	}
 }
 
-func latchShow(fs *flag.FlagSet) runFunc {
-	asJSON := jsonFlag(fs)
-	return func(c *call) int {
-		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.Latch, error) { return cl.Latch(ctx, c.pos[0]) },
-			func(w io.Writer, l adminapi.Latch) {
-				printLatch(w, l, time.Now())
-			})
-	}
-}
+var latchShow = askCmd(func(ctx context.Context, cl *adminapi.Client, args []string) (adminapi.Latch, error) {
+	return cl.Latch(ctx, args[0])
+}, printLatch)
 
 func latchClear(fs *flag.FlagSet) runFunc {
 	asJSON := jsonFlag(fs)
@@ -60,42 +53,37 @@ func latchClear(fs *flag.FlagSet) runFunc {
 }
 
 func printLatches(w io.Writer, ls []adminapi.Latch, all bool, now time.Time) {
-	if len(ls) == 0 {
-		if all {
-			fmt.Fprintln(w, "no latches")
-		} else {
-			fmt.Fprintln(w, "no active latches")
-		}
-		return
+	ifEmpty := "no active latches"
+	if all {
+		ifEmpty = "no latches"
 	}
-	printTable(w, ls, "", "ID\tKIND\tKEY\tSITE\tRULE\tEVIDENCE\tCOUNT\tSTATUS\tLAST SEEN\tREASON", func(l adminapi.Latch) []string {
+	printTable(w, ls, ifEmpty, "ID\tKIND\tKEY\tSITE\tRULE\tEVIDENCE\tCOUNT\tSTATUS\tLAST SEEN\tREASON", func(l adminapi.Latch) []string {
 		return []string{printable(l.ID), l.Kind, printable(l.Key), orDash(printableText(l.Site)), printable(l.Rule),
 			orDash(printable(l.Evidence)), strconv.Itoa(l.Count), l.Status, when(l.LastSeen, now), printableText(l.Reason)}
 	})
 }
 
 func printLatch(w io.Writer, l adminapi.Latch, now time.Time) {
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	line("ID", printable(l.ID))
-	line("Status", l.Status)
-	line("Kind", l.Kind)
-	line("Key", printable(l.Key))
-	line("Site", orDash(printableText(l.Site)))
-	line("Rule", printableText(l.Rule))
-	line("Reason", printableText(l.Reason))
-	line("Evidence", orDash(printableText(l.Evidence)))
-	line("Count", fmt.Sprint(l.Count))
-	line("First seen", when(l.FirstSeen, now))
-	line("Last seen", when(l.LastSeen, now))
-	if l.Expires.IsZero() {
-		line("Expires", "never (until cleared)")
-	} else {
-		line("Expires", when(l.Expires, now))
-	}
-	if !l.ClearedAt.IsZero() {
-		line("Cleared", when(l.ClearedAt, now)+" by "+printableText(l.ClearedBy))
-		line("Note", printableText(l.ClearNote))
-	}
-	tw.Flush()
+	printDetails(w, func(line func(k, v string)) {
+		line("ID", printable(l.ID))
+		line("Status", l.Status)
+		line("Kind", l.Kind)
+		line("Key", printable(l.Key))
+		line("Site", orDash(printableText(l.Site)))
+		line("Rule", printableText(l.Rule))
+		line("Reason", printableText(l.Reason))
+		line("Evidence", orDash(printableText(l.Evidence)))
+		line("Count", fmt.Sprint(l.Count))
+		line("First seen", when(l.FirstSeen, now))
+		line("Last seen", when(l.LastSeen, now))
+		if l.Expires.IsZero() {
+			line("Expires", "never (until cleared)")
+		} else {
+			line("Expires", when(l.Expires, now))
+		}
+		if !l.ClearedAt.IsZero() {
+			line("Cleared", when(l.ClearedAt, now)+" by "+printableText(l.ClearedBy))
+			line("Note", printableText(l.ClearNote))
+		}
+	})
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -218,7 +217,7 @@ func printAudit(w io.Writer, r *mailbox.Report, snapFile string, all bool) {
 	}
 	if len(r.LocalParts) > 0 {
 		fmt.Fprintln(w, "\nLocal parts on many domains or near a role name:")
-		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+		tw := newTabWriter(w)
 		fmt.Fprintln(tw, "LOCAL PART\tDOMAINS\tNEAR ROLE\tSUSPECT")
 		for _, lp := range r.LocalParts {
 			near := "-"
@@ -234,7 +233,7 @@ func printAudit(w io.Writer, r *mailbox.Report, snapFile string, all bool) {
 		title = "\nEvery mailbox:"
 	}
 	fmt.Fprintln(w, title)
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	tw := newTabWriter(w)
 	fmt.Fprintln(tw, "ADDRESS\tOWNER\tCREATED\tFLAGS\tSUSPECT\tFILE:LINE")
 	for _, e := range r.Entries() {
 		if !all && !e.Suspect {

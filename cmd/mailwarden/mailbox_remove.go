@@ -6,8 +6,8 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"mailwarden/internal/mailbox"
 )
@@ -170,9 +170,7 @@ func (m *mailboxCmd) printResult(p *mailbox.Plan, res *mailbox.Result) {
 		return
 	}
 	fmt.Fprintf(w, "Backup: %s\n", res.Backup)
-	for _, path := range res.Edited {
-		fmt.Fprintf(w, "edited and verified: %s\n", printable(path))
-	}
+	printEach(w, "edited and verified", res.Edited)
 	for _, mv := range res.Moved {
 		fmt.Fprintf(w, "quarantined: %s -> %s\n", printable(mv.From), printable(mv.To))
 	}
@@ -187,9 +185,7 @@ func (m *mailboxCmd) printResult(p *mailbox.Plan, res *mailbox.Result) {
 	for _, t := range p.NotFound {
 		fmt.Fprintf(w, "not found: %s\n", printable(t.String()))
 	}
-	for _, u := range res.Skipped {
-		fmt.Fprintf(w, "skipped after a failure: %s\n", printable(u))
-	}
+	printEach(w, "skipped after a failure", res.Skipped)
 	for _, err := range res.Failed {
 		fmt.Fprintf(m.stderr, "mailwarden mailbox remove: %s\n", printableText(err.Error()))
 	}
@@ -216,18 +212,10 @@ func mailboxRestore(fs *flag.FlagSet) runFunc {
 		res, err := mailbox.Restore(dir, mailbox.RestoreOptions{Force: *force})
 		w := m.stdout
 		if res != nil {
-			for _, p := range res.Restored {
-				fmt.Fprintf(w, "restored: %s\n", printable(p))
-			}
-			for _, p := range res.MovedBack {
-				fmt.Fprintf(w, "moved back: %s\n", printable(p))
-			}
-			for _, p := range res.Saved {
-				fmt.Fprintf(w, "saved the overwritten content: %s\n", printable(p))
-			}
-			for _, p := range res.Untouched {
-				fmt.Fprintf(w, "left alone (the removal never edited it): %s\n", printable(p))
-			}
+			printEach(w, "restored", res.Restored)
+			printEach(w, "moved back", res.MovedBack)
+			printEach(w, "saved the overwritten content", res.Saved)
+			printEach(w, "left alone (the removal never edited it)", res.Untouched)
 			if len(res.Unchanged) > 0 {
 				fmt.Fprintf(w, "%d files already had their old content\n", len(res.Unchanged))
 			}
@@ -246,7 +234,7 @@ func mailboxRestore(fs *flag.FlagSet) runFunc {
 
 func mailboxBackups(fs *flag.FlagSet) runFunc {
 	m := newMailboxCmd(fs)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	asJSON := jsonFlag(fs)
 	return func(c *call) int {
 		if code := m.load(c); code >= 0 {
 			return code
@@ -269,16 +257,17 @@ func mailboxBackups(fs *flag.FlagSet) runFunc {
 }
 
 func printBackups(w io.Writer, list []mailbox.BackupInfo, dir string) {
-	if len(list) == 0 {
-		fmt.Fprintf(w, "no backups in %s\n", dir)
-		return
+	printTable(w, list, "no backups in "+dir, "ID\tCREATED\tMAILBOXES\tLINES\tFILES\tMOVED\tSTATE", func(b mailbox.BackupInfo) []string {
+		return []string{b.ID, localTime(b.Created), strconv.Itoa(b.Mailboxes), strconv.Itoa(b.Lines), strconv.Itoa(b.Files),
+			strconv.Itoa(b.Moves), orDash(b.State)}
+	})
+}
+
+// printEach prints one "what: item" line per item.
+func printEach(w io.Writer, what string, items []string) {
+	for _, it := range items {
+		fmt.Fprintf(w, "%s: %s\n", what, printable(it))
 	}
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tCREATED\tMAILBOXES\tLINES\tFILES\tMOVED\tSTATE")
-	for _, b := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", b.ID, localTime(b.Created), b.Mailboxes, b.Lines, b.Files, b.Moves, orDash(b.State))
-	}
-	tw.Flush()
 }
 
 // plural writes a count with its noun: "1 line", "2 lines", "3 mailboxes".

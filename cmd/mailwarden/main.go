@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	"mailwarden/internal/adminapi"
 	"mailwarden/internal/daemon"
@@ -228,6 +229,20 @@ func versionString() string {
 		return bi.Main.Version
 	}
 	return "dev"
+}
+
+// askCmd is the setup of a command whose only flag is --json: it asks
+// the daemon with req, given the positional arguments, and prints the
+// answer with show, or as JSON.
+func askCmd[T any](req func(ctx context.Context, cl *adminapi.Client, args []string) (T, error),
+	show func(w io.Writer, v T, now time.Time)) func(*flag.FlagSet) runFunc {
+	return func(fs *flag.FlagSet) runFunc {
+		asJSON := jsonFlag(fs)
+		return func(c *call) int {
+			return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (T, error) { return req(ctx, cl, c.pos) },
+				func(w io.Writer, v T) { show(w, v, time.Now()) })
+		}
+	}
 }
 
 // ask sends one request to the daemon and prints the answer: as JSON

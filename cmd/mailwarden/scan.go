@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"text/tabwriter"
+	"strconv"
 
 	"mailwarden/internal/adminapi"
 	"mailwarden/internal/config"
@@ -48,16 +48,9 @@ func scanCmd(fs *flag.FlagSet) runFunc {
 }
 
 func printScan(w io.Writer, res adminapi.ScanResult) {
-	if len(res.OpenPorts) > 0 {
-		tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "IP\tPORT\tFOUND")
-		for _, o := range res.OpenPorts {
-			fmt.Fprintf(tw, "%s\t%d\t%s\n", printable(o.IP), o.Port, localTime(o.Time))
-		}
-		tw.Flush()
-	} else {
-		fmt.Fprintln(w, "no open ports found")
-	}
+	printTable(w, res.OpenPorts, "no open ports found", "IP\tPORT\tFOUND", func(o adminapi.ScanOpen) []string {
+		return []string{printable(o.IP), strconv.Itoa(o.Port), localTime(o.Time)}
+	})
 	fmt.Fprintf(w, "probed %d: %d open, %d closed, %d errors in %.1fs\n",
 		res.Probed, res.Open, res.Closed, res.Errors, res.DurationSeconds)
 }

@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"mailwarden/internal/adminapi"
@@ -19,66 +18,54 @@ import (
 // clamd's health and signature age.
 // Stale signatures are reported, not failed on: exit status 0 unless
 // the daemon cannot be asked.
-func statusCmd(fs *flag.FlagSet) runFunc {
-	asJSON := jsonFlag(fs)
-	return func(c *call) int {
-		return ask(c, *asJSON, func(ctx context.Context, cl *adminapi.Client) (adminapi.Status, error) { return cl.Status(ctx) },
-			func(w io.Writer, st adminapi.Status) {
-				printStatus(w, st, time.Now())
-			})
-	}
-}
+var statusCmd = askCmd(func(ctx context.Context, cl *adminapi.Client, _ []string) (adminapi.Status, error) {
+	return cl.Status(ctx)
+}, printStatus)
 
 func printStatus(w io.Writer, st adminapi.Status, now time.Time) {
-	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	line := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
-	line("Version:", orDash(printable(st.Version)))
-	if st.Started.IsZero() {
-		line("Uptime:", "-")
-	} else {
-		line("Uptime:", human.Duration(time.Duration(st.UptimeSeconds)*time.Second, "")+" (since "+localTime(st.Started)+")")
-	}
-	if len(st.Freezes) == 0 {
-		line("Freezes:", "none")
-	}
-	for i, f := range st.Freezes {
-		k := "Freezes:"
-		if i > 0 {
-			k = ""
-		}
-		v := printableText(adminapi.DescribeScope(f.Scope, f.Value)) + ", since " + when(f.Since, now) + " by " + printable(f.By)
-		if f.Note != "" {
-			v += ": " + printableText(f.Note)
-		}
-		line(k, v)
-	}
-	line("Active latches:", strconv.Itoa(st.ActiveLatches))
-	storeLines(line, st.Store, now)
 	av := st.Antivirus
-	switch {
-	case !av.Enabled:
-		line("Antivirus:", "disabled")
-	case av.SignatureMaxAgeSeconds > 0:
-		line("Antivirus:", "enabled, signatures stale after "+maxAge(av))
-	default:
-		line("Antivirus:", "enabled, no signature age limit")
-	}
-	tw.Flush()
+	printDetails(w, func(line func(k, v string)) {
+		line("Version", orDash(printable(st.Version)))
+		if st.Started.IsZero() {
+			line("Uptime", "-")
+		} else {
+			line("Uptime", human.Duration(time.Duration(st.UptimeSeconds)*time.Second, "")+" (since "+localTime(st.Started)+")")
+		}
+		if len(st.Freezes) == 0 {
+			line("Freezes", "none")
+		}
+		for i, f := range st.Freezes {
+			k := "Freezes"
+			if i > 0 {
+				k = ""
+			}
+			v := printableText(adminapi.DescribeScope(f.Scope, f.Value)) + ", since " + when(f.Since, now) + " by " + printable(f.By)
+			if f.Note != "" {
+				v += ": " + printableText(f.Note)
+			}
+			line(k, v)
+		}
+		line("Active latches", strconv.Itoa(st.ActiveLatches))
+		storeLines(line, st.Store, now)
+		switch {
+		case !av.Enabled:
+			line("Antivirus", "disabled")
+		case av.SignatureMaxAgeSeconds > 0:
+			line("Antivirus", "enabled, signatures stale after "+maxAge(av))
+		default:
+			line("Antivirus", "enabled, no signature age limit")
+		}
+	})
 	defer storeWarning(w, st.Store)
 	if len(av.Servers) == 0 {
 		return
 	}
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLAMD\tSTATUS\tENGINE\tSIGNATURES\tCHECKED\tLAST ERROR")
-	stale := false
-	for _, s := range av.Servers {
-		stale = stale || s.Stale
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(s.Addr), serverState(s),
-			orDash(printableText(s.Engine)), signatures(s), checked(s.Checked, now), orDash(printableText(s.LastError)))
-	}
-	tw.Flush()
-	if stale {
+	printTable(w, av.Servers, "", "CLAMD\tSTATUS\tENGINE\tSIGNATURES\tCHECKED\tLAST ERROR", func(s adminapi.ClamdServer) []string {
+		return []string{printable(s.Addr), serverState(s),
+			orDash(printableText(s.Engine)), signatures(s), checked(s.Checked, now), orDash(printableText(s.LastError))}
+	})
+	if slices.ContainsFunc(av.Servers, func(s adminapi.ClamdServer) bool { return s.Stale }) {
 		fmt.Fprintf(w, "\nSTALE: signatures older than %s (antivirus.signature_max_age): is freshclam running, and can it reach its mirrors?\n",
 			maxAge(av))
 	}

@@ -21,9 +21,9 @@ func storeLines(line func(k, v string), st *adminapi.StoreStatus, now time.Time)
 	}
 	backend := orDash(printable(st.Backend))
 	if st.Up {
-		line("Store:", backend+", writing (checked "+checked(st.Checked, now)+")")
+		line("Store", backend+", writing (checked "+checked(st.Checked, now)+")")
 	} else {
-		line("Store:", backend+", CANNOT WRITE since "+when(st.Since, now)+": "+printableText(st.LastError))
+		line("Store", backend+", CANNOT WRITE since "+when(st.Since, now)+": "+printableText(st.LastError))
 	}
 	if st.LostWrites == 0 {
 		return
@@ -35,7 +35,7 @@ func storeLines(line func(k, v string), st *adminapi.StoreStatus, now time.Time)
 	if st.Up && st.LastError != "" {
 		v += "; last store error " + when(st.LastErrorAt, now) + ": " + printableText(st.LastError)
 	}
-	line("Lost writes:", v)
+	line("Lost writes", v)
 }
 
 // storeWarning ends status with what to do while the store cannot write.

@@ -21,13 +21,8 @@ import (
 // directory that exists but holds no store needs, since the daemon will
 // not start on one (it may be a disk that is not mounted).
 func storeInit(fs *flag.FlagSet) runFunc {
-	configPath, dataDir := configFlags(fs)
 	force := fs.Bool("force", false, "move an existing store aside (never deleted) and start over with no latches, freezes or users")
-	return func(c *call) int {
-		cfg, err := daemon.LoadConfig(*configPath, *dataDir)
-		if err != nil {
-			return c.usage("%v", err)
-		}
+	return withConfig(fs, func(c *call, cfg config.Config) int {
 		id, err := backend.Init(cfg, *force, nil)
 		if err != nil {
 			return c.fail(err)
@@ -38,19 +33,14 @@ func storeInit(fs *flag.FlagSet) runFunc {
 		}
 		// The new store's audit log starts with who made it.
 		return c.auditIn(cfg, what)
-	}
+	})
 }
 
 // storeBackup writes a consistent copy of the store, while the daemon
 // runs or not: the way to copy a store, since copying mailwarden.db
 // under a running daemon misses what is still in its WAL.
 func storeBackup(fs *flag.FlagSet) runFunc {
-	configPath, dataDir := configFlags(fs)
-	return func(c *call) int {
-		cfg, err := daemon.LoadConfig(*configPath, *dataDir)
-		if err != nil {
-			return c.usage("%v", err)
-		}
+	return withConfig(fs, func(c *call, cfg config.Config) int {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		if err := backend.Backup(ctx, cfg, c.pos[0]); err != nil {
@@ -58,19 +48,14 @@ func storeBackup(fs *flag.FlagSet) runFunc {
 		}
 		fmt.Fprintf(c.stdout, "backed up the store in %s to %s\n", cfg.DataDir, c.pos[0])
 		return 0
-	}
+	})
 }
 
 // storeRestore puts a backup in place of the store; the daemon must be
 // stopped, and what it replaces is moved aside.
 func storeRestore(fs *flag.FlagSet) runFunc {
-	configPath, dataDir := configFlags(fs)
 	force := fs.Bool("force", false, "restore a backup of another store than the one the directory held")
-	return func(c *call) int {
-		cfg, err := daemon.LoadConfig(*configPath, *dataDir)
-		if err != nil {
-			return c.usage("%v", err)
-		}
+	return withConfig(fs, func(c *call, cfg config.Config) int {
 		if conn, err := net.DialTimeout("unix", adminapi.SocketPath(cfg), time.Second); err == nil {
 			conn.Close()
 			return c.fail(fmt.Errorf("the daemon is running on %s: stop it first (systemctl stop mailwarden)", cfg.DataDir))
@@ -81,7 +66,7 @@ func storeRestore(fs *flag.FlagSet) runFunc {
 		}
 		what := fmt.Sprintf("restored store %d in %s from %s", id, cfg.DataDir, c.pos[0])
 		return c.auditIn(cfg, what)
-	}
+	})
 }
 
 // auditIn records what a store command did, already done, in the audit
@@ -95,6 +80,30 @@ func (c *call) auditIn(cfg config.Config, what string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return c.audited(ctx, st, cfg, what, nil)
+}
+
+// readStore opens the store that serve would, given the same config and
+// data directory, and returns what read finds in it: the way the
+// commands that only read the store work without the daemon. A code
+// other than 0 ends the command (the error is printed): 2 for a bad
+// config, 1 for a store that cannot be opened or read.
+func readStore[T any](c *call, configPath, dataDir string, read func(context.Context, store.Store, config.Config) (T, error)) (T, int) {
+	var v T
+	cfg, err := daemon.LoadConfig(configPath, dataDir)
+	if err != nil {
+		return v, c.usage("%v", err)
+	}
+	st, err := backend.Open(cfg, backend.Options{})
+	if err != nil {
+		return v, c.fail(err)
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if v, err = read(ctx, st, cfg); err != nil {
+		return v, c.fail(err)
+	}
+	return v, 0
 }
 
 // record puts what a command did, already done, in the audit log of the

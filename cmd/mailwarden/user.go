@@ -11,7 +11,6 @@ import (
 	"os/user"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"mailwarden/internal/account"
@@ -206,12 +205,9 @@ func (u *userCmd) list(st store.Store, asJSON bool) int {
 		}
 		return writeJSON(u.stdout, u.stderr, out)
 	}
-	tw := tabwriter.NewWriter(u.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tCHANGED")
-	for _, x := range us {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(x.Name), printable(x.Role), localTime(x.Created), localTime(x.Changed))
-	}
-	tw.Flush()
+	printTable(u.stdout, us, "", "NAME\tROLE\tCREATED\tCHANGED", func(x store.User) []string {
+		return []string{printable(x.Name), printable(x.Role), localTime(x.Created), localTime(x.Changed)}
+	})
 	return 0
 }
 

@@ -145,10 +145,7 @@ func (s *Server) LiftFreeze(ctx context.Context, who, scope, value, note string)
 // NoteHost adds a note to a host; it may have no evidence yet (an
 // administrator noting a machine they were told about).
 func (s *Server) NoteHost(ctx context.Context, who string, ip netip.Addr, text string) (HostNote, error) {
-	if s.hosts == nil {
-		return HostNote{}, errNoHosts
-	}
-	text, err := requiredNote(text, "the note text is empty")
+	text, err := s.hostNote(text, "the note text is empty")
 	if err != nil {
 		return HostNote{}, err
 	}
@@ -165,10 +162,7 @@ func (s *Server) NoteHost(ctx context.Context, who string, ip netip.Addr, text s
 // DisinfectHost declares a host clean and clears its latches. A note is
 // required: the audit trail must say what was done to the machine.
 func (s *Server) DisinfectHost(ctx context.Context, who string, ip netip.Addr, note string) (DisinfectResult, error) {
-	if s.hosts == nil {
-		return DisinfectResult{}, errNoHosts
-	}
-	note, err := requiredNote(note, "a note saying what was done is required to disinfect a host")
+	note, err := s.hostNote(note, "a note saying what was done is required to disinfect a host")
 	if err != nil {
 		return DisinfectResult{}, err
 	}
@@ -295,6 +289,15 @@ func (s *Server) audited(err error, done, doing string) error {
 		return s.failed(doing, err)
 	}
 	return nil
+}
+
+// hostNote checks what a host action needs: the host registry, and a
+// note that is not empty (ifEmpty says why it must not be).
+func (s *Server) hostNote(note, ifEmpty string) (string, error) {
+	if s.hosts == nil {
+		return "", errNoHosts
+	}
+	return requiredNote(note, ifEmpty)
 }
 
 // requiredNote checks a note that must not be empty; ifEmpty says why.

@@ -33,11 +33,7 @@ func (s *Server) listLatches(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, "listing latches", err)
 		return
 	}
-	out := make([]Latch, 0, len(ls))
-	for _, l := range ls {
-		out = append(out, LatchFromStore(l, now))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, ls, func(l store.Latch) Latch { return LatchFromStore(l, now) })
 }
 
 func (s *Server) getLatch(w http.ResponseWriter, r *http.Request) {
@@ -66,11 +62,7 @@ func (s *Server) listFreezes(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, "listing freezes", err)
 		return
 	}
-	out := make([]Freeze, 0, len(fs))
-	for _, f := range fs {
-		out = append(out, FreezeFromStore(f))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, fs, FreezeFromStore)
 }
 
 func (s *Server) setFreeze(w http.ResponseWriter, r *http.Request) {
@@ -129,9 +121,5 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, "querying events", err)
 		return
 	}
-	out := make([]Event, 0, len(evs))
-	for _, e := range evs {
-		out = append(out, EventFromStore(e))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, evs, EventFromStore)
 }

@@ -185,11 +185,7 @@ func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	out := make([]Host, 0, len(hs))
-	for _, h := range hs {
-		out = append(out, HostFromRegistry(h, now))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, hs, func(h hosts.Host) Host { return HostFromRegistry(h, now) })
 }
 
 func (s *Server) getHost(w http.ResponseWriter, r *http.Request) {
@@ -252,12 +248,10 @@ func (s *Server) timeline(w http.ResponseWriter, r *http.Request) {
 		s.storeError(w, "building the timeline", err)
 		return
 	}
-	out := make([]TimelineEntry, 0, len(es))
-	for _, e := range es {
-		out = append(out, TimelineEntry{Time: e.Time, IP: e.IP, Site: e.Site, Kind: e.Kind,
-			Detail: e.Detail, User: e.User, Recipients: e.Recipients})
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeList(w, es, func(e hosts.Entry) TimelineEntry {
+		return TimelineEntry{Time: e.Time, IP: e.IP, Site: e.Site, Kind: e.Kind,
+			Detail: e.Detail, User: e.User, Recipients: e.Recipients}
+	})
 }
 
 // Hosts lists suspect hosts matching f, newest evidence first.

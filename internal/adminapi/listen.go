@@ -45,30 +45,33 @@ func (s *Server) Listen(path string, mode os.FileMode, owner, group string) (net
 // LookupOwner resolves owner and group names or numeric ids; "" is -1,
 // which os.Chown leaves unchanged.
 func LookupOwner(owner, group string) (uid, gid int, err error) {
-	uid, gid = -1, -1
-	if owner != "" {
-		if uid, err = strconv.Atoi(owner); err != nil {
-			u, lerr := user.Lookup(owner)
-			if lerr != nil {
-				return -1, -1, fmt.Errorf("owner %q: no such user: %w", owner, lerr)
-			}
-			uid, _ = strconv.Atoi(u.Uid)
-		} else if uid < 0 {
-			return -1, -1, fmt.Errorf("owner %q is not a user id", owner)
-		}
+	if uid, err = lookupID("owner", "user", owner, user.Lookup, func(u *user.User) string { return u.Uid }); err != nil {
+		return -1, -1, err
 	}
-	if group != "" {
-		if gid, err = strconv.Atoi(group); err != nil {
-			g, lerr := user.LookupGroup(group)
-			if lerr != nil {
-				return -1, -1, fmt.Errorf("group %q: no such group: %w", group, lerr)
-			}
-			gid, _ = strconv.Atoi(g.Gid)
-		} else if gid < 0 {
-			return -1, -1, fmt.Errorf("group %q is not a group id", group)
-		}
+	if gid, err = lookupID("group", "group", group, user.LookupGroup, func(g *user.Group) string { return g.Gid }); err != nil {
+		return -1, -1, err
 	}
 	return uid, gid, nil
+}
+
+// lookupID resolves s, a name or a numeric id; "" is -1. setting and
+// kind ("owner", "user") name it in an error.
+func lookupID[T any](setting, kind, s string, lookup func(name string) (*T, error), id func(*T) string) (int, error) {
+	if s == "" {
+		return -1, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 0 {
+			return -1, fmt.Errorf("%s %q is not a %s id", setting, s, kind)
+		}
+		return n, nil
+	}
+	found, err := lookup(s)
+	if err != nil {
+		return -1, fmt.Errorf("%s %q: no such %s: %w", setting, s, kind, err)
+	}
+	n, _ := strconv.Atoi(id(found))
+	return n, nil
 }
 
 // ensureDir creates dir with mode 0750 if it does not exist; an existing

@@ -311,6 +311,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
+// writeList answers 200 with xs, each as show makes it; no items is []
+// rather than null.
+func writeList[S, T any](w http.ResponseWriter, xs []S, show func(S) T) {
+	out := make([]T, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, show(x))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, errorBody{Error: msg})
 }

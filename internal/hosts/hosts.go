@@ -137,9 +137,7 @@ type records struct {
 
 // readRecords reads the records of client, or of every client for "".
 func (r *Registry) readRecords(ctx context.Context, client string) (*records, error) {
-	rec := &records{traps: map[string]store.TrapRecord{}, ports: map[string][]store.PortState{},
-		latches: map[string][]store.Latch{}, logins: map[string]store.MailLogin{},
-		notes: map[string][]store.HostNote{}, disinfections: map[string][]store.Disinfection{}}
+	rec := &records{}
 	fail := func(what string, err error) (*records, error) {
 		return nil, fmt.Errorf("hosts: reading %s: %w", what, err)
 	}
@@ -147,23 +145,17 @@ func (r *Registry) readRecords(ctx context.Context, client string) (*records, er
 	if err != nil {
 		return fail("trap records", err)
 	}
-	for _, t := range traps {
-		rec.traps[t.Client] = t
-	}
+	rec.traps = latest(traps, func(t store.TrapRecord) string { return t.Client })
 	ports, err := r.o.Store.OpenPorts(ctx, client)
 	if err != nil {
 		return fail("open ports", err)
 	}
-	for _, p := range ports {
-		rec.ports[p.Client] = append(rec.ports[p.Client], p)
-	}
+	rec.ports = group(ports, func(p store.PortState) string { return p.Client })
 	ls, err := r.o.Store.ListLatches(ctx, store.LatchFilter{Active: true, Kind: store.LatchClient, Key: client}, r.o.Now())
 	if err != nil {
 		return fail("latches", err)
 	}
-	for _, l := range ls {
-		rec.latches[l.Key] = append(rec.latches[l.Key], l)
-	}
+	rec.latches = group(ls, func(l store.Latch) string { return l.Key })
 	var logins []store.MailLogin
 	if client == "" {
 		logins, err = r.o.Store.LastLogins(ctx)
@@ -178,24 +170,36 @@ func (r *Registry) readRecords(ctx context.Context, client string) (*records, er
 	if err != nil {
 		return fail("last logins", err)
 	}
-	for _, l := range logins {
-		rec.logins[l.Client] = l
-	}
+	rec.logins = latest(logins, func(l store.MailLogin) string { return l.Client })
 	notes, err := r.o.Store.HostNotes(ctx, client)
 	if err != nil {
 		return fail("notes", err)
 	}
-	for _, n := range notes {
-		rec.notes[n.Client] = append(rec.notes[n.Client], n)
-	}
+	rec.notes = group(notes, func(n store.HostNote) string { return n.Client })
 	ds, err := r.o.Store.Disinfections(ctx, client)
 	if err != nil {
 		return fail("disinfections", err)
 	}
-	for _, d := range ds {
-		rec.disinfections[d.Client] = append(rec.disinfections[d.Client], d)
-	}
+	rec.disinfections = group(ds, func(d store.Disinfection) string { return d.Client })
 	return rec, nil
+}
+
+// group returns xs by key, each group in the order of xs.
+func group[T any](xs []T, key func(T) string) map[string][]T {
+	m := make(map[string][]T)
+	for _, x := range xs {
+		m[key(x)] = append(m[key(x)], x)
+	}
+	return m
+}
+
+// latest returns xs by key, the last of xs with a key standing for it.
+func latest[T any](xs []T, key func(T) string) map[string]T {
+	m := make(map[string]T)
+	for _, x := range xs {
+		m[key(x)] = x
+	}
+	return m
 }
 
 // build completes a Host from its gathered evidence with the records

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -62,11 +63,17 @@ func (o RulesOptions) Validate() error {
 // family splits networks and addresses by IP version, IPv4-mapped IPv6
 // counting as IPv4, so each rule gets matches of its own family only.
 type family struct {
-	nets    []string
-	servers []string
+	// nft is the family's keyword in nftables ("ip"), iptables its
+	// command ("iptables").
+	nft, iptables string
+	nets          []string
+	servers       []string
 }
 
-func split(o RulesOptions) (v4, v6 family) {
+// split returns the IPv4 family, then the IPv6 one, leaving out a
+// family with no internal network: it has nothing to redirect.
+func split(o RulesOptions) []*family {
+	v4, v6 := &family{nft: "ip", iptables: "iptables"}, &family{nft: "ip6", iptables: "ip6tables"}
 	for _, p := range o.InternalNetworks {
 		if !p.IsValid() {
 			continue
@@ -92,7 +99,7 @@ func split(o RulesOptions) (v4, v6 family) {
 			v6.servers = append(v6.servers, a.String())
 		}
 	}
-	return v4, v6
+	return slices.DeleteFunc([]*family{v4, v6}, func(f *family) bool { return len(f.nets) == 0 })
 }
 
 // Rules returns an nftables ruleset and the equivalent iptables and
@@ -101,7 +108,12 @@ func split(o RulesOptions) (v4, v6 family) {
 // skipped. The nftables part can be loaded as it is with nft -f; the
 // iptables part is a shell script.
 func Rules(o RulesOptions) string {
-	v4, v6 := split(o)
+	families := split(o)
+	// The interface the redirects match on, in each syntax; none: any.
+	iif, in := "", ""
+	if o.Interface != "" {
+		iif, in = fmt.Sprintf("iifname %q ", o.Interface), "-i "+o.Interface+" "
+	}
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 
@@ -119,48 +131,28 @@ func Rules(o RulesOptions) string {
 	w("table inet mailwarden_trap {\n")
 	w("\tchain prerouting {\n")
 	w("\t\ttype nat hook prerouting priority dstnat; policy accept;\n")
-	iif := ""
-	if o.Interface != "" {
-		iif = fmt.Sprintf("iifname %q ", o.Interface)
-	}
-	for _, f := range []struct {
-		kw string
-		family
-	}{{"ip", v4}, {"ip6", v6}} {
-		if len(f.nets) == 0 {
-			continue
-		}
+	for _, f := range families {
 		if len(f.servers) > 0 {
 			w("\t\t# The organisation's own mail servers send mail legitimately.\n")
-			w("\t\t%s saddr { %s } tcp dport 25 return\n", f.kw, strings.Join(f.servers, ", "))
+			w("\t\t%s saddr { %s } tcp dport 25 return\n", f.nft, strings.Join(f.servers, ", "))
 		}
 		w("\t\t%s%s saddr { %s } tcp dport 25 redirect to :%d\n",
-			iif, f.kw, strings.Join(f.nets, ", "), o.TrapPort)
+			iif, f.nft, strings.Join(f.nets, ", "), o.TrapPort)
 	}
 	w("\t}\n")
 	w("}\n\n")
 
 	w("# --- iptables / ip6tables (shell) ---\n")
 	w("# A chain of its own keeps the rules easy to list and remove.\n")
-	in := ""
-	if o.Interface != "" {
-		in = "-i " + o.Interface + " "
-	}
-	for _, f := range []struct {
-		cmd string
-		family
-	}{{"iptables", v4}, {"ip6tables", v6}} {
-		if len(f.nets) == 0 {
-			continue
-		}
-		w("%s -t nat -N MAILWARDEN_TRAP\n", f.cmd)
+	for _, f := range families {
+		w("%s -t nat -N MAILWARDEN_TRAP\n", f.iptables)
 		for _, s := range f.servers {
-			w("%s -t nat -A MAILWARDEN_TRAP -s %s -j RETURN\n", f.cmd, s)
+			w("%s -t nat -A MAILWARDEN_TRAP -s %s -j RETURN\n", f.iptables, s)
 		}
 		for _, n := range f.nets {
-			w("%s -t nat -A MAILWARDEN_TRAP -s %s -p tcp -j REDIRECT --to-ports %d\n", f.cmd, n, o.TrapPort)
+			w("%s -t nat -A MAILWARDEN_TRAP -s %s -p tcp -j REDIRECT --to-ports %d\n", f.iptables, n, o.TrapPort)
 		}
-		w("%s -t nat -A PREROUTING %s-p tcp --dport 25 -j MAILWARDEN_TRAP\n", f.cmd, in)
+		w("%s -t nat -A PREROUTING %s-p tcp --dport 25 -j MAILWARDEN_TRAP\n", f.iptables, in)
 	}
 	return b.String()
 }

@@ -51,6 +51,13 @@ type clearForm struct {
 	ID, Back string
 }
 
+// choiceList is the data of the "options" partial: a filter's choices
+// and the one selected.
+type choiceList struct {
+	List     []string
+	Selected string
+}
+
 // pages holds one template set per page, each the layout plus the page.
 type pages struct {
 	sets map[string]*template.Template
@@ -88,6 +95,8 @@ func templateFuncs() template.FuncMap {
 		// clear form and the page it returns to.
 		"clearArgs": func(id, back string) clearForm { return clearForm{ID: id, Back: back} },
 		"age":       func(d time.Duration) string { return human.Duration(d, " ") },
+		// choices is the data of the "options" partial.
+		"choices": func(list []string, selected string) choiceList { return choiceList{List: list, Selected: selected} },
 	}
 }
 

@@ -106,25 +106,36 @@ func copyTemp(dir, src string) (string, error) {
 		return "", fmt.Errorf("reading the backup: %w", err)
 	}
 	defer in.Close()
-	out, err := os.CreateTemp(dir, ".restore-")
+	name, err := writeTemp(dir, ".restore-", in)
 	if err != nil {
 		return "", fmt.Errorf("copying the backup: %w", err)
 	}
-	_, err = io.Copy(out, in)
+	return name, nil
+}
+
+// writeTemp writes what r holds into a new file in dir, named from
+// pattern as os.CreateTemp does, mode 0640 and synced, and returns its
+// name. On an error the file is removed.
+func writeTemp(dir, pattern string, r io.Reader) (string, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(f, r)
 	if err == nil {
-		err = out.Chmod(0o640)
+		err = f.Chmod(0o640)
 	}
 	if err == nil {
-		err = out.Sync()
+		err = f.Sync()
 	}
-	if cerr := out.Close(); err == nil {
+	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(out.Name())
-		return "", fmt.Errorf("copying the backup: %w", err)
+		os.Remove(f.Name())
+		return "", err
 	}
-	return out.Name(), nil
+	return f.Name(), nil
 }
 
 func syncDir(dir string) {

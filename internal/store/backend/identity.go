@@ -60,26 +60,13 @@ func readMarker(dir string) (m marker, ok bool, err error) {
 
 // writeMarker writes dir's marker atomically and durably.
 func writeMarker(dir string, m marker) error {
-	path := filepath.Join(dir, MarkerName)
-	tmp, err := os.CreateTemp(dir, ".marker-")
-	if err != nil {
-		return fmt.Errorf("backend: writing the store marker: %w", err)
-	}
-	_, err = tmp.WriteString(m.String())
+	tmp, err := writeTemp(dir, ".marker-", strings.NewReader(m.String()))
 	if err == nil {
-		err = tmp.Chmod(0o640)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		if err = os.Rename(tmp, filepath.Join(dir, MarkerName)); err != nil {
+			os.Remove(tmp)
+		}
 	}
 	if err != nil {
-		os.Remove(tmp.Name())
 		return fmt.Errorf("backend: writing the store marker: %w", err)
 	}
 	syncDir(dir)

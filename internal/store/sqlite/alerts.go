@@ -124,33 +124,25 @@ func (s *Store) queryAlerts(ctx context.Context, what, tail string, limit int) (
 	if limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", limit)
 	}
-	rows, err := s.rdb.QueryContext(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+	return queryAll(ctx, s.rdb.QueryContext, what, scanAlert, q)
+}
+
+func scanAlert(r rowScanner) (store.Alert, error) {
+	var a store.Alert
+	var created, expires int64
+	var digest int
+	var items string
+	var next, sent sql.NullInt64
+	if err := r.Scan(&a.ID, &created, &a.Kind, &a.Severity, &a.Receiver, &digest, &a.Subject, &a.Text,
+		&items, &a.State, &a.Attempts, &next, &sent, &a.Error, &expires); err != nil {
+		return store.Alert{}, err
 	}
-	defer rows.Close()
-	var out []store.Alert
-	for rows.Next() {
-		var a store.Alert
-		var created, expires int64
-		var digest int
-		var items string
-		var next, sent sql.NullInt64
-		if err := rows.Scan(&a.ID, &created, &a.Kind, &a.Severity, &a.Receiver, &digest, &a.Subject, &a.Text,
-			&items, &a.State, &a.Attempts, &next, &sent, &a.Error, &expires); err != nil {
-			return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+	a.Created, a.Expires = time.UnixMilli(created), time.UnixMilli(expires)
+	a.NextTry, a.SentAt, a.Digest = fromMS(next), fromMS(sent), digest == 1
+	if items != "[]" {
+		if err := json.Unmarshal([]byte(items), &a.Items); err != nil {
+			return store.Alert{}, fmt.Errorf("items of alert %d: %w", a.ID, err)
 		}
-		a.Created, a.Expires = time.UnixMilli(created), time.UnixMilli(expires)
-		a.NextTry, a.SentAt, a.Digest = fromMS(next), fromMS(sent), digest == 1
-		if items != "[]" {
-			if err := json.Unmarshal([]byte(items), &a.Items); err != nil {
-				return nil, fmt.Errorf("sqlite: %s: items of alert %d: %w", what, a.ID, err)
-			}
-		}
-		out = append(out, a)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
-	}
-	return out, nil
+	return a, nil
 }

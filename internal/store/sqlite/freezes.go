@@ -2,11 +2,14 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 
 	"mailwarden/internal/store"
 )
+
+const freezeListSQL = `SELECT scope, value, since, set_by, note FROM freeze ORDER BY scope, value`
 
 // SetFreeze adds or replaces the freeze with f's Scope and Value. It
 // returns once the freeze is committed: a freeze an administrator was
@@ -88,9 +91,19 @@ func (s *Store) ListFreezes(ctx context.Context) ([]store.Freeze, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list freezes: %w", err)
 	}
-	out, err := scanFreezes(rows)
+	out, err := scanAll(rows, scanFreeze)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: list freezes: %w", err)
 	}
 	return out, nil
+}
+
+func scanFreeze(r rowScanner) (store.Freeze, error) {
+	var f store.Freeze
+	var since sql.NullInt64
+	if err := r.Scan(&f.Scope, &f.Value, &since, &f.By, &f.Note); err != nil {
+		return store.Freeze{}, err
+	}
+	f.Since = fromMS(since)
+	return f, nil
 }

@@ -92,25 +92,15 @@ func (s *Store) AddTrapHits(ctx context.Context, recs ...store.TrapRecord) error
 // TrapRecords returns client's trap total, or every client's for "".
 func (s *Store) TrapRecords(ctx context.Context, client string) ([]store.TrapRecord, error) {
 	q := `SELECT ` + trapCols + ` FROM trap_host WHERE ?1 = '' OR client = ?1 ORDER BY last_seen DESC, client`
-	rows, err := s.hostQuery(ctx, q, client)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: trap records: %w", err)
-	}
-	defer rows.Close()
-	var out []store.TrapRecord
-	for rows.Next() {
-		var r store.TrapRecord
-		var first, last int64
-		if err := rows.Scan(&r.Client, &first, &last, &r.Count, &r.LastDst, &r.LastHelo, &r.LastMailFrom); err != nil {
-			return nil, fmt.Errorf("sqlite: trap records: %w", err)
-		}
-		r.FirstSeen, r.LastSeen = time.UnixMilli(first), time.UnixMilli(last)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: trap records: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.hostQuery, "trap records", scanTrap, q, client)
+}
+
+func scanTrap(row rowScanner) (store.TrapRecord, error) {
+	var r store.TrapRecord
+	var first, last int64
+	err := row.Scan(&r.Client, &first, &last, &r.Count, &r.LastDst, &r.LastHelo, &r.LastMailFrom)
+	r.FirstSeen, r.LastSeen = time.UnixMilli(first), time.UnixMilli(last)
+	return r, err
 }
 
 // RecordPort keeps f if it is the newest finding for its port. It
@@ -158,26 +148,16 @@ func (s *Store) OpenPorts(ctx context.Context, client string) ([]store.PortState
 }
 
 func (s *Store) portStates(ctx context.Context, q, client string) ([]store.PortState, error) {
-	rows, err := s.hostQuery(ctx, q, client)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: port states: %w", err)
-	}
-	defer rows.Close()
-	var out []store.PortState
-	for rows.Next() {
-		var p store.PortState
-		var first sql.NullInt64
-		var checked int64
-		if err := rows.Scan(&p.Client, &p.Port, &p.Open, &first, &checked); err != nil {
-			return nil, fmt.Errorf("sqlite: port states: %w", err)
-		}
-		p.FirstOpen, p.LastChecked = fromMS(first), time.UnixMilli(checked)
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: port states: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.hostQuery, "port states", scanPort, q, client)
+}
+
+func scanPort(r rowScanner) (store.PortState, error) {
+	var p store.PortState
+	var first sql.NullInt64
+	var checked int64
+	err := r.Scan(&p.Client, &p.Port, &p.Open, &first, &checked)
+	p.FirstOpen, p.LastChecked = fromMS(first), time.UnixMilli(checked)
+	return p, err
 }
 
 // RecordLogin keeps l if it is the newest login from its client. It is
@@ -209,47 +189,30 @@ func (s *Store) RecordLogin(ctx context.Context, l store.MailLogin) error {
 
 // LastLogin returns the newest login from client.
 func (s *Store) LastLogin(ctx context.Context, client string) (store.MailLogin, error) {
-	rows, err := s.hostQuery(ctx, `SELECT client, user_name, service, time FROM host_login WHERE client = ?1`, client)
+	// The client is the table's key: one row at most.
+	ls, err := queryAll(ctx, s.hostQuery, "last login from "+client, scanLogin,
+		`SELECT client, user_name, service, time FROM host_login WHERE client = ?1`, client)
 	if err != nil {
-		return store.MailLogin{}, fmt.Errorf("sqlite: last login from %s: %w", client, err)
+		return store.MailLogin{}, err
 	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return store.MailLogin{}, fmt.Errorf("sqlite: last login from %s: %w", client, err)
-		}
+	if len(ls) == 0 {
 		return store.MailLogin{}, fmt.Errorf("sqlite: last login from %s: %w", client, store.ErrNotFound)
 	}
-	var l store.MailLogin
-	var at int64
-	if err := rows.Scan(&l.Client, &l.User, &l.Service, &at); err != nil {
-		return store.MailLogin{}, fmt.Errorf("sqlite: last login from %s: %w", client, err)
-	}
-	l.Time = time.UnixMilli(at)
-	return l, nil
+	return ls[0], nil
 }
 
 // LastLogins returns every client's newest login, by client.
 func (s *Store) LastLogins(ctx context.Context) ([]store.MailLogin, error) {
-	rows, err := s.hostQuery(ctx, `SELECT client, user_name, service, time FROM host_login ORDER BY client`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: last logins: %w", err)
-	}
-	defer rows.Close()
-	var out []store.MailLogin
-	for rows.Next() {
-		var l store.MailLogin
-		var at int64
-		if err := rows.Scan(&l.Client, &l.User, &l.Service, &at); err != nil {
-			return nil, fmt.Errorf("sqlite: last logins: %w", err)
-		}
-		l.Time = time.UnixMilli(at)
-		out = append(out, l)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: last logins: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.hostQuery, "last logins", scanLogin,
+		`SELECT client, user_name, service, time FROM host_login ORDER BY client`)
+}
+
+func scanLogin(r rowScanner) (store.MailLogin, error) {
+	var l store.MailLogin
+	var at int64
+	err := r.Scan(&l.Client, &l.User, &l.Service, &at)
+	l.Time = time.UnixMilli(at)
+	return l, err
 }
 
 // AddHostNote stores n once it is committed: an administrator was told
@@ -322,16 +285,15 @@ func (s *Store) hostRecords(ctx context.Context, q, client string, add func(clie
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	for rows.Next() {
+	return eachRow(rows, func(r rowScanner) error {
 		var c, by, text string
 		var at int64
-		if err := rows.Scan(&c, &by, &text, &at); err != nil {
+		if err := r.Scan(&c, &by, &text, &at); err != nil {
 			return err
 		}
 		add(c, by, text, time.UnixMilli(at))
-	}
-	return rows.Err()
+		return nil
+	})
 }
 
 // hostQuery commits the queued writes (logins and ports are written

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -11,6 +12,17 @@ import (
 
 	"mailwarden/internal/store"
 )
+
+// latchCols lists a latch row's columns in the order scanLatch reads them.
+const latchCols = `id, kind, key, rule, reason, site, evidence, count, first_seen, last_seen,
+	expires, cleared_at, cleared_by, clear_note, refused`
+
+// activeLatchSQL finds the latch active at ?3 for kind ?1 and key ?2. At
+// most one is active; the newest wins should an old one have been left
+// behind by a bug or a hand edit.
+const activeLatchSQL = `SELECT ` + latchCols + ` FROM latch
+	WHERE kind = ?1 AND key = ?2 AND cleared_at IS NULL AND (expires IS NULL OR expires > ?3)
+	ORDER BY last_seen DESC LIMIT 1`
 
 // latchIDAlphabet holds the 32 upper-case letters and digits left once
 // 0/O and 1/I, the pairs misheard or misread when an administrator quotes
@@ -145,11 +157,8 @@ func (s *Store) AddLatchRefusal(ctx context.Context, id string, now time.Time) (
 			s.out.putLatch(out)
 		}
 	})
-	if err != nil {
+	if err := cmp.Or(err, refused); err != nil {
 		return store.Latch{}, fmt.Errorf("sqlite: count a refusal by latch %s: %w", id, err)
-	}
-	if refused != nil {
-		return store.Latch{}, fmt.Errorf("sqlite: count a refusal by latch %s: %w", id, refused)
 	}
 	return out, nil
 }
@@ -221,15 +230,7 @@ func (s *Store) ListLatches(ctx context.Context, f store.LatchFilter, now time.T
 	if f.Limit > 0 {
 		fmt.Fprintf(&q, " LIMIT %d", f.Limit)
 	}
-	rows, err := s.rdb.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list latches: %w", err)
-	}
-	out, err := scanLatches(rows)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list latches: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.rdb.QueryContext, "list latches", scanLatch, q.String(), args...)
 }
 
 // ClearLatch ends the latch id at now, recording who cleared it and why.
@@ -262,11 +263,8 @@ func (s *Store) ClearLatch(ctx context.Context, id, by, note string, now time.Ti
 			}
 		}
 	})
-	if err != nil {
+	if err := cmp.Or(err, refused); err != nil {
 		return store.Latch{}, fmt.Errorf("sqlite: clear latch %s: %w", id, err)
-	}
-	if refused != nil {
-		return store.Latch{}, fmt.Errorf("sqlite: clear latch %s: %w", id, refused)
 	}
 	return out, nil
 }
@@ -290,4 +288,18 @@ func activeLatchTx(w *writer, id string, now time.Time, refused *error) (store.L
 		return store.Latch{}, nil
 	}
 	return cur, nil
+}
+
+func scanLatch(r rowScanner) (store.Latch, error) {
+	var l store.Latch
+	var first, last int64
+	var expires, cleared sql.NullInt64
+	err := r.Scan(&l.ID, &l.Kind, &l.Key, &l.Rule, &l.Reason, &l.Site, &l.Evidence, &l.Count,
+		&first, &last, &expires, &cleared, &l.ClearedBy, &l.ClearNote, &l.Refused)
+	if err != nil {
+		return store.Latch{}, err
+	}
+	l.FirstSeen, l.LastSeen = time.UnixMilli(first), time.UnixMilli(last)
+	l.Expires, l.ClearedAt = fromMS(expires), fromMS(cleared)
+	return l, nil
 }

@@ -172,19 +172,19 @@ func (s *Store) scanClients(ctx context.Context) (map[string]clientPass, error) 
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load client passes into memory: %w", err)
 	}
-	defer rows.Close()
 	out := make(map[string]clientPass)
-	for rows.Next() {
+	err = eachRow(rows, func(r rowScanner) error {
 		var client string
 		var c clientPass
 		var expires int64
-		if err := rows.Scan(&client, &c.passes, &expires); err != nil {
-			return nil, fmt.Errorf("sqlite: load client passes into memory: %w", err)
+		if err := r.Scan(&client, &c.passes, &expires); err != nil {
+			return err
 		}
 		c.expires = time.UnixMilli(expires)
 		out[client] = c
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: load client passes into memory: %w", err)
 	}
 	return out, nil
@@ -196,20 +196,20 @@ func (s *Store) scanTriplets(ctx context.Context) (map[tripletKey]store.Triplet,
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load triplets into memory: %w", err)
 	}
-	defer rows.Close()
 	out := make(map[tripletKey]store.Triplet)
-	for rows.Next() {
+	err = eachRow(rows, func(r rowScanner) error {
 		var t store.Triplet
 		var first, last, passed sql.NullInt64
 		var expires int64
-		if err := rows.Scan(&t.Client, &t.Sender, &t.Recipient, &first, &last, &passed, &t.Attempts, &expires); err != nil {
-			return nil, fmt.Errorf("sqlite: load triplets into memory: %w", err)
+		if err := r.Scan(&t.Client, &t.Sender, &t.Recipient, &first, &last, &passed, &t.Attempts, &expires); err != nil {
+			return err
 		}
 		t.FirstSeen, t.LastSeen, t.PassedAt = fromMS(first), fromMS(last), fromMS(passed)
 		t.Expires = time.UnixMilli(expires)
 		out[keyOf(t)] = t
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: load triplets into memory: %w", err)
 	}
 	return out, nil

@@ -12,19 +12,6 @@ import (
 	"mailwarden/internal/store"
 )
 
-// latchCols lists a latch row's columns in the order scanLatch reads them.
-const latchCols = `id, kind, key, rule, reason, site, evidence, count, first_seen, last_seen,
-	expires, cleared_at, cleared_by, clear_note, refused`
-
-// activeLatchSQL finds the latch active at ?3 for kind ?1 and key ?2. At
-// most one is active; the newest wins should an old one have been left
-// behind by a bug or a hand edit.
-const activeLatchSQL = `SELECT ` + latchCols + ` FROM latch
-	WHERE kind = ?1 AND key = ?2 AND cleared_at IS NULL AND (expires IS NULL OR expires > ?3)
-	ORDER BY last_seen DESC LIMIT 1`
-
-const freezeListSQL = `SELECT scope, value, since, set_by, note FROM freeze ORDER BY scope, value`
-
 // outWrites are the writer's statements for latches, freezes, rates and
 // events. They run on the writer's connection inside its transaction.
 type outWrites struct {
@@ -82,23 +69,10 @@ func (o *outWrites) prepare(ctx context.Context, conn *sql.Conn) error {
 		`DELETE FROM rate WHERE key IN
 			(SELECT key FROM rate WHERE tat_ns <= ?1 LIMIT ?2)`,
 	}
-	for i, dst := range o.stmts() {
-		st, err := conn.PrepareContext(ctx, queries[i])
-		if err != nil {
-			return fmt.Errorf("prepare write statement: %w", err)
-		}
-		*dst = st
-	}
-	return nil
+	return prepareAll(ctx, conn, "write", o.stmts(), queries)
 }
 
-func (o *outWrites) close() {
-	for _, st := range o.stmts() {
-		if *st != nil {
-			_ = (*st).Close()
-		}
-	}
-}
+func (o *outWrites) close() { closeAll(o.stmts()) }
 
 // outReads are the read pool's statements for latches and freezes, used
 // when no in-memory copy is kept (the CLI).
@@ -118,67 +92,10 @@ func (r *outReads) prepare(ctx context.Context, db *sql.DB) error {
 		`SELECT ` + latchCols + ` FROM latch WHERE id = ?1`,
 		freezeListSQL,
 	}
-	for i, dst := range r.stmts() {
-		st, err := db.PrepareContext(ctx, queries[i])
-		if err != nil {
-			return fmt.Errorf("prepare read statement: %w", err)
-		}
-		*dst = st
-	}
-	return nil
+	return prepareAll(ctx, db, "read", r.stmts(), queries)
 }
 
-func (r *outReads) close() {
-	for _, st := range r.stmts() {
-		if *st != nil {
-			_ = (*st).Close()
-		}
-	}
-}
-
-type rowScanner interface{ Scan(dest ...any) error }
-
-func scanLatch(r rowScanner) (store.Latch, error) {
-	var l store.Latch
-	var first, last int64
-	var expires, cleared sql.NullInt64
-	err := r.Scan(&l.ID, &l.Kind, &l.Key, &l.Rule, &l.Reason, &l.Site, &l.Evidence, &l.Count,
-		&first, &last, &expires, &cleared, &l.ClearedBy, &l.ClearNote, &l.Refused)
-	if err != nil {
-		return store.Latch{}, err
-	}
-	l.FirstSeen, l.LastSeen = time.UnixMilli(first), time.UnixMilli(last)
-	l.Expires, l.ClearedAt = fromMS(expires), fromMS(cleared)
-	return l, nil
-}
-
-func scanLatches(rows *sql.Rows) ([]store.Latch, error) {
-	defer rows.Close()
-	var out []store.Latch
-	for rows.Next() {
-		l, err := scanLatch(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, l)
-	}
-	return out, rows.Err()
-}
-
-func scanFreezes(rows *sql.Rows) ([]store.Freeze, error) {
-	defer rows.Close()
-	var out []store.Freeze
-	for rows.Next() {
-		var f store.Freeze
-		var since sql.NullInt64
-		if err := rows.Scan(&f.Scope, &f.Value, &since, &f.By, &f.Note); err != nil {
-			return nil, err
-		}
-		f.Since = fromMS(since)
-		out = append(out, f)
-	}
-	return out, rows.Err()
-}
+func (r *outReads) close() { closeAll(r.stmts()) }
 
 type latchKey struct{ kind, key string }
 
@@ -277,14 +194,14 @@ func (s *Store) reloadOutbound(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if latches, err = scanLatches(rows); err != nil {
+		if latches, err = scanAll(rows, scanLatch); err != nil {
 			return err
 		}
 		rows, err = w.out.loadFreezes.QueryContext(context.Background())
 		if err != nil {
 			return err
 		}
-		freezes, err = scanFreezes(rows)
+		freezes, err = scanAll(rows, scanFreeze)
 		return err
 	}, func() { s.out.replace(latches, freezes) })
 	if err != nil {

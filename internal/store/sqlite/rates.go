@@ -143,15 +143,15 @@ func (s *Store) loadRates(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: load rate limiter state: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
+	err = eachRow(rows, func(r rowScanner) error {
 		var e rateEntry
-		if err := rows.Scan(&e.key, &e.tat); err != nil {
-			return fmt.Errorf("sqlite: load rate limiter state: %w", err)
+		if err := r.Scan(&e.key, &e.tat); err != nil {
+			return err
 		}
 		s.rates.shard(e.key).tat[e.key] = e.tat
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("sqlite: load rate limiter state: %w", err)
 	}
 	return nil

@@ -158,26 +158,10 @@ func (s *Store) ListUsers(ctx context.Context) ([]store.User, error) {
 	if s.closed.Load() {
 		return nil, ErrClosed
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+userCols+` FROM web_user ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list users: %w", err)
-	}
-	defer rows.Close()
-	var out []store.User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list users: %w", err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list users: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.rdb.QueryContext, "list users", scanUser, `SELECT `+userCols+` FROM web_user ORDER BY name`)
 }
 
-func scanUser(row interface{ Scan(...any) error }) (store.User, error) {
+func scanUser(row rowScanner) (store.User, error) {
 	var u store.User
 	var created, changed int64
 	if err := row.Scan(&u.Name, &u.Role, &u.Hash, &created, &changed); err != nil {

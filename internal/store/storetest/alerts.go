@@ -25,6 +25,17 @@ func addAlerts(t *testing.T, s store.Store, cursor int64, as ...store.Alert) []i
 	return ids
 }
 
+// assertAlerts checks that the listing what returned want, in order.
+func assertAlerts(t *testing.T, what string, got []store.Alert, want ...store.Alert) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s = %d alerts, want %d", what, len(got), len(want))
+	}
+	for i := range want {
+		assertAlert(t, got[i], want[i])
+	}
+}
+
 func assertAlert(t *testing.T, got, want store.Alert) {
 	t.Helper()
 	if got.ID != want.ID || got.Kind != want.Kind || got.Severity != want.Severity || got.Receiver != want.Receiver ||
@@ -60,12 +71,7 @@ func testAlertsOutbox(t *testing.T, s store.Store) {
 	if c := ret(s.AlertCursor(ctx)).must(t, "AlertCursor"); c != 7 {
 		t.Errorf("AlertCursor = %d, want 7", c)
 	}
-	pending := ret(s.PendingAlerts(ctx, 0)).must(t, "PendingAlerts")
-	if len(pending) != 2 {
-		t.Fatalf("PendingAlerts = %d alerts, want 2", len(pending))
-	}
-	assertAlert(t, pending[0], a)
-	assertAlert(t, pending[1], b)
+	assertAlerts(t, "PendingAlerts", ret(s.PendingAlerts(ctx, 0)).must(t, "PendingAlerts"), a, b)
 	if p := ret(s.PendingAlerts(ctx, 1)).must(t, "PendingAlerts(1)"); len(p) != 1 || p[0].ID != a.ID {
 		t.Errorf("PendingAlerts(1) = %v, want the oldest", p)
 	}
@@ -91,12 +97,7 @@ func testAlertsOutbox(t *testing.T, s store.Store) {
 	if p := ret(s.PendingAlerts(ctx, 0)).must(t, "PendingAlerts"); len(p) != 0 {
 		t.Errorf("PendingAlerts after delivery = %v, want none", p)
 	}
-	recent := ret(s.RecentAlerts(ctx, 0)).must(t, "RecentAlerts")
-	if len(recent) != 2 {
-		t.Fatalf("RecentAlerts = %d alerts, want 2", len(recent))
-	}
-	assertAlert(t, recent[0], b)
-	assertAlert(t, recent[1], a)
+	assertAlerts(t, "RecentAlerts", ret(s.RecentAlerts(ctx, 0)).must(t, "RecentAlerts"), b, a)
 	if r := ret(s.RecentAlerts(ctx, 1)).must(t, "RecentAlerts(1)"); len(r) != 1 || r[0].ID != b.ID {
 		t.Errorf("RecentAlerts(1) = %v, want the newest", r)
 	}
