@@ -4,7 +4,7 @@ import "net"
 
 // Listener wraps ln so that every connection it accepts is admitted
 // through t, for servers that take a net.Listener and own their accept
-// loop (net/http). A connection t refuses is closed and never returned;
+// loop (net/http, go-milter). A connection t refuses is closed and never returned;
 // an admitted one is returned as a *Conn, whose Close releases its
 // place.
 func (t *Tracker) Listener(ln net.Listener) net.Listener {

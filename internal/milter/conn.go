@@ -17,32 +17,25 @@ import (
 // allocate up to 512 MiB for a forged length.
 const maxPacket = 1 << 20
 
-// loggingListener admits accepted connections through the tracker,
-// wraps them in frameGuard and logs them. A connection the tracker
-// evicts, or closes as idle at shutdown, is closed under the library,
-// which sees a read error wrapping net.ErrClosed and ends the session
-// quietly; one it refuses is closed here and never reaches the library.
+// loggingListener wraps the connections its listener admitted (see
+// accept.Tracker.Listener) in frameGuard and logs them. A connection the
+// tracker evicts, or closes as idle at shutdown, is closed under the
+// library, which sees a read error wrapping net.ErrClosed and ends the
+// session quietly; one it refuses never reaches the library.
 type loggingListener struct {
-	net.Listener
-	log      *slog.Logger
-	conns    *accept.Tracker
-	shutting *atomic.Bool
+	net.Listener // accept.Tracker.Listener: Accept returns *accept.Conn
+	log          *slog.Logger
+	shutting     *atomic.Bool
 }
 
 func (l *loggingListener) Accept() (net.Conn, error) {
-	for {
-		nc, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		c, err := l.conns.Admit(nc)
-		if err != nil {
-			nc.Close() // the tracker logs refusals
-			continue
-		}
-		l.log.Debug("milter: connection", "remote", c.RemoteAddr().String())
-		return &frameGuard{Conn: c, tc: c, log: l.log, shutting: l.shutting, quickAck: quickAcker(nc)}, nil
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
 	}
+	c := nc.(*accept.Conn)
+	l.log.Debug("milter: connection", "remote", c.RemoteAddr().String())
+	return &frameGuard{Conn: c, tc: c, log: l.log, shutting: l.shutting, quickAck: quickAcker(c.NetConn())}, nil
 }
 
 // frameGuard checks the milter framing (a 4-byte big-endian length, then

@@ -135,7 +135,7 @@ func protocol(o Options) gomilter.OptProtocol {
 // Serve accepts milter connections on ln until Shutdown. Connections that
 // speak garbage are closed by the protocol layer; each is logged.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(&loggingListener{Listener: ln, log: s.o.Log, conns: s.conns, shutting: &s.shutting})
+	err := s.srv.Serve(&loggingListener{Listener: s.conns.Listener(ln), log: s.o.Log, shutting: &s.shutting})
 	if errors.Is(err, gomilter.ErrServerClosed) {
 		return nil
 	}
