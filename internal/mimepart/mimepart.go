@@ -46,9 +46,10 @@ const (
 	// maxAside bounds a non-blank preamble or epilogue, which is held in
 	// memory to learn whether it is blank.
 	maxAside = 16 << 10
-	// bufSize is the line buffer of each nesting level; longer lines
-	// are read in pieces.
-	bufSize = 16 << 10
+	// bufSize is the line buffer of each part and nesting level, made
+	// for every message scanned: small, since longer lines are read in
+	// pieces and a delimiter line is under 100 bytes (RFC 2046 §5.1.1).
+	bufSize = 4 << 10
 )
 
 // Part is one leaf of the walk.
@@ -217,7 +218,8 @@ func readHeader(br *bufio.Reader, limit int) (textproto.MIMEHeader, error) {
 		raw = append(raw, '\n')
 	}
 	raw = append(raw, '\n')
-	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(raw))).ReadMIMEHeader()
+	// Sized to the header, which is all it reads.
+	h, err := textproto.NewReader(bufio.NewReaderSize(bytes.NewReader(raw), len(raw))).ReadMIMEHeader()
 	if err != nil {
 		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
@@ -270,9 +272,10 @@ type Summary struct {
 // decoded size and hash.
 func Summarise(r io.Reader, lim Limits) ([]Summary, error) {
 	var out []Summary
+	buf := make([]byte, bufSize) // io.Copy would make one per part
 	err := Walk(r, lim, func(p Part, body io.Reader) error {
 		h := sha256.New()
-		n, err := io.Copy(h, body)
+		n, err := io.CopyBuffer(h, body, buf)
 		if err != nil {
 			return fmt.Errorf("%w: part %d (%s): %v", ErrMalformed, p.Index, p.Type, err)
 		}
