@@ -2,6 +2,7 @@ package antivirus
 
 import (
 	"crypto/sha256"
+	"sync"
 	"testing"
 	"time"
 )
@@ -126,5 +127,26 @@ func TestCacheDisabledStoresNothing(t *testing.T) {
 		if c.Len() != 0 {
 			t.Errorf("%+v stored an entry", c.Options())
 		}
+	}
+}
+
+// Messages are checked concurrently; run with -race.
+func TestCacheConcurrentUse(t *testing.T) {
+	c := NewCache(CacheOptions{MaxEntries: 50, TTL: time.Hour})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				gen := c.Sync(100 + i/250)
+				k := key(string(rune('a' + (g*i)%80)))
+				if _, found := c.Get(k); !found {
+					c.Put(gen, k, "")
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := c.Len(); n > 50 {
+		t.Errorf("Len = %d over MaxEntries 50", n)
 	}
 }
