@@ -329,3 +329,33 @@ func FormatLimit(d time.Duration) string {
 	}
 	return s
 }
+
+// SignatureVersion returns the signature database version the clamd
+// servers report now, as their health checks last saw it, or 0 when it
+// is unknown: no server has reported one, or they report different
+// ones. A server that is down keeps the version it last reported. The
+// scan cache drops its entries when this changes.
+func (w *Watcher) SignatureVersion() int {
+	c, _ := w.current()
+	if c == nil {
+		return 0
+	}
+	return SignatureVersion(c.Status())
+}
+
+// SignatureVersion is the version all servers in sts agree on, or 0;
+// servers not yet checked, or that did not report one, are left out.
+func SignatureVersion(sts []clamd.ServerStatus) int {
+	v := 0
+	for _, st := range sts {
+		switch {
+		case st.Version.DBVersion <= 0:
+		case v == 0:
+			v = st.Version.DBVersion
+		case v != st.Version.DBVersion:
+			// Servers mid-update: a verdict could come from either.
+			return 0
+		}
+	}
+	return v
+}

@@ -403,3 +403,25 @@ func TestFormat(t *testing.T) {
 		}
 	}
 }
+
+func TestSignatureVersion(t *testing.T) {
+	st := func(v int, up bool) clamd.ServerStatus {
+		return clamd.ServerStatus{Addr: "a", Up: up, Version: clamd.Version{DBVersion: v}}
+	}
+	for _, tc := range []struct {
+		name string
+		sts  []clamd.ServerStatus
+		want int
+	}{
+		{"none", nil, 0},
+		{"not yet checked", []clamd.ServerStatus{st(0, true)}, 0},
+		{"one", []clamd.ServerStatus{st(27463, true)}, 27463},
+		{"one down keeps its version", []clamd.ServerStatus{st(27463, false)}, 27463},
+		{"two agree, one unknown", []clamd.ServerStatus{st(27463, true), st(0, true), st(27463, true)}, 27463},
+		{"two disagree", []clamd.ServerStatus{st(27463, true), st(27464, true)}, 0},
+	} {
+		if got := SignatureVersion(tc.sts); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -123,6 +123,8 @@ type Antivirus struct {
 	AddHeaders bool `yaml:"add_headers"`
 	// SignatureMaxAge raises an event when clamd's signatures are older.
 	SignatureMaxAge Duration `yaml:"signature_max_age"`
+	// Cache remembers clamd's verdicts per MIME part.
+	Cache ScanCache `yaml:"cache"`
 }
 
 // Site is a named part of the internal network.
@@ -375,6 +377,12 @@ func Default() Config {
 			OnError:         "tempfail",
 			AddHeaders:      true,
 			SignatureMaxAge: Duration(72 * time.Hour),
+			Cache: ScanCache{
+				Enabled:      true,
+				MaxEntries:   100_000,
+				TTL:          Duration(24 * time.Hour),
+				CleanMinSize: 64 << 10,
+			},
 		},
 		Trap: Trap{
 			Listen:         "127.0.0.1:10025",

@@ -47,6 +47,7 @@ func (c *Config) validateAntivirus(add func(key, format string, args ...any)) {
 	if a.SpoolDir != "" && !filepath.IsAbs(a.SpoolDir) {
 		add("antivirus.spool_dir", "path %q must be absolute", a.SpoolDir)
 	}
+	c.validateScanCache(add)
 	for _, s := range []struct {
 		key, val string
 		allowed  []string

@@ -43,6 +43,14 @@ type Deps struct {
 	// Sites is the sites registry of cfg, built once per apply and
 	// shared with the host registry; nil builds one.
 	Sites *sites.Registry
+	// ScanCache is the antivirus scan cache to use when the config turns
+	// it on, kept across reloads; nil builds a new one.
+	ScanCache *antivirus.Cache
+	// SignatureVersion reports clamd's signature version for the scan
+	// cache; nil means unknown, so no clean verdict is cached.
+	SignatureVersion func() int
+	// CacheCounted counts each message's scan cache outcome.
+	CacheCounted func(outcome string)
 	// SkipBadWhitelistLines makes serve skip, with a warning, whitelist
 	// file lines that do not parse, as postgrey does; config check
 	// leaves it off and names each one.
@@ -140,25 +148,41 @@ func Checks(cfg config.Config, deps Deps) (Built, error) {
 		})))
 	}
 	if a := cfg.Antivirus; a.Enabled {
+		var cache *antivirus.Cache
+		if a.Cache.Enabled {
+			if cache = deps.ScanCache; cache == nil {
+				cache = NewScanCache(cfg)
+			}
+		}
 		checks = append(checks, add(antivirus.New(antivirus.Options{
-			Scanner:         deps.Scanner,
-			Latch:           lc,
-			InternalDomains: InternalDomains(cfg),
-			MaxScanSize:     a.MaxScanSize,
-			OversizeAction:  a.OversizeAction,
-			Inbound:         a.Inbound,
-			Outbound:        a.Outbound,
-			OnError:         a.OnError,
-			AddHeaders:      a.AddHeaders,
-			Hostname:        Hostname(cfg),
-			Now:             now,
-			Log:             log,
+			Scanner:          deps.Scanner,
+			Latch:            lc,
+			InternalDomains:  InternalDomains(cfg),
+			MaxScanSize:      a.MaxScanSize,
+			OversizeAction:   a.OversizeAction,
+			Inbound:          a.Inbound,
+			Outbound:         a.Outbound,
+			OnError:          a.OnError,
+			AddHeaders:       a.AddHeaders,
+			Hostname:         Hostname(cfg),
+			Cache:            cache,
+			CleanMinSize:     a.Cache.CleanMinSize,
+			SignatureVersion: deps.SignatureVersion,
+			CacheCounted:     deps.CacheCounted,
+			Now:              now,
+			Log:              log,
 		})))
 	}
 	if len(errs) > 0 {
 		return Built{}, errors.Join(errs...)
 	}
 	return Built{Checks: checks, Classify: reg.Classify}, nil
+}
+
+// NewScanCache returns an empty antivirus scan cache sized by cfg.
+func NewScanCache(cfg config.Config) *antivirus.Cache {
+	c := cfg.Antivirus.Cache
+	return antivirus.NewCache(antivirus.CacheOptions{MaxEntries: c.MaxEntries, TTL: c.TTL.D()})
 }
 
 func limit(l config.Limit) ratelimit.Limit {

@@ -76,6 +76,10 @@ type Daemon struct {
 	scanner antivirus.Scanner
 	spool   *spool.Spool
 	watcher *avstatus.Watcher
+	// scanCache is the antivirus scan cache in use, nil when off; a
+	// reload that keeps its size and TTL keeps what it learnt. It is
+	// set under mu.
+	scanCache atomic.Pointer[antivirus.Cache]
 
 	hp       hostParts
 	charts   *series.Recorder
@@ -171,6 +175,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		}
 		lns[l.name] = ln
 	}
+	d.metrics.reg.MustRegister(scanCacheEntries(d.scanCache.Load))
 	d.metrics.reg.MustRegister(newGreylistCollector(d.store, func() int { return d.cfg.Load().Greylist.AutoWhitelistAfter }),
 		newOutboundCollector(d.store))
 	// The admin socket is how the CLI reaches the daemon; without it no
@@ -314,11 +319,17 @@ func (d *Daemon) apply(cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	built, err := Checks(cfg, Deps{Store: d.store, Scanner: d.scanner, Log: d.log, Now: time.Now, Sites: reg,
-		SkipBadWhitelistLines: true})
+	cache := d.keepScanCache(cfg)
+	deps := Deps{Store: d.store, Scanner: d.scanner, Log: d.log, Now: time.Now, Sites: reg,
+		ScanCache: cache, CacheCounted: d.metrics.countScanCache, SkipBadWhitelistLines: true}
+	if d.watcher != nil {
+		deps.SignatureVersion = d.watcher.SignatureVersion
+	}
+	built, err := Checks(cfg, deps)
 	if err != nil {
 		return err
 	}
+	d.scanCache.Store(cache)
 	d.level.Set(parseLevel(cfg.Log.Level))
 	mailLog := slog.New(slog.NewTextHandler(d.mailFile, nil))
 	d.pl.Store(policy.NewPipeline(built.Checks, policy.PipelineOptions{
@@ -473,6 +484,22 @@ func (d *Daemon) startAntivirus(cfg config.Config) error {
 	d.watcher = avstatus.New(avstatus.Options{Clamd: c, MaxAge: a.SignatureMaxAge.D(), Events: d.events, Log: d.log})
 	d.metrics.reg.MustRegister(d.watcher)
 	return nil
+}
+
+// keepScanCache returns the scan cache for cfg: the running one when
+// its size and TTL are unchanged, so a reload does not forget what it
+// learnt; a new one when they changed; nil when the cache is off.
+func (d *Daemon) keepScanCache(cfg config.Config) *antivirus.Cache {
+	a := cfg.Antivirus
+	if !a.Enabled || !a.Cache.Enabled || d.clamd == nil {
+		return nil
+	}
+	if old := d.scanCache.Load(); old != nil {
+		if o := old.Options(); o.MaxEntries == a.Cache.MaxEntries && o.TTL == a.Cache.TTL.D() {
+			return old
+		}
+	}
+	return NewScanCache(cfg)
 }
 
 // antivirusState is what `mailwarden status` shows of antivirus.

@@ -9,6 +9,7 @@ import (
 
 	"mailwarden/internal/accept"
 	"mailwarden/internal/policy"
+	"mailwarden/internal/policy/antivirus"
 	"mailwarden/internal/store"
 )
 
@@ -18,6 +19,10 @@ type metrics struct {
 	decisions *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	reloads   *prometheus.CounterVec
+	// cacheHits and cacheMisses count scanned messages by what the
+	// antivirus scan cache knew of them.
+	cacheHits   *prometheus.CounterVec
+	cacheMisses prometheus.Counter
 }
 
 func newMetrics(version string) *metrics {
@@ -36,12 +41,24 @@ func newMetrics(version string) *metrics {
 			Name: "mailwarden_config_reloads_total",
 			Help: "Configuration reloads by result (success or failure).",
 		}, []string{"result"}),
+		cacheHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mailwarden_antivirus_cache_hits_total",
+			Help: "Messages the antivirus scan cache decided without clamd, by result (infected or clean).",
+		}, []string{"result"}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mailwarden_antivirus_cache_misses_total",
+			Help: "Messages the antivirus scan cache could not decide, scanned by clamd.",
+		}),
 	}
+	// Both results are exported from the start, so a rate over them
+	// works before the first hit.
+	m.cacheHits.WithLabelValues(antivirus.CacheHitInfected)
+	m.cacheHits.WithLabelValues(antivirus.CacheHitClean)
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mailwarden_build_info", Help: "Always 1; labels give the build.",
 	}, []string{"version"})
 	build.WithLabelValues(version).Set(1)
-	m.reg.MustRegister(m.decisions, m.duration, m.reloads, build,
+	m.reg.MustRegister(m.decisions, m.duration, m.reloads, m.cacheHits, m.cacheMisses, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -49,6 +66,29 @@ func newMetrics(version string) *metrics {
 func (m *metrics) observe(req *policy.Request, v policy.Verdict, took time.Duration) {
 	m.decisions.WithLabelValues(req.Frontend, req.Stage.String(), v.Action.String(), v.Check).Inc()
 	m.duration.WithLabelValues(req.Frontend).Observe(took.Seconds())
+}
+
+// countScanCache counts one message's scan cache outcome.
+func (m *metrics) countScanCache(outcome string) {
+	if outcome == antivirus.CacheMiss {
+		m.cacheMisses.Inc()
+		return
+	}
+	m.cacheHits.WithLabelValues(outcome).Inc()
+}
+
+// scanCacheEntries reports the scan cache's size at scrape time; 0 when
+// it is off.
+func scanCacheEntries(cache func() *antivirus.Cache) prometheus.GaugeFunc {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "mailwarden_antivirus_cache_entries",
+		Help: "MIME parts whose clamd verdict the antivirus scan cache holds.",
+	}, func() float64 {
+		if c := cache(); c != nil {
+			return float64(c.Len())
+		}
+		return 0
+	})
 }
 
 // greylistCollector reports greylist state at scrape time.

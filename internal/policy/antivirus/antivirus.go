@@ -73,6 +73,17 @@ type Options struct {
 	AddHeaders bool
 	// Hostname names this host in X-Virus-Scanned.
 	Hostname string
+	// Cache, if set, remembers clamd's verdicts per decoded MIME part
+	// (cached.go). CleanMinSize is the smallest decoded part whose clean
+	// verdict it keeps.
+	Cache        *Cache
+	CleanMinSize int64
+	// SignatureVersion reports clamd's signature database version, 0
+	// when unknown; the cache is dropped when it changes.
+	SignatureVersion func() int
+	// CacheCounted, if set, is told what each scanned message found in
+	// the cache: CacheHitInfected, CacheHitClean or CacheMiss.
+	CacheCounted func(outcome string)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	Log *slog.Logger
@@ -115,6 +126,9 @@ func New(o Options) (*Check, error) {
 			continue
 		}
 		domains = append(domains, n)
+	}
+	if o.CleanMinSize < 0 {
+		errs = append(errs, fmt.Errorf("antivirus: cache clean minimum size %d is negative", o.CleanMinSize))
 	}
 	if strings.ContainsFunc(o.Hostname, func(r rune) bool { return r <= ' ' || r > '~' }) {
 		// It goes into a header field value, which must not break.
@@ -170,9 +184,15 @@ func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict,
 		return c.oversize(fmt.Sprintf("message of %d bytes is over the scan limit of %d bytes", size, c.o.MaxScanSize)), nil
 	}
 	start := c.o.Now()
-	res, err := c.o.Scanner.ScanOpen(ctx, req.Message.Open, size)
+	r := c.scan(ctx, req, size)
+	res, err := r.res, r.err
 	took := c.o.Now().Sub(start)
 	switch {
+	case r.hit == CacheHitInfected:
+		return c.infected(ctx, req, res.Virus, "the scan cache (clamd found the same MIME part infected before)"), nil
+	case r.hit == CacheHitClean:
+		c.o.Log.Debug("antivirus: clean, every MIME part found clean before (scan cache)", "size", size, "took", took, "queue_id", req.QueueID)
+		return policy.Verdict{Headers: c.headers("Clean", true)}, nil
 	case errors.Is(err, clamd.ErrTooLarge):
 		// clamd's StreamMaxLength is below max_scan_size.
 		return c.oversize(fmt.Sprintf("clamd refused the message of %d bytes as too large (is StreamMaxLength below max_scan_size?): %v", size, err)), nil
@@ -183,6 +203,20 @@ func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict,
 	}
 	c.o.Log.Debug("antivirus: clean", "server", res.Server, "size", size, "took", took, "queue_id", req.QueueID)
 	return policy.Verdict{Headers: c.headers("Clean", true)}, nil
+}
+
+// scan scans the message, through the cache when there is one, and
+// says whether the cache decided without clamd.
+func (c *Check) scan(ctx context.Context, req *policy.Request, size int64) cached {
+	if c.o.Cache == nil {
+		res, err := c.o.Scanner.ScanOpen(ctx, req.Message.Open, size)
+		return cached{res: res, err: err}
+	}
+	r := c.scanCached(ctx, req, size)
+	if c.o.CacheCounted != nil {
+		c.o.CacheCounted(r.hit)
+	}
+	return r
 }
 
 // headers returns the header fields for a message passed on with the

@@ -37,6 +37,9 @@ type fakeScanner struct {
 	calls int
 	got   []byte // the message as read through open
 	size  int64
+	// infectedIf, if set, makes a scan infected with res.Virus exactly
+	// when what is read contains it, as clamd's EICAR signature does.
+	infectedIf string
 }
 
 func (f *fakeScanner) ScanOpen(ctx context.Context, open func() (io.ReadCloser, error), size int64) (clamd.Result, error) {
@@ -51,6 +54,11 @@ func (f *fakeScanner) ScanOpen(ctx context.Context, open func() (io.ReadCloser, 
 	defer r.Close()
 	if f.got, err = io.ReadAll(r); err != nil {
 		return clamd.Result{}, err
+	}
+	if f.infectedIf != "" && f.err == nil {
+		res := f.res
+		res.Infected = bytes.Contains(f.got, []byte(f.infectedIf))
+		return res, nil
 	}
 	return f.res, f.err
 }
