@@ -5,6 +5,10 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	gomilter "github.com/d--j/go-milter"
+
+	"mailwarden/internal/spool"
 )
 
 // countingConn counts the reads that reach the connection.
@@ -59,5 +63,30 @@ func TestFrameGuardReadsAhead(t *testing.T) {
 	}
 	if !g.inMessage {
 		t.Error("the guard did not follow the session into the message")
+	}
+}
+
+// TestProtocolAsksOnlyWhatChecksUse checks what the MTA is asked for:
+// no body without a spool, and with one the body without waiting for a
+// reply to each chunk; never a reply to connect, HELO or a header.
+func TestProtocolAsksOnlyWhatChecksUse(t *testing.T) {
+	never := gomilter.OptNoConnReply | gomilter.OptNoHeloReply | gomilter.OptNoHeaderReply | gomilter.OptNoEOH | gomilter.OptNoUnknown
+	without := protocol(Options{})
+	if without&never != never || without&gomilter.OptNoBody == 0 {
+		t.Errorf("without a spool: protocol %#x, want %#x and no body", without, never)
+	}
+	sp, err := spool.New(t.TempDir(), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := protocol(Options{Spool: sp})
+	if with&never != never || with&gomilter.OptNoBody != 0 || with&gomilter.OptNoBodyReply == 0 {
+		t.Errorf("with a spool: protocol %#x, want %#x, the body, and no reply to it", with, never)
+	}
+	// Decisions are answered at MAIL, RCPT, DATA and end of message.
+	for _, p := range []gomilter.OptProtocol{without, with} {
+		if p&(gomilter.OptNoMailReply|gomilter.OptNoRcptReply|gomilter.OptNoDataReply) != 0 {
+			t.Errorf("protocol %#x skips a reply a check decides in", p)
+		}
 	}
 }

@@ -241,6 +241,12 @@ func TestAbortAndDisconnectRemoveSpoolFiles(t *testing.T) {
 	if _, err := s.BodyChunk(big[:60000]); err != nil {
 		t.Fatal(err)
 	}
+	// The MTA does not wait for a reply to a body chunk
+	// (SMFIP_NR_BODY): the server writes it to the spool a moment later.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(spoolFiles(t, sp)) != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if len(spoolFiles(t, sp)) != 1 {
 		t.Fatal("no spool file while the body arrives")
 	}
@@ -261,7 +267,7 @@ func TestAbortAndDisconnectRemoveSpoolFiles(t *testing.T) {
 	}
 	s.Close()
 	// Cleanup runs in the server's session goroutine after the close.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for len(spoolFiles(t, sp)) != 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}

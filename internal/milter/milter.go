@@ -117,17 +117,20 @@ func NewServer(o Options) *Server {
 }
 
 // protocol is what the MTA is asked to send and to wait for (milter
-// protocol v6, SMFIC_OPTNEG). Connect, HELO and header callbacks never
-// decide, so the MTA need not wait for their replies; a failure while
-// spooling a header is sticky and answered at end of message. Without a
-// spool (antivirus off) no check reads the body, so the MTA does not send
-// it. Each skipped reply or event saves a round trip per message; Postfix
-// 2.6 and Sendmail 8.14 and later support all of these.
+// protocol v6, SMFIC_OPTNEG). Connect, HELO, header and body callbacks
+// never decide, so the MTA need not wait for their replies; a failure
+// while spooling a header or a body chunk is sticky and answered at end
+// of message. Without a spool (antivirus off) no check reads the body, so
+// the MTA does not send it. Each skipped reply saves a round trip per
+// event (a 100 KB body is two chunks), each skipped event a packet;
+// Postfix 2.6 and Sendmail 8.14 and later support all of these.
 func protocol(o Options) gomilter.OptProtocol {
 	p := gomilter.OptNoUnknown | gomilter.OptNoEOH |
 		gomilter.OptNoConnReply | gomilter.OptNoHeloReply | gomilter.OptNoHeaderReply
 	if o.Spool == nil {
 		p |= gomilter.OptNoBody
+	} else {
+		p |= gomilter.OptNoBodyReply
 	}
 	return p
 }
