@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 
 	"mailwarden/internal/accept"
@@ -65,8 +66,8 @@ type frameGuard struct {
 
 	// ahead[r:w] is what the last read from the MTA brought in and the
 	// library has not asked for yet; pending is that read's error, given
-	// once ahead is drained.
-	ahead   []byte
+	// once ahead is drained. ahead is nil while nothing is buffered.
+	ahead   *[readAhead]byte
 	r, w    int
 	pending error
 
@@ -115,6 +116,7 @@ func (c *frameGuard) read(p []byte) (int, error) {
 	if c.r < c.w {
 		n := copy(p, c.ahead[c.r:c.w])
 		c.r += n
+		c.release()
 		return n, nil
 	}
 	if c.pending != nil {
@@ -137,10 +139,8 @@ func (c *frameGuard) read(p []byte) (int, error) {
 		c.acknowledge(n)
 		return n, err
 	}
-	if c.ahead == nil {
-		c.ahead = make([]byte, readAhead)
-	}
-	m, err := c.Conn.Read(c.ahead)
+	c.ahead = aheadPool.Get().(*[readAhead]byte)
+	m, err := c.Conn.Read(c.ahead[:])
 	c.acknowledge(m)
 	n := copy(p, c.ahead[:m])
 	c.r, c.w = n, m
@@ -148,7 +148,21 @@ func (c *frameGuard) read(p []byte) (int, error) {
 		// The rest of what came with the error first.
 		c.pending, err = err, nil
 	}
+	c.release()
 	return n, err
+}
+
+// aheadPool holds the read-ahead buffers of connections that have handed
+// the library all they read: most of the time a session waits for the
+// MTA with nothing buffered, and a connection lasts one SMTP session.
+var aheadPool = sync.Pool{New: func() any { return new([readAhead]byte) }}
+
+// release returns the read-ahead buffer to the pool once drained.
+func (c *frameGuard) release() {
+	if c.ahead != nil && c.r == c.w {
+		aheadPool.Put(c.ahead)
+		c.ahead, c.r, c.w = nil, 0, 0
+	}
 }
 
 // acknowledge has the kernel acknowledge at once the n bytes just read
