@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -41,6 +42,9 @@ func serve(c *call, configPath, dataDir string) int {
 			return c.fail(err)
 		}
 		defer stop()
+	}
+	if path := os.Getenv("MAILWARDEN_MEMPROFILE"); path != "" {
+		defer heapProfile(c, path)
 	}
 	d, err := daemon.Start(cfg, daemon.Options{
 		ConfigPath: configPath, DataDir: dataDir, Version: versionString(),
@@ -123,4 +127,20 @@ func cpuProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// heapProfile writes what the daemon's heap holds, after a collection,
+// to path as it stops (MAILWARDEN_MEMPROFILE; BENCHMARKS.md).
+func heapProfile(c *call, path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		runtime.GC()
+		err = pprof.WriteHeapProfile(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(c.stderr, "MAILWARDEN_MEMPROFILE: %v\n", err)
+	}
 }

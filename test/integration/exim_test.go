@@ -155,13 +155,14 @@ func TestExim(t *testing.T) {
 	t.Run("greylisting of an external client", func(t *testing.T) {
 		const client = "127.20.0.9"
 		m := eximMail{client: client, from: "news@ext.test", to: []string{rcptTo}, id: harness.UniqueID(t)}
-		first := time.Now()
 		res := send(t, m)
+		// The greylist entry is at most as old as the refusal.
+		refused := time.Now()
 		requireRefused(t, res, "451 4.7.1 ", "Greylisted")
 		if d := decision(t, mw, client, "greylist"); d["action"] != "tempfail" {
 			t.Errorf("mail log decision = %v, want action=tempfail", d)
 		}
-		time.Sleep(time.Until(first.Add(greylistDelay + 500*time.Millisecond)))
+		time.Sleep(time.Until(refused.Add(greylistDelay + 500*time.Millisecond)))
 		m.id = harness.UniqueID(t)
 		send(t, m).RequireDelivered(t)
 		msg := sink.WaitForID(t, m.id, 10*time.Second)

@@ -15,8 +15,9 @@ func TestRestartKeepsTriplets(t *testing.T) {
 	s := startStack(t, viaMilter, greylistYAML(greylistDelay, "127.0.22.20/32", "127.0.22.30"))
 	const client, from, to = "127.0.21.5", "before@ext.test", "user@dest.test"
 
-	first := time.Now()
 	s.requireGreylisted(t, s.send(t, client, from, to, harness.UniqueID(t)), "milter", client)
+	// The greylist entry is at most as old as the refusal.
+	refused := time.Now()
 
 	pid := s.mw.PID()
 	s.mw.Restart(t)
@@ -24,7 +25,7 @@ func TestRestartKeepsTriplets(t *testing.T) {
 		t.Fatalf("daemon still has pid %d after the restart", pid)
 	}
 
-	time.Sleep(time.Until(first.Add(greylistDelay + 500*time.Millisecond)))
+	time.Sleep(time.Until(refused.Add(greylistDelay + 500*time.Millisecond)))
 	id := harness.UniqueID(t)
 	s.send(t, client, from, to, id).RequireDelivered(t)
 	msg := s.sink.WaitForID(t, id, 10*time.Second)
