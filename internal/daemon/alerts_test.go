@@ -25,17 +25,9 @@ import (
 // TestFreezeRaisesAlert: an administrator's freeze reaches the webhook
 // receiver through the event log, and the metrics count it.
 func TestFreezeRaisesAlert(t *testing.T) {
-	got := make(chan alert.Payload, 4)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p alert.Payload
-		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
-			t.Errorf("webhook body: %v", err)
-		}
-		got <- p
-	}))
-	defer srv.Close()
+	got, url := webhook(t, 4)
 	cfg := testConfig(t)
-	cfg.Alerts.Receivers = []config.AlertReceiver{{Name: "chat", Webhook: config.AlertWebhook{URL: srv.URL}}}
+	cfg.Alerts.Receivers = []config.AlertReceiver{{Name: "chat", Webhook: config.AlertWebhook{URL: url}}}
 	d, _, _ := start(t, cfg, "")
 	if err := d.events.Audit(context.Background(), events.Admin{Who: "root", Action: "freeze on", Reason: "spam run"}, nil); err != nil {
 		t.Fatal(err)
@@ -100,18 +92,10 @@ func TestValidateTriesAlertRelays(t *testing.T) {
 // webhook hears of it at once, although neither the event nor the
 // alert can be stored; and again when the store writes.
 func TestStoreOutageAlertsFromMemory(t *testing.T) {
-	got := make(chan alert.Payload, 8)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var p alert.Payload
-		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
-			t.Errorf("webhook body: %v", err)
-		}
-		got <- p
-	}))
-	defer srv.Close()
+	got, url := webhook(t, 8)
 	cfg := testConfig(t)
 	cfg.Alerts.Window = config.Duration(time.Hour)
-	cfg.Alerts.Receivers = []config.AlertReceiver{{Name: "chat", Webhook: config.AlertWebhook{URL: srv.URL}}}
+	cfg.Alerts.Receivers = []config.AlertReceiver{{Name: "chat", Webhook: config.AlertWebhook{URL: url}}}
 	st := storetest.WithFaults(memory.New())
 	d := startWith(t, cfg, Options{Stderr: io.Discard, Stdout: io.Discard, Store: st})
 	full := errors.New("database or disk is full")
@@ -195,4 +179,19 @@ func TestIncidentAlerts(t *testing.T) {
 	if !slices.Contains(actions, "mailwarden alerts list") || len(actions) != 2 {
 		t.Errorf("actions %q: want alerts list and, with one undelivered, alerts test", actions)
 	}
+}
+
+// webhook starts a webhook receiver for the test; got hears each alert
+// posted to url (up to n unread).
+func webhook(t *testing.T, n int) (got <-chan alert.Payload, url string) {
+	ch := make(chan alert.Payload, n)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p alert.Payload
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			t.Errorf("webhook body: %v", err)
+		}
+		ch <- p
+	}))
+	t.Cleanup(srv.Close)
+	return ch, srv.URL
 }

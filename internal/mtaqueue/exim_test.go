@@ -3,7 +3,6 @@ package mtaqueue
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -79,21 +78,7 @@ func TestEximListGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range msgs {
-		msgs[i].Arrival = msgs[i].Arrival.UTC()
-	}
-	got, _ := json.MarshalIndent(msgs, "", "  ")
-	got = append(got, '\n')
-	if *update {
-		os.WriteFile("testdata/exim/list.golden", got, 0o644)
-	}
-	want, err := os.ReadFile("testdata/exim/list.golden")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("listed:\n%s\nwant (testdata/exim/list.golden; go test -update to rewrite):\n%s", got, want)
-	}
+	checkGolden(t, msgs, "testdata/exim/list.golden")
 
 	// " 0m   264 1xaM89-0003mq-29 <alice@school.example>"
 	bp, err := os.ReadFile("testdata/exim/bp.txt")

@@ -33,20 +33,27 @@ func TestParseGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkGolden(t, msgs, "testdata/postqueue.golden")
+}
+
+// checkGolden compares msgs, as JSON with arrival times in UTC, with
+// the golden file; go test -update rewrites it.
+func checkGolden(t *testing.T, msgs []Message, golden string) {
+	t.Helper()
 	for i := range msgs {
 		msgs[i].Arrival = msgs[i].Arrival.UTC()
 	}
 	got, _ := json.MarshalIndent(msgs, "", "  ")
 	got = append(got, '\n')
 	if *update {
-		os.WriteFile("testdata/postqueue.golden", got, 0o644)
+		os.WriteFile(golden, got, 0o644)
 	}
-	want, err := os.ReadFile("testdata/postqueue.golden")
+	want, err := os.ReadFile(golden)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, want) {
-		t.Errorf("parsed:\n%s\nwant (testdata/postqueue.golden; go test -update to rewrite):\n%s", got, want)
+		t.Errorf("got:\n%s\nwant (%s; go test -update to rewrite):\n%s", got, golden, want)
 	}
 }
 

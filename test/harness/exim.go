@@ -121,13 +121,11 @@ type Exim struct {
 	proc  *proc
 }
 
-// StartExim builds a configuration from a copy of Debian's stock tree,
-// starts "exim4 -bdf" on a free port and stops it when the test ends,
-// showing its logs if the test failed.
-func StartExim(t testing.TB, cfg EximConfig) *Exim {
+// configureExim lays out an instance directory (prefix names it) and
+// writes cfg's configuration there; nothing is started.
+func configureExim(t testing.TB, prefix string, cfg EximConfig) *Exim {
 	t.Helper()
-	RequireExim(t)
-	base := InstanceDir(t, "exim")
+	base := InstanceDir(t, prefix)
 	e := &Exim{
 		ConfDir:    filepath.Join(base, "etc"),
 		ConfigFile: filepath.Join(base, "exim4.conf"),
@@ -138,6 +136,16 @@ func StartExim(t testing.TB, cfg EximConfig) *Exim {
 	if err := e.configure(cfg); err != nil {
 		t.Fatalf("configuring Exim: %v", err)
 	}
+	return e
+}
+
+// StartExim builds a configuration from a copy of Debian's stock tree,
+// starts "exim4 -bdf" on a free port and stops it when the test ends,
+// showing its logs if the test failed.
+func StartExim(t testing.TB, cfg EximConfig) *Exim {
+	t.Helper()
+	RequireExim(t)
+	e := configureExim(t, "exim", cfg)
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -151,8 +159,8 @@ func StartExim(t testing.TB, cfg EximConfig) *Exim {
 		// address is local_interfaces from dc_local_interfaces. No -q:
 		// every message is delivered at once, and nothing here needs a
 		// queue runner.
-		e.proc, lastErr = startProc(filepath.Join(base, "exim.out"), filepath.Join(EximRoot, eximBinary),
-			"-C", e.ConfigFile, "-bdf", "-oX", strconv.Itoa(port), "-oP", filepath.Join(base, "exim.pid"))
+		e.proc, lastErr = startProc(filepath.Join(e.base, "exim.out"), filepath.Join(EximRoot, eximBinary),
+			"-C", e.ConfigFile, "-bdf", "-oX", strconv.Itoa(port), "-oP", filepath.Join(e.base, "exim.pid"))
 		if lastErr != nil {
 			t.Fatal(lastErr)
 		}
@@ -163,7 +171,7 @@ func StartExim(t testing.TB, cfg EximConfig) *Exim {
 		e.proc.stop(2 * time.Second) // the port was taken meanwhile: try another
 	}
 	if lastErr != nil {
-		t.Fatalf("starting Exim: %v\n%s\n%s", lastErr, readFile(filepath.Join(base, "exim.out")), e.MainLog())
+		t.Fatalf("starting Exim: %v\n%s\n%s", lastErr, readFile(filepath.Join(e.base, "exim.out")), e.MainLog())
 	}
 	t.Cleanup(func() {
 		if err := e.proc.stop(10 * time.Second); err != nil {

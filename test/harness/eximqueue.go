@@ -27,17 +27,7 @@ type EximQueue struct {
 func NewEximQueue(t testing.TB, smarthostPort int) *EximQueue {
 	t.Helper()
 	RequireExim(t)
-	base := InstanceDir(t, "eximq")
-	e := &Exim{
-		ConfDir:    filepath.Join(base, "etc"),
-		ConfigFile: filepath.Join(base, "exim4.conf"),
-		LogDir:     filepath.Join(base, "log"),
-		base:       base,
-		spool:      filepath.Join(base, "spool"),
-	}
-	if err := e.configure(EximConfig{SmarthostPort: smarthostPort}); err != nil {
-		t.Fatalf("configuring Exim: %v", err)
-	}
+	e := configureExim(t, "eximq", EximConfig{SmarthostPort: smarthostPort})
 	return &EximQueue{Binary: filepath.Join(EximRoot, eximBinary), ConfigFile: e.ConfigFile, Spool: e.spool}
 }
 

@@ -151,12 +151,13 @@ func runE2E(tb testing.TB, o e2eOptions) {
 		return false
 	}
 	sink := harness.StartNullSink(tb)
+	_, sinkPort := splitAddr(tb, sink.Addr)
 	postfix := func(milter, policy string) *harness.Postfix {
 		var extra []string
 		if path, ok := strings.CutPrefix(milter, "unix:"); ok {
 			milter, extra = "127.0.0.1:1", []string{"smtpd_milters = unix:" + path}
 		}
-		return harness.StartPostfix(tb, harness.PostfixConfig{SinkPort: portOf(tb, sink.Addr), Milter: milter, Policy: policy,
+		return harness.StartPostfix(tb, harness.PostfixConfig{SinkPort: sinkPort, Milter: milter, Policy: policy,
 			Extra: append(extra,
 				// docs/postfix.md's settings; one message per
 				// connection, so nothing waits between them.
@@ -611,15 +612,6 @@ func envInt(tb testing.TB, name string, def int) int {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 1 {
 		tb.Fatalf("%s=%q: want a positive number", name, s)
-	}
-	return n
-}
-
-func portOf(tb testing.TB, addr string) int {
-	_, p, _ := strings.Cut(addr, ":")
-	n, err := strconv.Atoi(p)
-	if err != nil {
-		tb.Fatalf("no port in %q", addr)
 	}
 	return n
 }

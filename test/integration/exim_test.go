@@ -617,7 +617,7 @@ func waitDeferred(t *testing.T, relay *harness.Postfix, reply string) string {
 }
 
 // splitAddr splits host:port.
-func splitAddr(t *testing.T, addr string) (string, int) {
+func splitAddr(t testing.TB, addr string) (string, int) {
 	t.Helper()
 	host, p, ok := strings.Cut(addr, ":")
 	n, err := strconv.Atoi(p)
