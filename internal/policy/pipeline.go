@@ -130,21 +130,23 @@ func (p *Pipeline) record(req *Request, v Verdict, took time.Duration) {
 // quotes every attacker-controlled value, so a crafted HELO cannot forge a
 // second log line.
 func LogDecision(l *slog.Logger, req *Request, v Verdict) {
-	l.Info("decision",
-		"frontend", req.Frontend,
-		"stage", req.Stage.String(),
-		"action", v.Action.String(),
-		"check", v.Check,
-		"client", req.ClientIP.String(),
-		"client_name", req.ClientName,
-		"helo", req.Helo,
-		"sender", req.Sender,
-		"recipient", req.Recipient,
-		"user", req.SASLUser,
-		"site", req.Site,
-		"queue_id", req.QueueID,
-		"reply", replyIfAny(v),
-		"reason", v.Reason,
+	// LogAttrs rather than Info's key-value list: every message and
+	// recipient is logged, and boxing each value cost an allocation.
+	l.LogAttrs(context.Background(), slog.LevelInfo, "decision",
+		slog.String("frontend", req.Frontend),
+		slog.String("stage", req.Stage.String()),
+		slog.String("action", v.Action.String()),
+		slog.String("check", v.Check),
+		slog.String("client", req.ClientIP.String()),
+		slog.String("client_name", req.ClientName),
+		slog.String("helo", req.Helo),
+		slog.String("sender", req.Sender),
+		slog.String("recipient", req.Recipient),
+		slog.String("user", req.SASLUser),
+		slog.String("site", req.Site),
+		slog.String("queue_id", req.QueueID),
+		slog.String("reply", replyIfAny(v)),
+		slog.String("reason", v.Reason),
 	)
 }
 

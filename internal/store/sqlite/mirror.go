@@ -21,7 +21,7 @@ import (
 // (the greylist CLI) commits to the database.
 type mirror struct {
 	mu sync.RWMutex
-	m  map[tripletKey]store.Triplet
+	m  map[compactKey]compactTriplet
 	// clients holds the pass counts. Only the daemon writes them (the CLI
 	// never does), so they are loaded once and never reloaded.
 	clients map[string]clientPass
@@ -42,10 +42,15 @@ type mirrorOp struct {
 }
 
 func (m *mirror) get(k tripletKey) (store.Triplet, bool) {
+	var buf [128]byte
+	b := appendCompactKey(buf[:0], k.client, k.sender, k.recipient)
 	m.mu.RLock()
-	defer m.mu.RUnlock()
-	t, ok := m.m[k]
-	return t, ok
+	c, ok := m.m[compactKey(b)]
+	m.mu.RUnlock()
+	if !ok {
+		return store.Triplet{}, false
+	}
+	return c.triplet(k.client, k.sender, k.recipient), true
 }
 
 func (m *mirror) apply(op mirrorOp) {
@@ -57,20 +62,21 @@ func (m *mirror) apply(op mirrorOp) {
 	}
 }
 
-func (m *mirror) applyLocked(dst map[tripletKey]store.Triplet, op mirrorOp) {
+func (m *mirror) applyLocked(dst map[compactKey]compactTriplet, op mirrorOp) {
 	if op.del {
-		delete(dst, keyOf(op.t))
+		delete(dst, compactKeyOf(op.t))
 		return
 	}
-	dst[keyOf(op.t)] = op.t
+	dst[compactKeyOf(op.t)] = compactOf(op.t)
 }
 
 // expire drops triplets and pass counts whose expiry is at or before now.
 func (m *mirror) expire(now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	cutoff := now.UnixNano()
 	for k, t := range m.m {
-		if !t.Expires.After(now) {
+		if t.expires <= cutoff {
 			delete(m.m, k)
 		}
 	}
@@ -190,13 +196,13 @@ func (s *Store) scanClients(ctx context.Context) (map[string]clientPass, error) 
 	return out, nil
 }
 
-func (s *Store) scanTriplets(ctx context.Context) (map[tripletKey]store.Triplet, error) {
+func (s *Store) scanTriplets(ctx context.Context) (map[compactKey]compactTriplet, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT client, sender, recipient, first_seen, last_seen,
 		passed_at, attempts, expires FROM triplet WHERE expires > ?1`, time.Now().UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load triplets into memory: %w", err)
 	}
-	out := make(map[tripletKey]store.Triplet)
+	out := make(map[compactKey]compactTriplet)
 	err = eachRow(rows, func(r rowScanner) error {
 		var t store.Triplet
 		var first, last, passed sql.NullInt64
@@ -206,7 +212,7 @@ func (s *Store) scanTriplets(ctx context.Context) (map[tripletKey]store.Triplet,
 		}
 		t.FirstSeen, t.LastSeen, t.PassedAt = fromMS(first), fromMS(last), fromMS(passed)
 		t.Expires = time.UnixMilli(expires)
-		out[keyOf(t)] = t
+		out[compactKeyOf(t)] = compactOf(t)
 		return nil
 	})
 	if err != nil {

@@ -170,12 +170,15 @@ func (s *Store) open(ctx context.Context) error {
 	// A checkpoint every 10,000 WAL pages (~40 MB) instead of 1,000:
 	// greylist pages change over and over, and each checkpoint copies a
 	// page once however often it changed.
-	// The writer's page cache holds 64 MiB instead of 2: a batch of
+	// The writer's page cache holds 8 MiB instead of 2: a batch of
 	// thousands of puts dirties pages all over the triplet table, and
 	// pages pushed out of the cache mid-transaction are written and read
-	// back again.
+	// back again. 64 MiB held the whole table of a small site and was
+	// the largest part of the daemon's memory (17 of 88 MB after 100,000
+	// new triplets; BENCHMARKS.md), for writes that are off the reply
+	// path anyway.
 	wdb, err := sql.Open("sqlite", dsn(s.path, "_pragma=synchronous(FULL)",
-		"_pragma=wal_autocheckpoint(10000)", "_pragma=cache_size(-65536)"))
+		"_pragma=wal_autocheckpoint(10000)", "_pragma=cache_size(-8192)"))
 	if err != nil {
 		return err
 	}
