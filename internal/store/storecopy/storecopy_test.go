@@ -46,7 +46,9 @@ type faultySource struct {
 	ports *memory.Store
 }
 
-func (f faultySource) AllPorts(ctx context.Context) ([]store.PortState, error) { return f.ports.AllPorts(ctx) }
+func (f faultySource) AllPorts(ctx context.Context) ([]store.PortState, error) {
+	return f.ports.AllPorts(ctx)
+}
 
 func TestCopySourceFailsPartWay(t *testing.T) {
 	ctx := context.Background()
