@@ -127,7 +127,7 @@ func Copy(ctx context.Context, from, to store.Store, now time.Time, progress fun
 		c := Count{Kind: k.name}
 		err := k.copy(ctx, from, imp, now, func(n int) {
 			c.Copied += n
-			if progress != nil {
+			if progress != nil && n > 0 {
 				progress(k.name, c.Copied)
 			}
 		})
