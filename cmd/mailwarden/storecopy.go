@@ -80,6 +80,9 @@ func parseStoreSpec(s string) (storeSpec, error) {
 		if err != nil {
 			return spec, err
 		}
+		if cfg.DataDir, err = filepath.Abs(cfg.DataDir); err != nil {
+			return spec, err
+		}
 		spec.cfg = cfg
 	case strings.HasPrefix(s, "redis://"), strings.HasPrefix(s, "rediss://"):
 		cfg, err := redisSpec(s)

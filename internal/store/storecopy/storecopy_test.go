@@ -100,3 +100,30 @@ func TestCopyEventsInBatches(t *testing.T) {
 		t.Errorf("Total = %d, want 2500", counts.Total())
 	}
 }
+
+// A source that changes during the copy (a daemon still running on it)
+// fails the verification.
+func TestCopyVerificationCatchesAChangingSource(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	mem := memory.New()
+	src := faultySource{storetest.WithFaults(mem), mem}
+	added := false
+	src.OnCall(func(c storetest.Call) {
+		if c.Method == "ListUsers" && !added {
+			added = true
+			if err := mem.AddUser(ctx, store.User{Name: "late", Role: store.RoleViewer, Hash: []byte("h"), Created: now}); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	counts, err := storecopy.Copy(ctx, src, memory.New(), now, nil)
+	if !errors.Is(err, storecopy.ErrMismatch) || !strings.Contains(err.Error(), "users: 0 copied, source 1, target 0") {
+		t.Fatalf("Copy from a source that changed = %v; want ErrMismatch naming the users", err)
+	}
+	for _, c := range counts {
+		if c.OK() == (c.Kind == storecopy.Users) {
+			t.Errorf("%+v: OK() = %v", c, c.OK())
+		}
+	}
+}
