@@ -47,6 +47,13 @@ func TestConformanceCluster(t *testing.T) {
 	})
 }
 
+func TestImport(t *testing.T) {
+	srv := redistest.Server(t)
+	storetest.RunImport(t, func(t *testing.T) store.Store {
+		return open(t, Options{URL: srv.URL(), Prefix: freshPrefix()})
+	})
+}
+
 // TestTwoHandles runs the suite's two-handle check with two stores on
 // one server and prefix, as the daemon and the CLI use them.
 func TestTwoHandles(t *testing.T) {
