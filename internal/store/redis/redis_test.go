@@ -268,3 +268,43 @@ func TestTripletEncoding(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditedPutTripletUndone: the triplet and its audit event live in
+// different slots, so PutTriplet stores the triplet first; when the
+// event cannot be stored, the previous triplet is put back.
+func TestAuditedPutTripletUndone(t *testing.T) {
+	srv := redistest.Server(t)
+	ctx := context.Background()
+	s := open(t, Options{URL: srv.URL(), Prefix: freshPrefix()})
+	now := time.UnixMilli(time.Now().UnixMilli())
+	old := store.Triplet{Client: "192.0.2.0/24", Sender: "a@example.org", Recipient: "b@example.net",
+		FirstSeen: now, LastSeen: now, Attempts: 1, Expires: now.Add(time.Hour)}
+	if err := s.PutTriplet(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	// The event log's hash made a string: storing an event fails.
+	if _, err := srv.Command("SET", s.k.ev, "not a hash"); err != nil {
+		t.Fatal(err)
+	}
+	passed := old
+	passed.PassedAt, passed.Expires = now, now.Add(35*24*time.Hour)
+	a := &store.Audit{Event: store.Event{Time: now, Kind: store.EventAdmin, Reason: "allow", Expires: now.Add(time.Hour)}}
+	if err := s.PutTriplet(store.WithAudit(ctx, a), passed); err == nil {
+		t.Fatal("audited PutTriplet succeeded without its event")
+	}
+	if a.Stored() {
+		t.Error("audit marked stored")
+	}
+	got, err := s.GetTriplet(ctx, old.Client, old.Sender, old.Recipient, now)
+	if err != nil || got.Passed() || !got.Expires.Equal(old.Expires) {
+		t.Errorf("triplet after the undone put = %+v, %v; want the previous one back", got, err)
+	}
+	fresh := old
+	fresh.Recipient = "c@example.net"
+	if err := s.PutTriplet(store.WithAudit(ctx, &store.Audit{Event: a.Event}), fresh); err == nil {
+		t.Fatal("audited PutTriplet of a new triplet succeeded without its event")
+	}
+	if _, err := s.GetTriplet(ctx, fresh.Client, fresh.Sender, fresh.Recipient, now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("new triplet after the undone put: err = %v, want it gone", err)
+	}
+}
