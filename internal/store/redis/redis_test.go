@@ -308,3 +308,55 @@ func TestAuditedPutTripletUndone(t *testing.T) {
 		t.Errorf("new triplet after the undone put: err = %v, want it gone", err)
 	}
 }
+
+// TestTLSAndACL reaches a TLS-only server as an ACL user, by URL and by
+// address, and is refused with the wrong password or an unknown CA.
+func TestTLSAndACL(t *testing.T) {
+	certs := redistest.Certs(t)
+	srv := redistest.Server(t, redistest.WithTLS(certs),
+		redistest.Args("--user", "mailwarden", "on", ">s3cret", "~mwtls:*", "&*", "+@all"))
+	ctx := context.Background()
+	tlsOpts := TLS{Enabled: true, CAFile: certs.CA}
+	for name, o := range map[string]Options{
+		"url":       {URL: "rediss://mailwarden:s3cret@" + srv.Addr(), TLS: TLS{Enabled: true, CAFile: certs.CA}, Prefix: "mwtls:"},
+		"addresses": {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "s3cret", TLS: tlsOpts, Prefix: "mwtls:"},
+	} {
+		s, err := Open(ctx, o)
+		if err != nil {
+			t.Errorf("%s: Open: %v", name, err)
+			continue
+		}
+		if err := s.Probe(ctx); err != nil {
+			t.Errorf("%s: Probe: %v", name, err)
+		}
+		s.Close()
+	}
+	for name, o := range map[string]Options{
+		"wrong password": {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "nope", TLS: tlsOpts, Prefix: "mwtls:"},
+		"outside the ACL's keys": {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "s3cret", TLS: tlsOpts},
+		"unknown CA":             {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "s3cret", TLS: TLS{Enabled: true}, Prefix: "mwtls:"},
+		"no TLS":                 {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "s3cret", Prefix: "mwtls:", DialTimeout: time.Second, Timeout: time.Second},
+	} {
+		if s, err := Open(ctx, o); err == nil {
+			s.Close()
+			t.Errorf("%s: Open succeeded", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestSentinel finds the master through a Sentinel.
+func TestSentinel(t *testing.T) {
+	master := redistest.Server(t)
+	sentinel := redistest.Sentinel(t, master, "mw")
+	ctx := context.Background()
+	s := open(t, Options{Addrs: []string{sentinel.Addr()}, MasterName: "mw", Prefix: freshPrefix()})
+	if err := s.Probe(ctx); err != nil {
+		t.Fatalf("Probe through a Sentinel: %v", err)
+	}
+	direct := open(t, Options{URL: master.URL(), Prefix: s.k.prefix})
+	if direct.ID() != s.ID() {
+		t.Errorf("identity through the Sentinel %d, on the master %d", s.ID(), direct.ID())
+	}
+}
