@@ -332,7 +332,7 @@ func TestTLSAndACL(t *testing.T) {
 		s.Close()
 	}
 	for name, o := range map[string]Options{
-		"wrong password": {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "nope", TLS: tlsOpts, Prefix: "mwtls:"},
+		"wrong password":         {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "nope", TLS: tlsOpts, Prefix: "mwtls:"},
 		"outside the ACL's keys": {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "s3cret", TLS: tlsOpts},
 		"unknown CA":             {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "s3cret", TLS: TLS{Enabled: true}, Prefix: "mwtls:"},
 		"no TLS":                 {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "s3cret", Prefix: "mwtls:", DialTimeout: time.Second, Timeout: time.Second},
