@@ -100,23 +100,31 @@ func parseStoreSpec(s string) (storeSpec, error) {
 			return spec, err
 		}
 		spec.cfg = config.Default()
-		spec.cfg.Store.Backend = "sqlite"
+		spec.cfg.Store.Kind, spec.cfg.Store.Backend = config.StoreSQLite, config.StoreSQLite
 		spec.cfg.DataDir = abs
 	}
 	return spec, nil
 }
 
-// redisSpec is where a redis:// or rediss:// URL becomes the config of
-// a Redis store. When internal/store/redis lands, this sets cfg.Store
-// to the Redis backend with the URL (TLS from the rediss scheme), and
-// backend.Open's Redis case does the rest; nothing else here changes.
+// redisSpec is the config of the Redis store a redis:// or rediss://
+// URL names, with the default prefix. It has no data directory: a copy
+// neither reads nor writes a host's identity marker.
 func redisSpec(url string) (config.Config, error) {
-	return config.Config{}, fmt.Errorf("redis backend not available in this build (%s); name a Redis store with config:FILE once it is", url)
+	cfg := config.Default()
+	cfg.Store.Kind, cfg.Store.Backend = config.StoreRedis, config.StoreRedis
+	cfg.Store.URL = url
+	cfg.DataDir = ""
+	for _, e := range cfg.Validate() {
+		if strings.HasPrefix(e.Key, "store") {
+			return config.Config{}, fmt.Errorf("%s: %s", url, e.Msg)
+		}
+	}
+	return cfg, nil
 }
 
 // sameAs reports whether s and o name one SQLite data directory.
 func (s storeSpec) sameAs(o storeSpec) bool {
-	return s.cfg.Store.Backend == "sqlite" && o.cfg.Store.Backend == "sqlite" && s.cfg.DataDir == o.cfg.DataDir
+	return s.cfg.Store.Kind == config.StoreSQLite && o.cfg.Store.Kind == config.StoreSQLite && s.cfg.DataDir == o.cfg.DataDir
 }
 
 // checkStopped refuses a store whose daemon answers on its admin
@@ -131,7 +139,7 @@ func (s storeSpec) checkStopped() error {
 }
 
 // newDir reports whether s is a SQLite store that the copy creates.
-func (s storeSpec) newDir() bool { return s.cfg.Store.Backend == "sqlite" }
+func (s storeSpec) newDir() bool { return s.cfg.Store.Kind == config.StoreSQLite }
 
 // copyStore opens both stores and copies, or with write false (--dry-run)
 // only counts. Copying is safe to do at once: the source is only read

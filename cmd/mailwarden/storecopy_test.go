@@ -11,6 +11,8 @@ import (
 	"mailwarden/internal/adminapi"
 	"mailwarden/internal/store"
 	"mailwarden/internal/store/backend"
+	redisstore "mailwarden/internal/store/redis"
+	"mailwarden/internal/store/redis/redistest"
 	"mailwarden/internal/store/sqlite"
 )
 
@@ -121,7 +123,7 @@ func TestStoreCopyRefusals(t *testing.T) {
 	}{
 		{[]string{"--from", src}, 2, "--from and --to are both required"},
 		{[]string{"--from", src, "--to", "sqlite:" + src}, 2, "the same store"},
-		{[]string{"--from", src, "--to", "redis://127.0.0.1:6379/0"}, 2, "redis backend not available in this build"},
+		{[]string{"--from", src, "--to", "redis://127.0.0.1:6379/notanumber"}, 2, "invalid database number"},
 		{[]string{"--from", filepath.Join(t.TempDir(), "none"), "--to", t.TempDir()}, 1, "no store"},
 	} {
 		code, _, stderr := runCmd(append([]string{"store", "copy"}, tc.args...)...)
@@ -135,5 +137,36 @@ func TestStoreCopyRefusals(t *testing.T) {
 	code, _, stderr := runCmd("store", "copy", "--from", src, "--to", filepath.Join(t.TempDir(), "copy"))
 	if code != 1 || !strings.Contains(stderr, "daemon is running") {
 		t.Errorf("store copy from a running daemon's store: code %d, stderr %q", code, stderr)
+	}
+}
+
+// TestStoreCopyToRedis moves a SQLite store to a Redis server named by
+// its URL, and the latch is there afterwards.
+func TestStoreCopyToRedis(t *testing.T) {
+	srv := redistest.Server(t)
+	src := t.TempDir()
+	initStore(t, src)
+	ctx := context.Background()
+	st := openData(t, src)
+	l, err := st.AddLatch(ctx, store.Latch{Kind: store.LatchClient, Key: "10.1.2.3", Rule: "virus"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	code, stdout, stderr := runCmd("store", "copy", "--from", src, "--to", srv.URL())
+	if code != 0 || !strings.Contains(stdout, "verified") {
+		t.Fatalf("store copy to Redis: code %d\n%s%s", code, stdout, stderr)
+	}
+	rs, err := redisstore.Open(ctx, redisstore.Options{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	if got, err := rs.GetLatch(ctx, l.ID); err != nil || got.Key != "10.1.2.3" {
+		t.Errorf("latch %s in Redis = %+v, %v", l.ID, got, err)
+	}
+	// A second copy into the same prefix is refused: it is not empty.
+	if code, _, stderr := runCmd("store", "copy", "--from", src, "--to", srv.URL()); code == 0 {
+		t.Errorf("a second copy into a Redis store that holds data succeeded: %s", stderr)
 	}
 }
