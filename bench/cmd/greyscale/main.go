@@ -144,8 +144,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer b.close()
 	fmt.Fprintf(stdout, "greyscale backend=%s %s cpus=%d k=%v decisions=%d existing=%.2f insert-workers=%d\n",
 		o.backend, b.describe(), runtime.NumCPU(), o.ks, o.decisions, o.existing, o.insertWorkers)
-	steps, err := measure(ctx, o, b, stderr)
-	table(stdout, o, b, steps)
+	tab := newTable(stdout, o, b)
+	steps, err := measure(ctx, o, b, tab, stderr)
+	tab.end(o, b, steps)
 	if err != nil {
 		fmt.Fprintf(stderr, "greyscale: %v\n", err)
 		return 1
@@ -206,7 +207,7 @@ type latency struct {
 }
 
 // measure fills the store step by step and measures at each size.
-func measure(ctx context.Context, o options, b target, stderr io.Writer) ([]step, error) {
+func measure(ctx context.Context, o options, b target, tab *table, stderr io.Writer) ([]step, error) {
 	t0 := time.Now()
 	st := b.store()
 	have := 0
@@ -216,7 +217,7 @@ func measure(ctx context.Context, o options, b target, stderr io.Writer) ([]step
 		s := step{size: size}
 		fmt.Fprintf(stderr, "greyscale: filling to %d\n", size)
 		start := time.Now()
-		if err := insert(ctx, st, have, size, o.insertWorkers, t0); err != nil {
+		if err := insert(ctx, st, have, size, o.insertWorkers, t0, stderr); err != nil {
 			return steps, fmt.Errorf("inserting up to %d: %w", size, err)
 		}
 		// Probe writes through the same queue as PutTriplet and waits
@@ -251,6 +252,7 @@ func measure(ctx context.Context, o options, b target, stderr io.Writer) ([]step
 			return steps, fmt.Errorf("expiring at %d: %w", size, err)
 		}
 		steps = append(steps, s)
+		tab.row(s)
 		if si < len(o.sizes)-1 {
 			// Put the expired tenth back, untimed, so the next size
 			// again holds exactly its triplets and again a tenth to
@@ -272,9 +274,16 @@ func heapInUse() uint64 {
 	return m.HeapInuse
 }
 
-// insert puts triplets [from, to) with w goroutines.
-func insert(ctx context.Context, st store.Store, from, to, w int, t0 time.Time) error {
-	return parallel(ctx, w, from, to, func(i int) error { return st.PutTriplet(ctx, triplet(i, t0)) })
+// insert puts triplets [from, to) with w goroutines, saying how far it
+// got every million.
+func insert(ctx context.Context, st store.Store, from, to, w int, t0 time.Time, progress io.Writer) error {
+	start := time.Now()
+	return parallel(ctx, w, from, to, func(i int) error {
+		if i > from && i%1_000_000 == 0 {
+			fmt.Fprintf(progress, "greyscale: %d triplets, %.0f/s since %d\n", i, float64(i-from)/time.Since(start).Seconds(), from)
+		}
+		return st.PutTriplet(ctx, triplet(i, t0))
+	})
 }
 
 func reinsertShort(ctx context.Context, st store.Store, to, w int, t0 time.Time) error {
@@ -389,39 +398,52 @@ func decide(ctx context.Context, st store.Store, k, n, size int, existing float6
 	return l, first
 }
 
-// table prints the results and the growth of p99 from the smallest size
-// to the largest.
-func table(w io.Writer, o options, b target, steps []step) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+// table prints the results as they come, one row per size, so a long
+// run that is stopped keeps what it measured; columns are wide enough to
+// line up without seeing every row first.
+type table struct {
+	w  io.Writer
+	tw *tabwriter.Writer
+}
+
+func newTable(w io.Writer, o options, b target) *table {
+	t := &table{w: w, tw: tabwriter.NewWriter(w, 11, 0, 1, ' ', tabwriter.AlignRight)}
 	head := []string{"entries", "insert/s"}
 	for _, k := range o.ks {
 		head = append(head, fmt.Sprintf("k=%d dec/s", k), fmt.Sprintf("k=%d p50", k), fmt.Sprintf("k=%d p99", k))
 	}
 	used, detail := b.usedName()
 	head = append(head, used, "B/entry", detail, "go heap", "expired", "expire took")
-	fmt.Fprintln(tw, strings.Join(head, "\t")+"\t")
-	for _, s := range steps {
-		row := []string{strconv.Itoa(s.size), fmt.Sprintf("%.0f", s.insertRate)}
-		for _, l := range s.decide {
-			row = append(row, fmt.Sprintf("%.0f", l.rate), dur(l.p50), dur(l.p99))
-		}
-		row = append(row, mib(s.used), fmt.Sprintf("%.0f", float64(s.used)/float64(s.size)), s.detail, mib(int64(s.heap)),
-			strconv.Itoa(s.expired), dur(s.expireTook))
-		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	fmt.Fprintln(t.tw, strings.Join(head, "\t")+"\t")
+	t.tw.Flush()
+	return t
+}
+
+func (t *table) row(s step) {
+	row := []string{strconv.Itoa(s.size), fmt.Sprintf("%.0f", s.insertRate)}
+	for _, l := range s.decide {
+		row = append(row, fmt.Sprintf("%.0f", l.rate), dur(l.p50), dur(l.p99))
 	}
-	tw.Flush()
-	if len(steps) < 2 {
-		return
-	}
-	first, last := steps[0], steps[len(steps)-1]
-	for i, k := range o.ks {
-		if i < len(first.decide) && i < len(last.decide) && first.decide[i].p99 > 0 {
-			fmt.Fprintf(w, "p99 ratio k=%d: %d entries / %d entries = %.2f\n", k, last.size, first.size,
-				float64(last.decide[i].p99)/float64(first.decide[i].p99))
+	row = append(row, mib(s.used), fmt.Sprintf("%.0f", float64(s.used)/float64(s.size)), s.detail, mib(int64(s.heap)),
+		strconv.Itoa(s.expired), dur(s.expireTook))
+	fmt.Fprintln(t.tw, strings.Join(row, "\t")+"\t")
+	t.tw.Flush()
+}
+
+// end prints the growth of p99 from the smallest size to the largest
+// measured, and the backend's note.
+func (t *table) end(o options, b target, steps []step) {
+	if len(steps) >= 2 {
+		first, last := steps[0], steps[len(steps)-1]
+		for i, k := range o.ks {
+			if i < len(first.decide) && i < len(last.decide) && first.decide[i].p99 > 0 {
+				fmt.Fprintf(t.w, "p99 ratio k=%d: %d entries / %d entries = %.2f\n", k, last.size, first.size,
+					float64(last.decide[i].p99)/float64(first.decide[i].p99))
+			}
 		}
 	}
 	if note := b.note(); note != "" {
-		fmt.Fprintln(w, note)
+		fmt.Fprintln(t.w, note)
 	}
 }
 
