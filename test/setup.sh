@@ -13,7 +13,7 @@
 # because the tests skip outside CI when they cannot run.
 set -eu
 
-packages="postfix swaks clamav-daemon xxd nftables chromium fonts-liberation m4"
+packages="postfix swaks clamav-daemon xxd nftables chromium fonts-liberation m4 redis-server redis-tools"
 
 # Exim, for test/integration/exim_test.go, which runs Debian's own Exim
 # configuration with the snippet from docs/exim.md. Debian's exim4

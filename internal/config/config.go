@@ -237,9 +237,44 @@ type Log struct {
 
 // Store selects and tunes the storage backend.
 type Store struct {
-	Backend        string   `yaml:"backend"` // "sqlite"
+	// Kind is "sqlite", the embedded default, or "redis", for several
+	// MX hosts sharing state. Backend is its older spelling: Parse sets
+	// each from the other, and a file that sets both differently is an
+	// error. Code reads Kind.
+	Kind           string   `yaml:"kind"`
+	Backend        string   `yaml:"backend"`
 	ExpireInterval Duration `yaml:"expire_interval"`
+
+	// The rest is for kind redis only. URL (redis:// or rediss://) or
+	// Addresses names the server: one address is a single node, several
+	// a Cluster, and with MasterName they are Sentinels.
+	URL          string   `yaml:"url"`
+	Addresses    []string `yaml:"addresses"`
+	MasterName   string   `yaml:"master_name"`
+	Username     string   `yaml:"username"`
+	Password     string   `yaml:"password"`
+	PasswordFile string   `yaml:"password_file"` // read when the store is opened
+	DB           int      `yaml:"db"`
+	Prefix       string   `yaml:"prefix"` // "" means "mailwarden:"
+	TLS          StoreTLS `yaml:"tls"`
+	DialTimeout  Duration `yaml:"dial_timeout"` // 0 means 2s
+	Timeout      Duration `yaml:"timeout"`      // read and write; 0 means 2s
 }
+
+// StoreTLS says how to reach Redis over TLS.
+type StoreTLS struct {
+	Enabled    bool   `yaml:"enabled"`
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// Store kinds.
+const (
+	StoreSQLite = "sqlite"
+	StoreRedis  = "redis"
+)
 
 // Milter tunes the milter front end.
 type Milter struct {
@@ -309,7 +344,7 @@ func Default() Config {
 			HTTP:   "127.0.0.1:8025",
 		},
 		Log:   Log{Level: "info", Format: "text", MailLog: "-"},
-		Store: Store{Backend: "sqlite", ExpireInterval: Duration(10 * time.Minute)},
+		Store: Store{Kind: StoreSQLite, Backend: StoreSQLite, ExpireInterval: Duration(10 * time.Minute)},
 		Milter: Milter{
 			// Longer than Postfix's smtpd_timeout (300s): a slow but
 			// legal SMTP client must not lose its milter session.

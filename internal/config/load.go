@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"mailwarden/internal/policy/greylist"
 	"mailwarden/internal/typo"
 )
 
@@ -59,6 +60,7 @@ func Parse(name string, data []byte) (Config, error) {
 	if root != nil {
 		d.value(root, reflect.ValueOf(&cfg).Elem(), "")
 	}
+	d.storeKind(&cfg)
 	// A setting that failed to decode kept its default or zero value;
 	// validating that as well would report the same mistake twice.
 	failed := map[string]bool{}
@@ -413,4 +415,25 @@ func suggest(name string, fields map[string]int) string {
 		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
 	return ""
+}
+
+// storeKind settles store.kind and its older spelling store.backend
+// from what the file set (Validate reports a file that set both
+// differently), and gives a Redis store its default fail_open: when
+// Redis is unreachable greylisting lets mail through, while latches and
+// freezes still tempfail it. A file that sets fail_open, even to [],
+// keeps its own.
+func (d *decoder) storeKind(cfg *Config) {
+	_, kind := d.lines["store.kind"]
+	_, backend := d.lines["store.backend"]
+	switch {
+	case backend && !kind:
+		cfg.Store.Kind = cfg.Store.Backend
+		d.lines["store.kind"] = d.lines["store.backend"]
+	case kind && !backend:
+		cfg.Store.Backend = cfg.Store.Kind
+	}
+	if _, set := d.lines["fail_open"]; !set && cfg.Store.Kind == StoreRedis {
+		cfg.FailOpen = []string{greylist.Name}
+	}
 }

@@ -312,3 +312,50 @@ func TestSyntaxErrorLines(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreKind: kind and its older spelling backend settle each other,
+// and a Redis store lets greylisting fail open unless fail_open is set.
+func TestStoreKind(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		kind       string
+		failOpen   []string
+	}{
+		{"default", "", "sqlite", nil},
+		{"backend spelling", "store: {backend: redis, url: 'redis://127.0.0.1:6379'}", "redis", []string{"greylist"}},
+		{"kind spelling", "store: {kind: redis, addresses: ['127.0.0.1:6379']}", "redis", []string{"greylist"}},
+		{"explicit none", "fail_open: []\nstore: {kind: redis, url: 'redis://127.0.0.1'}", "redis", nil},
+		{"explicit other", "fail_open: [antivirus]\nstore: {kind: redis, url: 'redis://127.0.0.1'}", "redis", []string{"antivirus"}},
+		{"sqlite keeps none", "store: {kind: sqlite}", "sqlite", nil},
+	} {
+		cfg, err := Parse(tc.name, []byte(tc.yaml))
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if cfg.Store.Kind != tc.kind || cfg.Store.Backend != tc.kind {
+			t.Errorf("%s: kind %q, backend %q; want both %q", tc.name, cfg.Store.Kind, cfg.Store.Backend, tc.kind)
+		}
+		if !slices.Equal(cfg.FailOpen, tc.failOpen) {
+			t.Errorf("%s: fail_open = %q, want %q", tc.name, cfg.FailOpen, tc.failOpen)
+		}
+	}
+}
+
+func TestStorePasswordFileMode(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "redis.pass")
+	if err := os.WriteFile(path, []byte("secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	yml := "store: {kind: redis, url: 'redis://127.0.0.1', password_file: '" + path + "'}"
+	if _, err := Parse("t", []byte(yml)); err == nil || !strings.Contains(err.Error(), "readable by everyone") {
+		t.Errorf("world-readable password file: err = %v", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Parse("t", []byte(yml)); err != nil {
+		t.Errorf("private password file: %v", err)
+	}
+}

@@ -61,13 +61,7 @@ func (c *Config) Validate() []Error {
 		add("log.format", "%q is not one of text, json", c.Log.Format)
 	}
 
-	switch c.Store.Backend {
-	case "sqlite":
-	case "redis":
-		add("store.backend", `"redis" is not available yet; use "sqlite"`)
-	default:
-		add("store.backend", "unknown backend %q (available: sqlite)", c.Store.Backend)
-	}
+	c.validateStore(add)
 
 	positiveDurations(add, []named[Duration]{
 		{"store.expire_interval", c.Store.ExpireInterval},

@@ -137,7 +137,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		Settings: func() config.Events { return d.cfg.Load().Events }})
 	queue := d.queueOptions(cfg)
 	d.newAlerts(queue.Watch)
-	d.startStoreHealth(cfg.Store.Backend)
+	d.startStoreHealth(cfg.Store.Kind)
 	d.charts = series.New(chartStep, chartBuckets)
 	if err := seedCharts(context.Background(), d.store, d.charts, time.Now()); err != nil {
 		d.log.Warn("charts start empty: reading the last day's events failed", "err", err)

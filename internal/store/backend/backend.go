@@ -34,7 +34,8 @@ type Options struct {
 	Log *slog.Logger
 }
 
-// Open opens the backend cfg.Store.Backend names in cfg.DataDir. The
+// Open opens the backend cfg.Store.Kind names: SQLite in cfg.DataDir, or
+// Redis with its identity marker in cfg.DataDir. The
 // caller closes the store. There is no in-memory choice here: a daemon
 // that forgets its latches on restart would let an infected machine
 // send again, so tests hand the daemon a memory store instead
@@ -42,8 +43,10 @@ type Options struct {
 func Open(cfg config.Config, o Options) (store.Store, error) {
 	log := o.Log
 	log = logx.Or(log)
-	switch cfg.Store.Backend {
-	case "sqlite":
+	switch cfg.Store.Kind {
+	case config.StoreRedis:
+		return openRedis(cfg, o, log)
+	case config.StoreSQLite:
 		p, m, err := check(cfg.DataDir, o.Create)
 		if err != nil {
 			return nil, err
@@ -74,7 +77,7 @@ func Open(cfg config.Config, o Options) (store.Store, error) {
 	default:
 		// Config validation refuses this first; a caller that skipped
 		// it still gets an error rather than a nil store.
-		return nil, fmt.Errorf("store backend %q is not available (available: sqlite)", cfg.Store.Backend)
+		return nil, fmt.Errorf("store kind %q is not available (available: sqlite, redis)", cfg.Store.Kind)
 	}
 }
 
@@ -93,8 +96,12 @@ func identify(st *sqlite.Store, dir string, m marker) error {
 // ".replaced-TIME"), never deleted.
 func Init(cfg config.Config, force bool, log *slog.Logger) (int32, error) {
 	log = logx.Or(log)
-	if cfg.Store.Backend != "sqlite" {
-		return 0, fmt.Errorf("store backend %q is not available (available: sqlite)", cfg.Store.Backend)
+	switch cfg.Store.Kind {
+	case config.StoreRedis:
+		return initRedis(cfg, force, log)
+	case config.StoreSQLite:
+	default:
+		return 0, fmt.Errorf("store kind %q is not available (available: sqlite, redis)", cfg.Store.Kind)
 	}
 	dir := cfg.DataDir
 	m, hasMarker, err := readMarker(dir)

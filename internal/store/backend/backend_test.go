@@ -39,10 +39,10 @@ func TestOpenSQLite(t *testing.T) {
 }
 
 func TestOpenUnknownBackend(t *testing.T) {
-	for _, name := range []string{"", "redis", "memory"} {
+	for _, name := range []string{"", "memory"} {
 		cfg := config.Default()
 		cfg.DataDir = t.TempDir()
-		cfg.Store.Backend = name
+		cfg.Store.Kind, cfg.Store.Backend = name, name
 		st, err := Open(cfg, Options{})
 		if err == nil {
 			st.Close()

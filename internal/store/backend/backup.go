@@ -17,6 +17,9 @@ import (
 // Backup writes a consistent copy of the store in cfg.DataDir to path,
 // while the daemon runs or not.
 func Backup(ctx context.Context, cfg config.Config, path string) error {
+	if cfg.Store.Kind == config.StoreRedis {
+		return errRedisBackup("backup")
+	}
 	st, err := Open(cfg, Options{})
 	if err != nil {
 		return err
@@ -24,7 +27,7 @@ func Backup(ctx context.Context, cfg config.Config, path string) error {
 	defer st.Close()
 	s, ok := st.(*sqlite.Store)
 	if !ok {
-		return fmt.Errorf("store backend %q has no backup", cfg.Store.Backend)
+		return fmt.Errorf("store kind %q has no backup", cfg.Store.Kind)
 	}
 	return s.BackupTo(ctx, path)
 }
@@ -36,8 +39,11 @@ func Backup(ctx context.Context, cfg config.Config, path string) error {
 // force. It returns the restored store's identity.
 func Restore(cfg config.Config, path string, force bool, log *slog.Logger) (int32, error) {
 	log = logx.Or(log)
-	if cfg.Store.Backend != "sqlite" {
-		return 0, fmt.Errorf("store backend %q has no restore", cfg.Store.Backend)
+	if cfg.Store.Kind == config.StoreRedis {
+		return 0, errRedisBackup("restore")
+	}
+	if cfg.Store.Kind != config.StoreSQLite {
+		return 0, fmt.Errorf("store kind %q has no restore", cfg.Store.Kind)
 	}
 	b, err := sqlite.InspectFile(path)
 	if err != nil {
@@ -143,4 +149,10 @@ func syncDir(dir string) {
 		d.Sync()
 		d.Close()
 	}
+}
+
+// errRedisBackup says why store backup and restore refuse a Redis store:
+// Redis keeps its own copies.
+func errRedisBackup(verb string) error {
+	return fmt.Errorf("store %s is not available for redis: use Redis persistence (RDB snapshots or the AOF, copied off the server) or `mailwarden store copy` to another store", verb)
 }

@@ -1,0 +1,357 @@
+package redis
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"mailwarden/internal/store"
+)
+
+// encodeTriplet packs what a triplet's key does not hold into a few
+// varints: attempts and whether it passed, then its expiry in unix ms,
+// and the other times as differences, which are small. A typical value
+// is 12 to 16 bytes, so Redis keeps it inside the value object.
+func encodeTriplet(t store.Triplet) []byte {
+	b := make([]byte, 0, 24)
+	flag := uint64(0)
+	if t.Passed() {
+		flag = 1
+	}
+	exp, first := ms(t.Expires), ms(t.FirstSeen)
+	b = binary.AppendUvarint(b, uint64(t.Attempts)<<1|flag)
+	b = binary.AppendVarint(b, exp)
+	b = binary.AppendVarint(b, exp-first)
+	b = binary.AppendVarint(b, ms(t.LastSeen)-first)
+	if t.Passed() {
+		b = binary.AppendVarint(b, ms(t.PassedAt)-first)
+	}
+	return b
+}
+
+// decodeTriplet unpacks a value encodeTriplet made into t's times and
+// attempts.
+func decodeTriplet(b []byte, t *store.Triplet) error {
+	var vals [5]int64
+	af, n := binary.Uvarint(b)
+	if n <= 0 {
+		return errors.New("bad triplet value")
+	}
+	b = b[n:]
+	count := 3
+	if af&1 == 1 {
+		count = 4
+	}
+	for i := range count {
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			return errors.New("bad triplet value")
+		}
+		vals[i], b = v, b[n:]
+	}
+	exp := vals[0]
+	first := exp - vals[1]
+	t.Attempts = int(af >> 1)
+	t.Expires, t.FirstSeen, t.LastSeen = fromMS(exp), fromMS(first), fromMS(first+vals[2])
+	t.PassedAt = time.Time{}
+	if count == 4 {
+		t.PassedAt = time.UnixMilli(first + vals[3])
+	}
+	return nil
+}
+
+// GetTriplet returns the triplet unless it is missing or expired at now.
+func (s *Store) GetTriplet(ctx context.Context, client, sender, recipient string, now time.Time) (store.Triplet, error) {
+	if err := s.begin(ctx, "get triplet"); err != nil {
+		return store.Triplet{}, err
+	}
+	v, err := s.c.Get(ctx, s.k.triplet(client, sender, recipient)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return store.Triplet{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Triplet{}, errf("get triplet", err)
+	}
+	t := store.Triplet{Client: client, Sender: sender, Recipient: recipient}
+	if err := decodeTriplet(v, &t); err != nil {
+		return store.Triplet{}, errf("get triplet", err)
+	}
+	if !now.Before(t.Expires) {
+		return store.Triplet{}, store.ErrNotFound
+	}
+	return t, nil
+}
+
+// setTriplet stores value under key with a TTL at exp (unix ms, 0: none)
+// and returns the value it replaced, nil if none.
+func (s *Store) setTriplet(ctx context.Context, key string, value []byte, exp int64) ([]byte, error) {
+	args := []any{"SET", key, value}
+	if exp > 0 {
+		args = append(args, "PXAT", exp)
+	}
+	old, err := s.c.Do(ctx, append(args, "GET")...).Text()
+	if errors.Is(err, goredis.Nil) {
+		return nil, nil
+	}
+	return []byte(old), err
+}
+
+// PutTriplet stores t with a TTL at its expiry. Letting a triplet
+// through by hand is audited; the triplet and the event live in
+// different cluster slots, so no transaction holds both: the triplet is
+// stored first, then the event, and if the event cannot be stored the
+// triplet's previous value (or its absence) is put back, so that a
+// change is never left without its record.
+func (s *Store) PutTriplet(ctx context.Context, t store.Triplet) error {
+	if err := s.begin(ctx, "put triplet"); err != nil {
+		return err
+	}
+	key := s.k.triplet(t.Client, t.Sender, t.Recipient)
+	old, err := s.setTriplet(ctx, key, encodeTriplet(t), ms(t.Expires))
+	if err != nil {
+		return errf("put triplet", err)
+	}
+	a := store.AuditFrom(ctx)
+	if a == nil {
+		return nil
+	}
+	if err := s.appendEvents(ctx, a.Event); err != nil {
+		// Undo with a fresh context: the one given may be what failed.
+		undo, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		var uerr error
+		if old == nil {
+			uerr = s.c.Del(undo, key).Err()
+		} else {
+			prev := store.Triplet{}
+			if uerr = decodeTriplet(old, &prev); uerr == nil {
+				_, uerr = s.setTriplet(undo, key, old, ms(prev.Expires))
+			}
+		}
+		if uerr != nil {
+			return errf("put triplet", fmt.Errorf("storing its audit event: %w; and putting the previous triplet back: %v", err, uerr))
+		}
+		return errf("put triplet (undone)", err)
+	}
+	a.MarkStored()
+	return nil
+}
+
+// DeleteTriplet removes a triplet; a missing one is no error.
+func (s *Store) DeleteTriplet(ctx context.Context, client, sender, recipient string) error {
+	if err := s.begin(ctx, "delete triplet"); err != nil {
+		return err
+	}
+	if err := s.c.Del(ctx, s.k.triplet(client, sender, recipient)).Err(); err != nil {
+		return errf("delete triplet", err)
+	}
+	return nil
+}
+
+// eachTriplet calls fn with every triplet stored, expired or not. It
+// SCANs: O(n), for admin reads only.
+func (s *Store) eachTriplet(ctx context.Context, fn func(store.Triplet)) error {
+	return s.scan(ctx, s.k.pattern("t:"), func(keys []string) error {
+		pipe := s.c.Pipeline()
+		cmds := make([]*goredis.StringCmd, len(keys))
+		for i, k := range keys {
+			cmds[i] = pipe.Get(ctx, k)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+			return err
+		}
+		for i, c := range cmds {
+			v, err := c.Bytes()
+			if err != nil {
+				continue // gone since the scan
+			}
+			var t store.Triplet
+			var ok bool
+			if t.Client, t.Sender, t.Recipient, ok = s.k.parseTriplet(keys[i]); !ok {
+				continue
+			}
+			if decodeTriplet(v, &t) == nil {
+				fn(t)
+			}
+		}
+		return nil
+	})
+}
+
+// ListTriplets returns the unexpired triplets matching f, newest
+// LastSeen first, ties by keys in descending order as SQLite orders
+// them. It scans every triplet.
+func (s *Store) ListTriplets(ctx context.Context, f store.TripletFilter, now time.Time) ([]store.Triplet, error) {
+	if err := s.begin(ctx, "list triplets"); err != nil {
+		return nil, err
+	}
+	var out []store.Triplet
+	err := s.eachTriplet(ctx, func(t store.Triplet) {
+		if !now.Before(t.Expires) || f.Pending && t.Passed() || f.Passed && !t.Passed() ||
+			f.Client != "" && t.Client != f.Client {
+			return
+		}
+		out = append(out, t)
+	})
+	if err != nil {
+		return nil, errf("list triplets", err)
+	}
+	slices.SortFunc(out, func(a, b store.Triplet) int {
+		return -cmp.Or(a.LastSeen.Compare(b.LastSeen), cmp.Compare(a.Client, b.Client),
+			cmp.Compare(a.Sender, b.Sender), cmp.Compare(a.Recipient, b.Recipient))
+	})
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
+	}
+	return out, nil
+}
+
+// passScript counts a pass (KEYS[1]) at ARGV[1] and moves its expiry to
+// ARGV[2] (unix ms); a record whose expiry has passed at ARGV[1], though
+// its TTL by Redis's clock has not, starts again at 1.
+var passScript = goredis.NewScript(`
+local exp = redis.call('PEXPIRETIME', KEYS[1])
+if exp >= 0 and exp <= tonumber(ARGV[1]) then redis.call('DEL', KEYS[1]) end
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return n
+`)
+
+// AddClientPass counts one more pass from client and moves its expiry.
+func (s *Store) AddClientPass(ctx context.Context, client string, now, expires time.Time) (int, error) {
+	if err := s.begin(ctx, "add client pass"); err != nil {
+		return 0, err
+	}
+	n, err := passScript.Run(ctx, s.c, []string{s.k.pass(client)}, now.UnixMilli(), expires.UnixMilli()).Int()
+	if err != nil {
+		return 0, errf("add client pass", err)
+	}
+	return n, nil
+}
+
+// ClientPasses returns client's unexpired pass count, 0 if none.
+func (s *Store) ClientPasses(ctx context.Context, client string, now time.Time) (int, error) {
+	if err := s.begin(ctx, "client passes"); err != nil {
+		return 0, err
+	}
+	ps, err := s.passes(ctx, []string{s.k.pass(client)})
+	if err != nil {
+		return 0, errf("client passes", err)
+	}
+	if len(ps) == 0 || !now.Before(ps[0].Expires) {
+		return 0, nil
+	}
+	return ps[0].Passes, nil
+}
+
+// passes reads the pass records under keys, leaving out missing ones.
+func (s *Store) passes(ctx context.Context, keys []string) ([]store.ClientPass, error) {
+	pipe := s.c.Pipeline()
+	gets := make([]*goredis.StringCmd, len(keys))
+	exps := make([]*goredis.Cmd, len(keys))
+	for i, k := range keys {
+		gets[i] = pipe.Get(ctx, k)
+		exps[i] = pipe.Do(ctx, "PEXPIRETIME", k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, err
+	}
+	var out []store.ClientPass
+	for i, k := range keys {
+		v, err := gets[i].Result()
+		exp, _ := exps[i].Int64()
+		if err != nil || exp <= 0 {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			continue
+		}
+		out = append(out, store.ClientPass{Client: k[len(s.k.prefix)+len("p:"):], Passes: n, Expires: time.UnixMilli(exp)})
+	}
+	return out, nil
+}
+
+// eachPass calls fn with every pass record stored. It SCANs.
+func (s *Store) eachPass(ctx context.Context, fn func(store.ClientPass)) error {
+	return s.scan(ctx, s.k.pattern("p:"), func(keys []string) error {
+		ps, err := s.passes(ctx, keys)
+		for _, p := range ps {
+			fn(p)
+		}
+		return err
+	})
+}
+
+// ListClientPasses returns the unexpired pass records with at least
+// minPasses passes, most passes first, then by client. It scans every
+// pass record.
+func (s *Store) ListClientPasses(ctx context.Context, now time.Time, minPasses, max int) ([]store.ClientPass, error) {
+	if err := s.begin(ctx, "list client passes"); err != nil {
+		return nil, err
+	}
+	var out []store.ClientPass
+	err := s.eachPass(ctx, func(p store.ClientPass) {
+		if now.Before(p.Expires) && p.Passes >= minPasses {
+			out = append(out, p)
+		}
+	})
+	if err != nil {
+		return nil, errf("list client passes", err)
+	}
+	slices.SortFunc(out, func(a, b store.ClientPass) int {
+		return cmp.Or(cmp.Compare(b.Passes, a.Passes), cmp.Compare(a.Client, b.Client))
+	})
+	if max > 0 && len(out) > max {
+		out = out[:max]
+	}
+	return out, nil
+}
+
+// GreylistStats counts the unexpired triplets and whitelisted clients.
+// It scans every triplet and pass record.
+func (s *Store) GreylistStats(ctx context.Context, now time.Time, whitelistAfter int) (store.GreylistStats, error) {
+	if err := s.begin(ctx, "greylist stats"); err != nil {
+		return store.GreylistStats{}, err
+	}
+	var st store.GreylistStats
+	err := s.eachTriplet(ctx, func(t store.Triplet) {
+		switch {
+		case !now.Before(t.Expires):
+		case t.Passed():
+			st.Passed++
+		default:
+			st.Pending++
+		}
+	})
+	if err == nil {
+		err = s.eachPass(ctx, func(p store.ClientPass) {
+			if now.Before(p.Expires) && p.Passes >= whitelistAfter {
+				st.WhitelistedClients++
+			}
+		})
+	}
+	if err != nil {
+		return store.GreylistStats{}, errf("greylist stats", err)
+	}
+	return st, nil
+}
+
+// ImportClientPass sets p.Client's pass count and expiry.
+func (s *Store) ImportClientPass(ctx context.Context, p store.ClientPass) error {
+	if err := s.begin(ctx, "import client pass"); err != nil {
+		return err
+	}
+	err := s.c.Do(ctx, "SET", s.k.pass(p.Client), p.Passes, "PXAT", p.Expires.UnixMilli()).Err()
+	if err != nil {
+		return errf("import client pass", err)
+	}
+	return nil
+}

@@ -1,0 +1,616 @@
+// Package redis is the store.Store that keeps mailwarden's state in Redis
+// (single node, Sentinel or Cluster), so that several MX hosts share
+// greylisting, latches, rate limits and the event log. It passes the
+// same conformance suite (store/storetest) as the embedded SQLite store.
+// It needs Redis 7.0 or newer (PEXPIRETIME, SET … PXAT … GET).
+//
+// # Key layout
+//
+// Every key starts with Options.Prefix (default "mailwarden:"), so
+// several deployments can share one server. Two kinds of keys follow:
+//
+// The small shared state that an admin change and its audit event touch
+// together lives under the one hash tag {mw}, so it sits in one cluster
+// slot and a Lua script may change several keys atomically:
+//
+//	PREFIX{mw}:id                identity (random int32, SETNX on first open)
+//	PREFIX{mw}:probe             what Probe writes
+//	PREFIX{mw}:latch:ID          hash: one latch (times in unix ms)
+//	PREFIX{mw}:latches           zset: latch IDs by creation number
+//	PREFIX{mw}:latch:active      hash: "kind\x00key" -> ID of its newest latch
+//	PREFIX{mw}:latch:seq         counter: latch creation numbers
+//	PREFIX{mw}:freezes           hash: "scope\x00value" -> JSON freeze
+//	PREFIX{mw}:ev:seq            counter: event IDs
+//	PREFIX{mw}:ev                hash: zero-padded ID -> JSON event
+//	PREFIX{mw}:ev:time           zset: IDs by event time (ms)
+//	PREFIX{mw}:ev:id             zset: IDs by ID, for readers tailing the log
+//	PREFIX{mw}:ev:exp            zset: IDs by retention end (ms; +inf: kept)
+//	PREFIX{mw}:al:seq, :al, :al:ids, :al:pending, :al:exp, :al:cursor
+//	                             the alert outbox, laid out as the events
+//	PREFIX{mw}:user:NAME         hash: one dashboard user; PREFIX{mw}:users the set of names
+//	PREFIX{mw}:trap, :ports, :logins   hashes of JSON host evidence by client
+//	PREFIX{mw}:notes, :disinf    lists of JSON host notes and disinfections
+//
+// The high-volume keys have no common tag, so a cluster spreads them by
+// their own key; each carries a TTL at its record's expiry (PXAT), so
+// nothing sweeps them:
+//
+//	PREFIXt:LEN:CLIENTLEN:SENDERRECIPIENT   one greylist triplet, compact binary value
+//	PREFIXp:CLIENT                          a client's greylist pass count
+//	PREFIXr:KEY                             GCRA theoretical arrival time (µs)
+//
+// Triplet keys are length-prefixed (t:12:192.0.2.0/2413:a@example.orgb@example.net),
+// so no choice of separator can make two triplets collide.
+//
+// ListTriplets, GreylistStats and ListClientPasses SCAN every key of
+// their kind (on a Cluster, on every master): they are O(n) admin reads,
+// never on the path of a message.
+//
+// # Data loss
+//
+// A Redis that restarts without persistence, or a FLUSHALL, would
+// silently forget every latch and freeze. The identity key guards
+// against that: Ping and Probe (the daemon's store health monitor asks
+// every few seconds) compare it with the identity read at Open, and
+// while it is missing or another, they and every read of latches and
+// freezes fail, so those checks tempfail rather than let an infected
+// machine through.
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"mailwarden/internal/logx"
+	"mailwarden/internal/store"
+)
+
+// DefaultPrefix starts every key unless Options.Prefix says otherwise.
+const DefaultPrefix = "mailwarden:"
+
+// ErrLost is wrapped by the errors of a store whose Redis lost its data
+// while it was open (a restart without persistence, a FLUSHALL).
+var ErrLost = errors.New("redis: lost mailwarden's data")
+
+// ErrClosed is returned by every call on a closed Store.
+var ErrClosed = errors.New("redis: store is closed")
+
+// TLS says how to reach Redis over TLS.
+type TLS struct {
+	Enabled    bool
+	CAFile     string // PEM CA bundle; "" uses the system roots
+	CertFile   string // client certificate, with KeyFile
+	KeyFile    string
+	ServerName string // "" uses the host of the address
+}
+
+// Options says which Redis to use and how. Either URL (redis:// or
+// rediss://, with user, password and database) or Addrs is set: one
+// address is a single node, several a Cluster, and with MasterName they
+// are Sentinels. Username, Password, DB and TLS given here override the
+// URL's.
+type Options struct {
+	URL        string
+	Addrs      []string
+	MasterName string
+	Username   string
+	Password   string
+	DB         int
+	TLS        TLS
+	// Prefix starts every key; "" means DefaultPrefix. It may not hold
+	// '{' or '}', which would change the cluster hash tag of the keys.
+	Prefix      string
+	DialTimeout time.Duration // 0: 2s
+	Timeout     time.Duration // read and write timeout; 0: 2s
+	Log         *slog.Logger
+}
+
+// Store is the Redis store. It is safe for concurrent use.
+type Store struct {
+	c      goredis.UniversalClient
+	k      keys
+	log    *slog.Logger
+	id     int32
+	made   bool
+	lost   atomic.Pointer[error] // set by Ping or Probe while the identity is gone
+	closed atomic.Bool
+}
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Importer = (*Store)(nil)
+)
+
+// Open connects to Redis, checks that it answers and reads the store's
+// identity, making one if this prefix has none yet.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	c, err := newClient(o)
+	if err != nil {
+		return nil, err
+	}
+	prefix := o.Prefix
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	s := &Store{c: c, k: newKeys(prefix), log: logx.Or(o.Log)}
+	if err := s.identify(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("redis: opening %s: %w", where(o), err)
+	}
+	return s, nil
+}
+
+// where names the server of o for an error message, without a password.
+func where(o Options) string {
+	if o.URL != "" {
+		if u, err := goredis.ParseURL(o.URL); err == nil {
+			return u.Addr
+		}
+		return "the configured URL"
+	}
+	return strings.Join(o.Addrs, ",")
+}
+
+// CheckPrefix reports what makes p unfit as a key prefix.
+func CheckPrefix(p string) error {
+	if strings.ContainsAny(p, "{}") {
+		return fmt.Errorf("prefix %q holds '{' or '}', which would change the cluster hash tag of every key", p)
+	}
+	return nil
+}
+
+func newClient(o Options) (goredis.UniversalClient, error) {
+	if err := CheckPrefix(o.Prefix); err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	if (o.URL == "") == (len(o.Addrs) == 0) {
+		return nil, errors.New("redis: set either a URL or addresses")
+	}
+	tlsCfg, err := tlsConfig(o.TLS)
+	if err != nil {
+		return nil, err
+	}
+	dial, timeout := o.DialTimeout, o.Timeout
+	if dial <= 0 {
+		dial = 2 * time.Second
+	}
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	if o.URL != "" {
+		u, err := goredis.ParseURL(o.URL)
+		if err != nil {
+			return nil, fmt.Errorf("redis: url: %w", err)
+		}
+		if o.Username != "" {
+			u.Username = o.Username
+		}
+		if o.Password != "" {
+			u.Password = o.Password
+		}
+		if o.DB != 0 {
+			u.DB = o.DB
+		}
+		if tlsCfg != nil {
+			if u.TLSConfig != nil && tlsCfg.ServerName == "" {
+				tlsCfg.ServerName = u.TLSConfig.ServerName
+			}
+			u.TLSConfig = tlsCfg
+		}
+		u.DialTimeout, u.ReadTimeout, u.WriteTimeout = dial, timeout, timeout
+		u.Protocol = 2
+		u.MaxRetries = 1
+		return goredis.NewClient(u), nil
+	}
+	return goredis.NewUniversalClient(&goredis.UniversalOptions{
+		Addrs: o.Addrs, MasterName: o.MasterName, Username: o.Username, Password: o.Password,
+		DB: o.DB, TLSConfig: tlsCfg, DialTimeout: dial, ReadTimeout: timeout, WriteTimeout: timeout,
+		Protocol: 2, MaxRetries: 1,
+	}), nil
+}
+
+// tlsConfig builds the TLS settings t asks for, or nil.
+func tlsConfig(t TLS) (*tls.Config, error) {
+	if !t.Enabled {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis: tls ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis: tls ca_file %s holds no PEM certificate", t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis: tls client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// identify reads the identity key, making it if the prefix has none.
+func (s *Store) identify(ctx context.Context) error {
+	made, err := s.c.SetNX(ctx, s.k.id, strconv.Itoa(int(newID())), 0).Result()
+	if err != nil {
+		return err
+	}
+	v, err := s.c.Get(ctx, s.k.id).Result()
+	if err != nil {
+		return fmt.Errorf("reading the identity key: %w", err)
+	}
+	id, err := strconv.ParseInt(v, 10, 32)
+	if err != nil {
+		return fmt.Errorf("identity key %s holds %q, not a mailwarden identity", s.k.id, v)
+	}
+	s.id, s.made = int32(id), made
+	return nil
+}
+
+// newID returns a random non-zero identity.
+func newID() int32 {
+	var b [4]byte
+	for {
+		rand.Read(b[:])
+		if id := int32(binary.BigEndian.Uint32(b[:]) & 0x7fffffff); id != 0 {
+			return id
+		}
+	}
+}
+
+// ID returns the store's identity, read or made at Open.
+func (s *Store) ID() int32 { return s.id }
+
+// Made reports whether Open made the identity: the prefix was empty.
+func (s *Store) Made() bool { return s.made }
+
+// Empty reports whether the prefix holds nothing but the identity and
+// the probe key, as `store init` and `store copy` want of a target.
+func (s *Store) Empty(ctx context.Context) (bool, error) {
+	found := false
+	err := s.scan(ctx, s.k.pattern(""), func(keys []string) error {
+		for _, k := range keys {
+			if k != s.k.id && k != s.k.probe {
+				found = true
+			}
+		}
+		return nil
+	})
+	return !found, err
+}
+
+// begin refuses work on a closed store or a done context.
+func (s *Store) begin(ctx context.Context, op string) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return errf(op, err)
+	}
+	return nil
+}
+
+// guard is begin for the reads a lost store must refuse: latches and
+// freezes, whose absence would let mail through.
+func (s *Store) guard(ctx context.Context, op string) error {
+	if err := s.begin(ctx, op); err != nil {
+		return err
+	}
+	if p := s.lost.Load(); p != nil {
+		return errf(op, *p)
+	}
+	return nil
+}
+
+// errf wraps err with the operation, as the other backends do.
+func errf(op string, err error) error { return fmt.Errorf("redis: %s: %w", op, err) }
+
+// Close closes the connections; a second call does nothing.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	return s.c.Close()
+}
+
+// Ping reports whether Redis answers and still holds this store's data.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.begin(ctx, "ping"); err != nil {
+		return err
+	}
+	pipe := s.c.Pipeline()
+	pipe.Ping(ctx)
+	get := pipe.Get(ctx, s.k.id)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return errf("ping", err)
+	}
+	return s.checkID(get)
+}
+
+// Probe writes a small key through the ordinary write path and checks
+// the identity as Ping does.
+func (s *Store) Probe(ctx context.Context) error {
+	if err := s.begin(ctx, "probe"); err != nil {
+		return err
+	}
+	pipe := s.c.TxPipeline()
+	pipe.Set(ctx, s.k.probe, time.Now().UnixMilli(), 0)
+	get := pipe.Get(ctx, s.k.id)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return errf("probe", err)
+	}
+	return s.checkID(get)
+}
+
+// checkID compares the identity Redis holds with the one read at Open
+// and sets or clears the lost flag that guard checks.
+func (s *Store) checkID(get *goredis.StringCmd) error {
+	v, err := get.Result()
+	var lost error
+	switch {
+	case errors.Is(err, goredis.Nil):
+		lost = fmt.Errorf("%w: identity key %s missing (was %d): Redis restarted without persistence or was flushed; "+
+			"latches and freezes read as errors until it is restored (restore the RDB/AOF, or run `mailwarden store init` and restart)",
+			ErrLost, s.k.id, s.id)
+	case err != nil:
+		return errf("reading the identity", err)
+	case v != strconv.Itoa(int(s.id)):
+		lost = fmt.Errorf("%w: identity key %s is %s, was %d: another store took its place", ErrLost, s.k.id, v, s.id)
+	}
+	if lost == nil {
+		if s.lost.Swap(nil) != nil {
+			s.log.Warn("redis holds mailwarden's data again", "store", s.id)
+		}
+		return nil
+	}
+	if s.lost.Swap(&lost) == nil {
+		s.log.Error("redis lost mailwarden's data", "err", lost)
+	}
+	return lost
+}
+
+// Expire deletes what is past its expiry at now and returns how many
+// records went. Triplets, pass counts and rate state carry Redis TTLs
+// and vanish by themselves; they are only looked for when now lies
+// ahead of the real clock (a test, or a clock that runs ahead of Redis's),
+// when their TTL has not run out although their expiry has passed.
+// Events and alerts are trimmed by their expiry index.
+func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
+	if err := s.begin(ctx, "expire"); err != nil {
+		return 0, err
+	}
+	n := 0
+	if now.After(time.Now().Add(time.Second)) {
+		for _, kind := range []string{"t:", "p:"} {
+			m, err := s.expireScan(ctx, kind, now)
+			if err != nil {
+				return n, errf("expire", err)
+			}
+			n += m
+		}
+	}
+	for _, idx := range [][4]string{
+		{s.k.evExp, s.k.ev, s.k.evTime, s.k.evID},
+		{s.k.alExp, s.k.al, s.k.alIDs, s.k.alPending},
+	} {
+		m, err := trimScript.Run(ctx, s.c, idx[:], now.UnixMilli()).Int()
+		if err != nil {
+			return n, errf("expire", err)
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// trimScript deletes the members of the expiry index KEYS[1] scored at
+// or before ARGV[1] from the hash KEYS[2] and the indexes KEYS[3..].
+var trimScript = goredis.NewScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 5000)
+if #ids == 0 then return 0 end
+redis.call('HDEL', KEYS[2], unpack(ids))
+for i = 1, #KEYS do
+  if i ~= 2 then redis.call('ZREM', KEYS[i], unpack(ids)) end
+end
+return #ids
+`)
+
+// expireScan deletes the keys of kind ("t:" or "p:") whose expiry is at
+// or before now.
+func (s *Store) expireScan(ctx context.Context, kind string, now time.Time) (int, error) {
+	n := 0
+	err := s.scan(ctx, s.k.pattern(kind), func(keys []string) error {
+		exps, err := s.expiries(ctx, keys)
+		if err != nil {
+			return err
+		}
+		var gone []string
+		for i, e := range exps {
+			if e > 0 && e <= now.UnixMilli() {
+				gone = append(gone, keys[i])
+			}
+		}
+		if len(gone) == 0 {
+			return nil
+		}
+		pipe := s.c.Pipeline()
+		dels := make([]*goredis.IntCmd, len(gone))
+		for i, k := range gone {
+			dels[i] = pipe.Del(ctx, k)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for _, d := range dels {
+			n += int(d.Val())
+		}
+		return nil
+	})
+	return n, err
+}
+
+// expiries returns the expiry (unix ms; -1 none, -2 missing) of keys.
+func (s *Store) expiries(ctx context.Context, keys []string) ([]int64, error) {
+	pipe := s.c.Pipeline()
+	cmds := make([]*goredis.Cmd, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.Do(ctx, "PEXPIRETIME", k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(keys))
+	for i, c := range cmds {
+		out[i], _ = c.Int64()
+	}
+	return out, nil
+}
+
+// scan calls fn with every batch of keys matching pattern, on every
+// master of a Cluster.
+func (s *Store) scan(ctx context.Context, pattern string, fn func(keys []string) error) error {
+	one := func(ctx context.Context, c goredis.UniversalClient) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, pattern, 1000).Result()
+			if err != nil {
+				return err
+			}
+			if len(keys) > 0 {
+				if err := fn(keys); err != nil {
+					return err
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	}
+	if cc, ok := s.c.(*goredis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error { return one(ctx, c) })
+	}
+	return one(ctx, s.c)
+}
+
+// keys names the store's keys under one prefix.
+type keys struct {
+	prefix, tagged                               string
+	id, probe                                    string
+	latches, latchActive, latchSeq               string
+	freezes                                      string
+	evSeq, ev, evTime, evID, evExp               string
+	alSeq, al, alIDs, alPending, alExp, alCursor string
+	users, trap, ports, logins, notes, disinf    string
+}
+
+func newKeys(prefix string) keys {
+	t := prefix + "{mw}:"
+	return keys{
+		prefix: prefix, tagged: t,
+		id: t + "id", probe: t + "probe",
+		latches: t + "latches", latchActive: t + "latch:active", latchSeq: t + "latch:seq",
+		freezes: t + "freezes",
+		evSeq:   t + "ev:seq", ev: t + "ev", evTime: t + "ev:time", evID: t + "ev:id", evExp: t + "ev:exp",
+		alSeq: t + "al:seq", al: t + "al", alIDs: t + "al:ids", alPending: t + "al:pending", alExp: t + "al:exp",
+		alCursor: t + "al:cursor",
+		users:    t + "users", trap: t + "trap", ports: t + "ports", logins: t + "logins",
+		notes: t + "notes", disinf: t + "disinf",
+	}
+}
+
+func (k keys) latch(id string) string    { return k.tagged + "latch:" + id }
+func (k keys) user(name string) string   { return k.tagged + "user:" + name }
+func (k keys) pass(client string) string { return k.prefix + "p:" + client }
+func (k keys) rate(key string) string    { return k.prefix + "r:" + key }
+
+// triplet spells a triplet's key with length prefixes, so that no
+// sender or client can make two triplets share one.
+func (k keys) triplet(client, sender, recipient string) string {
+	var b strings.Builder
+	b.Grow(len(k.prefix) + 10 + len(client) + len(sender) + len(recipient))
+	b.WriteString(k.prefix)
+	b.WriteString("t:")
+	b.WriteString(strconv.Itoa(len(client)))
+	b.WriteByte(':')
+	b.WriteString(client)
+	b.WriteString(strconv.Itoa(len(sender)))
+	b.WriteByte(':')
+	b.WriteString(sender)
+	b.WriteString(recipient)
+	return b.String()
+}
+
+// parseTriplet is the inverse of triplet.
+func (k keys) parseTriplet(key string) (client, sender, recipient string, ok bool) {
+	rest, ok := strings.CutPrefix(key, k.prefix+"t:")
+	if !ok {
+		return "", "", "", false
+	}
+	take := func() (string, bool) {
+		n, tail, ok := strings.Cut(rest, ":")
+		l, err := strconv.Atoi(n)
+		if !ok || err != nil || l < 0 || l > len(tail) {
+			return "", false
+		}
+		rest = tail[l:]
+		return tail[:l], true
+	}
+	if client, ok = take(); !ok {
+		return
+	}
+	if sender, ok = take(); !ok {
+		return
+	}
+	return client, sender, rest, true
+}
+
+// pattern is the SCAN pattern of the keys starting with the prefix and
+// then kind.
+func (k keys) pattern(kind string) string { return globEscape(k.prefix+kind) + "*" }
+
+// globEscape quotes the characters that SCAN MATCH treats as a pattern.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// ms is t in unix milliseconds, 0 for the zero time.
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromMS is the inverse of ms.
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}
