@@ -36,7 +36,7 @@ type target interface {
 
 // defaultRedisConfig is the store section for -backend redis.
 const defaultRedisConfig = `store:
-  backend: redis
+  kind: redis
   url: redis://%s/0
   prefix: greyscale
 `
@@ -144,7 +144,8 @@ func (b *redisBackend) note() string {
 	if ms >= 0 {
 		what = "TTL " + (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
 	}
-	return fmt.Sprintf("redis: sample key %q has %s; Redis drops expired keys itself, so Expire has little left to do", key, what)
+	return fmt.Sprintf("redis: sample key %q has %s; Redis drops expired keys itself, so the daemon's Expire(now) only trims "+
+		"the event log; \"expired\" is Expire at a future instant, which SCANs every triplet key (a path the daemon never takes)", key, what)
 }
 
 // redisServer is a redis-server started for the run, on loopback only.
