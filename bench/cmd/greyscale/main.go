@@ -192,6 +192,7 @@ type step struct {
 	decide     []latency
 	used       int64 // bytes: database and WAL, or Redis used_memory over the empty server's
 	detail     string
+	stored     int // triplets in the store when weighed: size, plus the new ones earlier decisions added
 	heap       uint64
 	expired    int
 	expireTook time.Duration // Expire at t0+expireAt, removing the tenth
@@ -212,6 +213,7 @@ func measure(ctx context.Context, o options, b target, tab *table, stderr io.Wri
 	t0 := time.Now()
 	st := b.store()
 	have := 0
+	added := 0 // new triplets the decisions stored
 	var steps []step
 	var newSeq atomic.Int64
 	for si, size := range o.sizes {
@@ -231,6 +233,7 @@ func measure(ctx context.Context, o options, b target, tab *table, stderr io.Wri
 		have = size
 		// Weighed now, while the store holds exactly size triplets:
 		// the decisions below add new ones.
+		s.stored = size + added
 		var err error
 		if s.used, s.detail, err = b.used(ctx); err != nil {
 			return steps, fmt.Errorf("measuring the space used: %w", err)
@@ -243,6 +246,7 @@ func measure(ctx context.Context, o options, b target, tab *table, stderr io.Wri
 				return steps, fmt.Errorf("deciding at %d with k=%d: %w", size, k, err)
 			}
 			s.decide = append(s.decide, l)
+			added += l.n - l.found
 		}
 		if err := st.Probe(ctx); err != nil {
 			return steps, fmt.Errorf("committing the decisions: %w", err)
@@ -423,7 +427,7 @@ func newTable(w io.Writer, o options, b target) *table {
 		head = append(head, fmt.Sprintf("k=%d dec/s", k), fmt.Sprintf("k=%d p50", k), fmt.Sprintf("k=%d p99", k))
 	}
 	used, detail := b.usedName()
-	head = append(head, used, "B/entry", detail, "go heap", "Expire(now)", "expired", "expire took")
+	head = append(head, "stored", used, "B/entry", detail, "go heap", "Expire(now)", "expired", "expire took")
 	fmt.Fprintln(t.tw, strings.Join(head, "\t")+"\t")
 	t.tw.Flush()
 	return t
@@ -434,7 +438,7 @@ func (t *table) row(s step) {
 	for _, l := range s.decide {
 		row = append(row, fmt.Sprintf("%.0f", l.rate), dur(l.p50), dur(l.p99))
 	}
-	row = append(row, mib(s.used), fmt.Sprintf("%.0f", float64(s.used)/float64(s.size)), s.detail, mib(int64(s.heap)),
+	row = append(row, strconv.Itoa(s.stored), mib(s.used), fmt.Sprintf("%.0f", float64(s.used)/float64(s.stored)), s.detail, mib(int64(s.heap)),
 		dur(s.expireNow), strconv.Itoa(s.expired), dur(s.expireTook))
 	fmt.Fprintln(t.tw, strings.Join(row, "\t")+"\t")
 	t.tw.Flush()
