@@ -55,6 +55,9 @@ func TestEveryChangingVerbIsAudited(t *testing.T) {
 	// store init and store restore work on data directories of their own
 	// (restore refuses one whose daemon runs); their events are read there.
 	fresh, restored := filepath.Join(t.TempDir(), "new"), filepath.Join(t.TempDir(), "restored")
+	// store copy copies the store init made (the table runs init first)
+	// into a new directory, whose audit trail ends with the copy.
+	copied := filepath.Join(t.TempDir(), "copied")
 	qcfg, _ := fakeQueue(t)
 	backup := filepath.Join(t.TempDir(), "backup.db")
 	if code, _, stderr := runCmd("store", "backup", "--data", data, backup); code != 0 {
@@ -77,6 +80,7 @@ func TestEveryChangingVerbIsAudited(t *testing.T) {
 		"user del":        {[]string{"carol"}, ""},
 		"store init":      {[]string{"--data", fresh}, ""},
 		"store restore":   {[]string{"--data", restored, backup}, ""},
+		"store copy":      {[]string{"--from", fresh, "--to", copied, "--yes"}, ""},
 		// The queue tools act on the MTA's queue (stand-ins here) and
 		// record what --apply did in the store of --data.
 		"queue purge":   {[]string{"--config", qcfg, "--sender", "*@victim-one.example", "--apply"}, ""},
@@ -99,7 +103,10 @@ func TestEveryChangingVerbIsAudited(t *testing.T) {
 			continue
 		}
 		before := adminEvents(t, st)
-		args := append(strings.Fields(c.name), "--data", data)
+		args := strings.Fields(c.name)
+		if c.name != "store copy" { // it names its stores itself
+			args = append(args, "--data", data)
+		}
 		args = append(args, row.args...)
 		var out, errb bytes.Buffer
 		code := runEnv(args, env{stdin: strings.NewReader(row.stdin), stdout: &out, stderr: &errb,
@@ -109,7 +116,7 @@ func TestEveryChangingVerbIsAudited(t *testing.T) {
 			continue
 		}
 		after := adminEvents(t, st)
-		if elsewhere := map[string]string{"store init": fresh, "store restore": restored}[c.name]; elsewhere != "" {
+		if elsewhere := map[string]string{"store init": fresh, "store restore": restored, "store copy": copied}[c.name]; elsewhere != "" {
 			// A store of its own: its newest event must be this one.
 			made, err := sqlite.Open(elsewhere, log)
 			if err != nil {

@@ -110,6 +110,8 @@ var commands = []command{
 		summary: "make a new, empty store in the data directory (once, for a new installation)"},
 	{name: "store backup", args: "FILE", setup: storeBackup,
 		summary: "write a consistent copy of the store to FILE, while the daemon runs or not"},
+	{name: "store copy", flags: "--from SPEC --to SPEC [--yes]", setup: storeCopy, changes: true,
+		summary: "copy every latch, freeze, user, greylist record, host record, alert and audit entry to a new or empty store, another backend or the same, and verify; SPEC: DIR, sqlite:DIR, config:FILE or redis://…; a dry run unless --yes"},
 	{name: "store restore", args: "FILE", flags: "[--force]", setup: storeRestore, changes: true,
 		summary: "put a backup in place of the store (the daemon stopped); the store it replaces is moved aside"},
 

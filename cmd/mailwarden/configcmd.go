@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"net/url"
 
 	"mailwarden/internal/config"
 	"mailwarden/internal/daemon"
@@ -33,6 +34,10 @@ func checkConfig(c *call, path string, print bool) int {
 				cfg.Alerts.Receivers[i].Webhook.Secret = "(set, not shown)"
 			}
 		}
+		if cfg.Store.Password != "" {
+			cfg.Store.Password = "(set, not shown)"
+		}
+		cfg.Store.URL = hideURLPassword(cfg.Store.URL)
 		b, err := cfg.YAML()
 		if err != nil {
 			return c.fail(err)
@@ -42,4 +47,18 @@ func checkConfig(c *call, path string, print bool) int {
 	}
 	fmt.Fprintf(c.stdout, "%s: OK\n", path)
 	return 0
+}
+
+// hideURLPassword replaces the password in a redis:// URL, so that the
+// printed configuration can be shared.
+func hideURLPassword(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	if _, ok := u.User.Password(); !ok {
+		return s
+	}
+	u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	return u.String()
 }

@@ -43,6 +43,14 @@ func TestConfigCheck(t *testing.T) {
 		!strings.Contains(stdout, "(set, not shown)") {
 		t.Errorf("--print with a webhook secret: code %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
+	// Nor is a Redis password, in the URL or on its own; and a Redis
+	// store fails greylisting open unless the file says otherwise.
+	rds := filepath.Join(dir, "redis.yaml")
+	os.WriteFile(rds, []byte("store:\n  kind: redis\n  url: redis://mw:pw-in-url@127.0.0.1:6379/1\n  password: pw-alone\n"), 0o600)
+	if code, stdout, stderr := runCmd("config", "check", "--print", rds); code != 0 || strings.Contains(stdout, "pw-in-url") ||
+		strings.Contains(stdout, "pw-alone") || !strings.Contains(stdout, "fail_open:\n  - greylist\n") {
+		t.Errorf("--print of a Redis store: code %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("greylst:\n  delay: 2m\nlisten:\n  milter: nowhere\n"), 0o600)
 	code, _, stderr := runCmd("config", "check", bad)

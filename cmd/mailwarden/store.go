@@ -28,7 +28,12 @@ func storeInit(fs *flag.FlagSet) runFunc {
 			return c.fail(err)
 		}
 		what := fmt.Sprintf("created store %d in %s", id, cfg.DataDir)
-		if *force {
+		switch {
+		case cfg.Store.Kind == config.StoreRedis:
+			// Redis data is never moved or deleted: the data directory
+			// records which Redis store this host uses.
+			what = fmt.Sprintf("recorded Redis store %d in %s", id, cfg.DataDir)
+		case *force:
 			what += ", the one before moved aside"
 		}
 		// The new store's audit log starts with who made it.

@@ -73,6 +73,10 @@ func openRedis(cfg config.Config, o Options, log *slog.Logger) (store.Store, err
 	if err != nil {
 		return nil, err
 	}
+	if cfg.DataDir == "" {
+		// A store named by URL alone (store copy): no host's marker.
+		return st, nil
+	}
 	m, hasMarker, err := readMarker(cfg.DataDir)
 	if err != nil {
 		st.Close()

@@ -17,16 +17,21 @@ const latchIDSymbols = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 // nextLatchIDLocked spells the next number in latchIDSymbols, eight
 // symbols long. Ids are sequential rather than random so that a test
-// sees the same ids on every run.
+// sees the same ids on every run. An id already taken (an imported
+// latch's) is skipped.
 func (s *Store) nextLatchIDLocked() string {
-	s.latchSeq++
-	var id [8]byte
-	v := s.latchSeq
-	for i := len(id) - 1; i >= 0; i-- {
-		id[i] = latchIDSymbols[v%32]
-		v /= 32
+	for {
+		s.latchSeq++
+		var id [8]byte
+		v := s.latchSeq
+		for i := len(id) - 1; i >= 0; i-- {
+			id[i] = latchIDSymbols[v%32]
+			v /= 32
+		}
+		if s.latchLocked(string(id[:])) < 0 {
+			return string(id[:])
+		}
 	}
-	return string(id[:])
 }
 
 // latchLocked returns the index of the latch id, or -1.

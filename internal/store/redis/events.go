@@ -173,8 +173,7 @@ func alertArgs(a store.Alert) ([]any, error) {
 	if a.State == "" {
 		a.State = store.AlertPending
 	}
-	id := a.ID
-	a.ID = 0
+	a.ID = 0 // the hash field holds it
 	b, err := json.Marshal(a)
 	if err != nil {
 		return nil, err
@@ -183,7 +182,6 @@ func alertArgs(a store.Alert) ([]any, error) {
 	if a.State == store.AlertPending {
 		pending = "1"
 	}
-	_ = id
 	return []any{b, pending, score(a.Expires)}, nil
 }
 

@@ -278,14 +278,13 @@ func (s *Store) ImportLatch(ctx context.Context, l store.Latch) error {
 	if err := s.begin(ctx, "import latch"); err != nil {
 		return err
 	}
-	res, err := importLatchScript.Run(ctx, s.c,
+	err := importLatchScript.Run(ctx, s.c,
 		[]string{s.k.latchActive, s.k.latches, s.k.latchSeq, s.k.latch(l.ID)},
 		activeField(l.Kind, l.Key), l.ID, l.Kind, l.Key, l.Rule, l.Reason, l.Site, l.Evidence, l.Count, l.Refused,
-		ms(l.FirstSeen), ms(l.LastSeen), ms(l.Expires), ms(l.ClearedAt), l.ClearedBy, l.ClearNote, s.k.tagged+"latch:").Result()
+		ms(l.FirstSeen), ms(l.LastSeen), ms(l.Expires), ms(l.ClearedAt), l.ClearedBy, l.ClearNote, s.k.tagged+"latch:").Err()
 	if err != nil {
 		return errf("import latch "+l.ID, err)
 	}
-	_ = res
 	return nil
 }
 

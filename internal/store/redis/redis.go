@@ -370,7 +370,7 @@ func (s *Store) checkID(get *goredis.StringCmd) error {
 	switch {
 	case errors.Is(err, goredis.Nil):
 		lost = fmt.Errorf("%w: identity key %s missing (was %d): Redis restarted without persistence or was flushed; "+
-			"latches and freezes read as errors until it is restored (restore the RDB/AOF, or run `mailwarden store init` and restart)",
+			"latches and freezes read as errors until it is restored (restore the RDB or AOF; or start over with no latches, freezes or users: stop the daemon, run `mailwarden store init --force`, start it)",
 			ErrLost, s.k.id, s.id)
 	case err != nil:
 		return errf("reading the identity", err)
@@ -413,19 +413,29 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
 		{s.k.evExp, s.k.ev, s.k.evTime, s.k.evID},
 		{s.k.alExp, s.k.al, s.k.alIDs, s.k.alPending},
 	} {
-		m, err := trimScript.Run(ctx, s.c, idx[:], now.UnixMilli()).Int()
-		if err != nil {
-			return n, errf("expire", err)
+		for {
+			m, err := trimScript.Run(ctx, s.c, idx[:], now.UnixMilli(), trimBatch).Int()
+			if err != nil {
+				return n, errf("expire", err)
+			}
+			n += m
+			if m < trimBatch {
+				break
+			}
 		}
-		n += m
 	}
 	return n, nil
 }
 
-// trimScript deletes the members of the expiry index KEYS[1] scored at
-// or before ARGV[1] from the hash KEYS[2] and the indexes KEYS[3..].
+// trimBatch bounds what one trim script deletes, so that a backlog of
+// expired events does not block Redis for long.
+const trimBatch = 5000
+
+// trimScript deletes up to ARGV[2] members of the expiry index KEYS[1]
+// scored at or before ARGV[1] from the hash KEYS[2] and the indexes
+// KEYS[3..].
 var trimScript = goredis.NewScript(`
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 5000)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 if #ids == 0 then return 0 end
 redis.call('HDEL', KEYS[2], unpack(ids))
 for i = 1, #KEYS do

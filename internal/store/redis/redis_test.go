@@ -47,6 +47,13 @@ func TestConformanceCluster(t *testing.T) {
 	})
 }
 
+func TestImport(t *testing.T) {
+	srv := redistest.Server(t)
+	storetest.RunImport(t, func(t *testing.T) store.Store {
+		return open(t, Options{URL: srv.URL(), Prefix: freshPrefix()})
+	})
+}
+
 // TestTwoHandles runs the suite's two-handle check with two stores on
 // one server and prefix, as the daemon and the CLI use them.
 func TestTwoHandles(t *testing.T) {
@@ -259,5 +266,97 @@ func TestTripletEncoding(t *testing.T) {
 		if !ok || got != c {
 			t.Errorf("key of %q parsed back as %q, %v", c, got, ok)
 		}
+	}
+}
+
+// TestAuditedPutTripletUndone: the triplet and its audit event live in
+// different slots, so PutTriplet stores the triplet first; when the
+// event cannot be stored, the previous triplet is put back.
+func TestAuditedPutTripletUndone(t *testing.T) {
+	srv := redistest.Server(t)
+	ctx := context.Background()
+	s := open(t, Options{URL: srv.URL(), Prefix: freshPrefix()})
+	now := time.UnixMilli(time.Now().UnixMilli())
+	old := store.Triplet{Client: "192.0.2.0/24", Sender: "a@example.org", Recipient: "b@example.net",
+		FirstSeen: now, LastSeen: now, Attempts: 1, Expires: now.Add(time.Hour)}
+	if err := s.PutTriplet(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	// The event log's hash made a string: storing an event fails.
+	if _, err := srv.Command("SET", s.k.ev, "not a hash"); err != nil {
+		t.Fatal(err)
+	}
+	passed := old
+	passed.PassedAt, passed.Expires = now, now.Add(35*24*time.Hour)
+	a := &store.Audit{Event: store.Event{Time: now, Kind: store.EventAdmin, Reason: "allow", Expires: now.Add(time.Hour)}}
+	if err := s.PutTriplet(store.WithAudit(ctx, a), passed); err == nil {
+		t.Fatal("audited PutTriplet succeeded without its event")
+	}
+	if a.Stored() {
+		t.Error("audit marked stored")
+	}
+	got, err := s.GetTriplet(ctx, old.Client, old.Sender, old.Recipient, now)
+	if err != nil || got.Passed() || !got.Expires.Equal(old.Expires) {
+		t.Errorf("triplet after the undone put = %+v, %v; want the previous one back", got, err)
+	}
+	fresh := old
+	fresh.Recipient = "c@example.net"
+	if err := s.PutTriplet(store.WithAudit(ctx, &store.Audit{Event: a.Event}), fresh); err == nil {
+		t.Fatal("audited PutTriplet of a new triplet succeeded without its event")
+	}
+	if _, err := s.GetTriplet(ctx, fresh.Client, fresh.Sender, fresh.Recipient, now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("new triplet after the undone put: err = %v, want it gone", err)
+	}
+}
+
+// TestTLSAndACL reaches a TLS-only server as an ACL user, by URL and by
+// address, and is refused with the wrong password or an unknown CA.
+func TestTLSAndACL(t *testing.T) {
+	certs := redistest.Certs(t)
+	srv := redistest.Server(t, redistest.WithTLS(certs),
+		redistest.Args("--user", "mailwarden", "on", ">s3cret", "~mwtls:*", "&*", "+@all"))
+	ctx := context.Background()
+	tlsOpts := TLS{Enabled: true, CAFile: certs.CA}
+	for name, o := range map[string]Options{
+		"url":       {URL: "rediss://mailwarden:s3cret@" + srv.Addr(), TLS: TLS{Enabled: true, CAFile: certs.CA}, Prefix: "mwtls:"},
+		"addresses": {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "s3cret", TLS: tlsOpts, Prefix: "mwtls:"},
+	} {
+		s, err := Open(ctx, o)
+		if err != nil {
+			t.Errorf("%s: Open: %v", name, err)
+			continue
+		}
+		if err := s.Probe(ctx); err != nil {
+			t.Errorf("%s: Probe: %v", name, err)
+		}
+		s.Close()
+	}
+	for name, o := range map[string]Options{
+		"wrong password":         {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "nope", TLS: tlsOpts, Prefix: "mwtls:"},
+		"outside the ACL's keys": {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "s3cret", TLS: tlsOpts},
+		"unknown CA":             {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "s3cret", TLS: TLS{Enabled: true}, Prefix: "mwtls:"},
+		"no TLS":                 {Addrs: []string{srv.Addr()}, Username: "mailwarden", Password: "s3cret", Prefix: "mwtls:", DialTimeout: time.Second, Timeout: time.Second},
+	} {
+		if s, err := Open(ctx, o); err == nil {
+			s.Close()
+			t.Errorf("%s: Open succeeded", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
+	}
+}
+
+// TestSentinel finds the master through a Sentinel.
+func TestSentinel(t *testing.T) {
+	master := redistest.Server(t)
+	sentinel := redistest.Sentinel(t, master, "mw")
+	ctx := context.Background()
+	s := open(t, Options{Addrs: []string{sentinel.Addr()}, MasterName: "mw", Prefix: freshPrefix()})
+	if err := s.Probe(ctx); err != nil {
+		t.Fatalf("Probe through a Sentinel: %v", err)
+	}
+	direct := open(t, Options{URL: master.URL(), Prefix: s.k.prefix})
+	if direct.ID() != s.ID() {
+		t.Errorf("identity through the Sentinel %d, on the master %d", s.ID(), direct.ID())
 	}
 }

@@ -24,21 +24,7 @@ func (s *Store) AddAlerts(ctx context.Context, alerts []store.Alert, cursor int6
 	}
 	rows := make([][]any, len(alerts))
 	for i, a := range alerts {
-		items := "[]"
-		if len(a.Items) > 0 {
-			b, _ := json.Marshal(a.Items) // a []string always marshals
-			items = string(b)
-		}
-		state := a.State
-		if state == "" {
-			state = store.AlertPending
-		}
-		digest := 0
-		if a.Digest {
-			digest = 1
-		}
-		rows[i] = []any{a.Created.UnixMilli(), a.Kind, a.Severity, a.Receiver, digest, a.Subject, a.Text,
-			items, state, a.Attempts, ms(a.NextTry), ms(a.SentAt), a.Error, a.Expires.UnixMilli()}
+		rows[i] = alertRow(a)
 	}
 	var ids []int64
 	err := s.w.as(writeAlert).do(ctx, func(w *writer) error {
@@ -63,6 +49,25 @@ func (s *Store) AddAlerts(ctx context.Context, alerts []store.Alert, cursor int6
 		return nil, fmt.Errorf("sqlite: add alerts: %w", err)
 	}
 	return ids, nil
+}
+
+// alertRow is a's column values after the id, in the order of alertCols.
+func alertRow(a store.Alert) []any {
+	items := "[]"
+	if len(a.Items) > 0 {
+		b, _ := json.Marshal(a.Items) // a []string always marshals
+		items = string(b)
+	}
+	state := a.State
+	if state == "" {
+		state = store.AlertPending
+	}
+	digest := 0
+	if a.Digest {
+		digest = 1
+	}
+	return []any{a.Created.UnixMilli(), a.Kind, a.Severity, a.Receiver, digest, a.Subject, a.Text,
+		items, state, a.Attempts, ms(a.NextTry), ms(a.SentAt), a.Error, a.Expires.UnixMilli()}
 }
 
 // AlertCursor returns the last event ID the alert engine stored.

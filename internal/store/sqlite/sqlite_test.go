@@ -45,6 +45,16 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return openTest(t, t.TempDir()) })
 }
 
+func TestImport(t *testing.T) {
+	storetest.RunImport(t, func(t *testing.T) store.Store { return openTest(t, t.TempDir()) })
+}
+
+// The daemon keeps active latches and pass counts in memory; an import
+// must reach them too.
+func TestImportMirror(t *testing.T) {
+	storetest.RunImport(t, func(t *testing.T) store.Store { return openMirror(t, t.TempDir()) })
+}
+
 func TestReopen(t *testing.T) {
 	storetest.RunReopen(t, func(t *testing.T, dir string) store.Store { return openTest(t, dir) })
 }

@@ -8,6 +8,8 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -33,6 +35,7 @@ type Option func(*settings)
 type settings struct {
 	appendonly bool
 	extra      []string
+	tls        *TLSFiles
 }
 
 // NoPersistence starts the server without an append-only file, so a
@@ -42,12 +45,22 @@ func NoPersistence() Option { return func(s *settings) { s.appendonly = false } 
 // Args passes more redis-server arguments, e.g. "--requirepass", "x".
 func Args(args ...string) Option { return func(s *settings) { s.extra = append(s.extra, args...) } }
 
+// TLSFiles are the PEM files of a server that speaks only TLS.
+type TLSFiles struct {
+	Cert, Key, CA string
+}
+
+// WithTLS makes the server speak only TLS on its port, with the
+// certificate and key in f; clients need not present a certificate.
+func WithTLS(f TLSFiles) Option { return func(s *settings) { s.tls = &f } }
+
 // Instance is one redis-server process.
 type Instance struct {
 	t    testing.TB
 	port int
 	dir  string
 	args []string
+	tls  *tls.Config // for Command, when the server speaks TLS
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -78,9 +91,53 @@ func Server(t testing.TB, opts ...Option) *Instance {
 	for _, o := range opts {
 		o(&st)
 	}
-	in := newInstance(t, freePort(t, false), st.appendonly, st.extra...)
+	port := freePort(t, false)
+	extra := st.extra
+	var clientTLS *tls.Config
+	if f := st.tls; f != nil {
+		extra = append(extra, "--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", f.Cert,
+			"--tls-key-file", f.Key, "--tls-ca-cert-file", f.CA, "--tls-auth-clients", "no")
+		pem, err := os.ReadFile(f.CA)
+		if err != nil {
+			t.Fatalf("redistest: %v", err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		clientTLS = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
+	}
+	in := newInstance(t, port, st.appendonly, extra...)
+	in.tls = clientTLS
 	in.Start()
 	return in
+}
+
+// Sentinel starts a Redis Sentinel on a free loopback port that
+// monitors master under name (quorum 1), and waits until it knows the
+// master. It is stopped when the test ends.
+func Sentinel(t testing.TB, master *Instance, name string) *Instance {
+	t.Helper()
+	need(t, "redis-server")
+	port := freePort(t, false)
+	in := newInstance(t, port, false)
+	conf := filepath.Join(in.dir, "sentinel.conf")
+	text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nlogfile %s\nsentinel monitor %s 127.0.0.1 %d 1\n",
+		port, in.dir, filepath.Join(in.dir, "redis.log"), name, master.port)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	in.args = []string{conf, "--sentinel"}
+	in.Start()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		reply, _ := in.Command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
+		if reply == "*2" {
+			return in
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: sentinel on %s does not know master %s: %q", in.Addr(), name, reply)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func newInstance(t testing.TB, port int, appendonly bool, extra ...string) *Instance {
@@ -188,7 +245,13 @@ func (in *Instance) log() string {
 // Command sends one inline command and returns the first line of the
 // reply, for checks that need no client library.
 func (in *Instance) Command(args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", in.Addr(), time.Second)
+	var c net.Conn
+	var err error
+	if in.tls != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", in.Addr(), in.tls)
+	} else {
+		c, err = net.DialTimeout("tcp", in.Addr(), time.Second)
+	}
 	if err != nil {
 		return "", err
 	}
