@@ -2,7 +2,7 @@
 # command and what CI runs.
 GO ?= go
 
-.PHONY: build test unit fuzz bench bench-e2e soak screenshots clean
+.PHONY: build test unit fuzz bench bench-e2e bench-scale soak screenshots clean
 
 build:
 	$(GO) build -o bin/mailwarden ./cmd/mailwarden
@@ -48,6 +48,19 @@ E2E_ANCHORS ?= $(abspath $(wildcard ../shared/bench/anchors.sh))
 bench-e2e:
 	./test/setup.sh
 	E2E_ANCHORS=$(E2E_ANCHORS) CI=true $(GO) test -count=1 -run '^$$' -bench '^BenchmarkE2E$$' -benchtime 1x -timeout 90m -v ./test/integration/
+
+# Both stores at scale (issue 17; BENCHMARKS.md, "Store at scale"):
+# greylist triplets in steps of SCALE_SIZES through each backend in
+# SCALE_BACKENDS, with insert rate, decision latency, space per entry
+# and expiry cost at each step. The redis half starts its own
+# redis-server on a free loopback port. Ten million triplets take tens
+# of minutes and, for SQLite, about 5 GB of disk and of memory.
+SCALE_SIZES ?= 100000,1000000,10000000
+SCALE_BACKENDS ?= sqlite redis
+bench-scale:
+	@set -e; for b in $(SCALE_BACKENDS); do \
+		$(GO) run ./bench/cmd/greyscale -backend $$b -sizes $(SCALE_SIZES); \
+	done
 
 # The fault test under a longer load (as root, after test/setup.sh):
 # 10,000 messages (2,000 by default) through Postfix while the daemon

@@ -31,7 +31,9 @@ func printStatus(w io.Writer, st adminapi.Status, now time.Time) {
 		} else {
 			line("Uptime", human.Duration(time.Duration(st.UptimeSeconds)*time.Second, "")+" (since "+localTime(st.Started)+")")
 		}
-		if len(st.Freezes) == 0 {
+		if st.StateError != "" {
+			line("Freezes", "UNKNOWN: "+printableText(st.StateError))
+		} else if len(st.Freezes) == 0 {
 			line("Freezes", "none")
 		}
 		for i, f := range st.Freezes {
@@ -45,7 +47,11 @@ func printStatus(w io.Writer, st adminapi.Status, now time.Time) {
 			}
 			line(k, v)
 		}
-		line("Active latches", strconv.Itoa(st.ActiveLatches))
+		if st.StateError != "" {
+			line("Active latches", "UNKNOWN")
+		} else {
+			line("Active latches", strconv.Itoa(st.ActiveLatches))
+		}
 		storeLines(line, st.Store, now)
 		switch {
 		case !av.Enabled:

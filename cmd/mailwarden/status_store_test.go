@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -41,5 +42,35 @@ func TestStatusCommandStore(t *testing.T) {
 	if !strings.Contains(stdout, "Store:           sqlite, writing (checked ") ||
 		strings.Contains(stdout, "Lost writes:") || strings.Contains(stdout, "STORE CANNOT WRITE") {
 		t.Errorf("status with the store up:\n%s", stdout)
+	}
+}
+
+// TestStatusCommandStoreRedis: with Redis down the advice is about
+// Redis, not the data directory's filesystem, and the freezes and
+// latches the daemon could not read are unknown, not none.
+func TestStatusCommandStoreRedis(t *testing.T) {
+	now := time.Now()
+	mem := adminapitest.New()
+	mem.FailOn("ListFreezes", errors.New("redis: list freezes: connection refused"))
+	state := adminapi.StoreStatus{Backend: "redis", Up: false, Since: now.Add(-time.Minute), Checked: now,
+		LastError: "redis: probe: connection refused", LastErrorAt: now}
+	data := startStatusAdmin(t, adminapi.Options{Backend: mem, Version: "1.4.2",
+		Started: now.Add(-time.Hour), Store: func() adminapi.StoreStatus { return state }})
+	code, stdout, stderr := runCmd("status", "--data", data)
+	if code != 0 {
+		t.Fatalf("status with Redis down: code %d, stderr %q", code, stderr)
+	}
+	for _, want := range []string{
+		"Freezes:         UNKNOWN: listing freezes: redis: list freezes: connection refused\n",
+		"Active latches:  UNKNOWN\n",
+		"Store:           redis, CANNOT WRITE since ",
+		"Is redis-server running",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "filesystem") || strings.Contains(stdout, "Freezes:         none") {
+		t.Errorf("status with Redis down gives SQLite's advice or says no freezes:\n%s", stdout)
 	}
 }

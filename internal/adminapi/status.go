@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -24,12 +25,18 @@ type AntivirusState struct {
 // Status is the answer to GET /v1/status: a one-look report on the
 // running daemon for a bad day.
 type Status struct {
-	Version       string          `json:"version"`
-	Started       time.Time       `json:"started,omitzero"`
-	UptimeSeconds int64           `json:"uptime_seconds"`
-	Freezes       []Freeze        `json:"freezes"`
-	ActiveLatches int             `json:"active_latches"`
-	Antivirus     AntivirusStatus `json:"antivirus"`
+	Version       string    `json:"version"`
+	Started       time.Time `json:"started,omitzero"`
+	UptimeSeconds int64     `json:"uptime_seconds"`
+	Freezes       []Freeze  `json:"freezes"`
+	ActiveLatches int       `json:"active_latches"`
+	// StateError is set when the freezes and latches could not be read
+	// (the store is unreachable) and the daemon reports the store's
+	// health (Options.Store): Freezes is then null and
+	// ActiveLatches 0, meaning unknown, not none. The rest of the
+	// report still comes, since a store outage is when it is needed.
+	StateError string          `json:"state_error,omitempty"`
+	Antivirus  AntivirusStatus `json:"antivirus"`
 	// Store is absent when the server was given no Options.Store.
 	Store *StoreStatus `json:"store,omitempty"`
 }
@@ -100,18 +107,14 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 	if !s.started.IsZero() {
 		out.UptimeSeconds = int64(now.Sub(s.started) / time.Second)
 	}
-	fs, err := s.be.ListFreezes(ctx)
-	if err != nil {
-		return Status{}, s.failed("listing freezes", err)
+	if err := s.state(ctx, &out, now); err != nil {
+		if s.store == nil {
+			// No store health to report beside it: the error is the answer.
+			return Status{}, s.failed("reading freezes and latches", err)
+		}
+		s.log.Warn("admin: status without freezes and latches", "err", err)
+		out.Freezes, out.ActiveLatches, out.StateError = nil, 0, err.Error()
 	}
-	for _, f := range fs {
-		out.Freezes = append(out.Freezes, FreezeFromStore(f))
-	}
-	ls, err := s.be.ListLatches(ctx, store.LatchFilter{Active: true}, now)
-	if err != nil {
-		return Status{}, s.failed("listing active latches", err)
-	}
-	out.ActiveLatches = len(ls)
 	if s.antivirus != nil {
 		av := s.antivirus()
 		out.Antivirus.Enabled = av.Enabled
@@ -125,6 +128,23 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 		out.Store = &st
 	}
 	return out, nil
+}
+
+// state fills in the freezes and the active latch count from the store.
+func (s *Server) state(ctx context.Context, out *Status, now time.Time) error {
+	fs, err := s.be.ListFreezes(ctx)
+	if err != nil {
+		return fmt.Errorf("listing freezes: %w", err)
+	}
+	for _, f := range fs {
+		out.Freezes = append(out.Freezes, FreezeFromStore(f))
+	}
+	ls, err := s.be.ListLatches(ctx, store.LatchFilter{Active: true}, now)
+	if err != nil {
+		return fmt.Errorf("listing active latches: %w", err)
+	}
+	out.ActiveLatches = len(ls)
+	return nil
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {

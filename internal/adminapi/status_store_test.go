@@ -3,6 +3,7 @@ package adminapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -48,5 +49,22 @@ func TestStatusStore(t *testing.T) {
 	}
 	if s, ok := raw["store"]; ok {
 		t.Errorf("status without a store health source shows store %s", s)
+	}
+}
+
+// TestStatusStoreUnreachable: with the store unreachable (Redis down),
+// status still answers with the store's health, and says the freezes
+// and latches are unknown rather than none.
+func TestStatusStoreUnreachable(t *testing.T) {
+	mem := adminapitest.New()
+	mem.FailOn("ListFreezes", errors.New("redis: list freezes: connection refused"))
+	down := StoreStatus{Backend: "redis", Up: false, LastError: "redis: probe: connection refused"}
+	c, _ := start(t, Options{Backend: mem, Store: func() StoreStatus { return down }})
+	st, err := c.Status(context.Background())
+	if err != nil {
+		t.Fatalf("status with the store unreachable: %v", err)
+	}
+	if st.Store == nil || st.Store.Up || !strings.Contains(st.StateError, "connection refused") || st.Freezes != nil {
+		t.Errorf("status = %+v, want the store down, state_error naming the failure and freezes null", st)
 	}
 }
