@@ -325,13 +325,10 @@ func waitEvents(t *testing.T, mw *harness.Mailwarden, n int, timeout time.Durati
 
 // TestRedisFlushAll: Redis losing its data under a running daemon
 // (FLUSHALL, or a server restarted without its files) must not free a
-// latched client: once the daemon's store monitor has seen the store's
-// identity gone (/-/ready 503), its mail is tempfailed, not accepted.
-//
-// Between the FLUSHALL and that probe (every few seconds) the latch
-// lookup finds nothing and the client's mail is accepted: the
-// backend's guard is checked by Ping and Probe only. The test logs what
-// a message sent at once met, and asserts from the probe on.
+// latched client: its mail is tempfailed, not accepted, from the first
+// message after the flush (the latch lookup reads the store's identity
+// in the same round trip), and the store monitor then shows the store
+// down (/-/ready 503).
 func TestRedisFlushAll(t *testing.T) {
 	t.Parallel()
 	const (
@@ -347,9 +344,14 @@ func TestRedisFlushAll(t *testing.T) {
 		t.Fatalf("FLUSHALL: %v", err)
 	}
 	flushed := time.Now()
-	res := h.send(t, latched, "teacher@school.test", rcptTo, harness.UniqueID(t))
-	t.Logf("latched client %v after FLUSHALL, before the store monitor noticed: MAIL %q RCPT %q",
-		time.Since(flushed).Round(time.Millisecond), res.Reply("MAIL FROM"), res.Reply("RCPT TO"))
+	first := harness.UniqueID(t)
+	res := h.send(t, latched, "teacher@school.test", rcptTo, first)
+	r := res.Reply("MAIL FROM") + " " + res.Reply("RCPT TO")
+	t.Logf("latched client %v after FLUSHALL: MAIL/RCPT %q", time.Since(flushed).Round(time.Millisecond), r)
+	if !strings.Contains(r, "451 ") {
+		t.Errorf("latched client right after FLUSHALL got MAIL/RCPT %q, want a tempfail (451)", r)
+	}
+	h.neverArrived(t, first)
 
 	noticed, body := waitReadyCode(t, h.mw, http.StatusServiceUnavailable, 15*time.Second)
 	t.Logf("/-/ready 503 %v after FLUSHALL: %s", noticed.Sub(flushed).Round(time.Millisecond), strings.TrimSpace(body))

@@ -11,6 +11,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/writefail"
 )
 
 // member spells an event or alert ID as its hash field and sorted-set
@@ -18,7 +19,8 @@ import (
 func member(id int64) string { return fmt.Sprintf("%020d", id) }
 
 // AppendEvents stores evs, each with the next ID, in one script.
-func (s *Store) AppendEvents(ctx context.Context, evs ...store.Event) error {
+func (s *Store) AppendEvents(ctx context.Context, evs ...store.Event) (err error) {
+	defer s.countFailure(writefail.Event, &err)
 	if err := s.begin(ctx, "append events"); err != nil {
 		return err
 	}
@@ -186,7 +188,8 @@ func alertArgs(a store.Alert) ([]any, error) {
 }
 
 // AddAlerts stores alerts and moves the alert cursor in one script.
-func (s *Store) AddAlerts(ctx context.Context, alerts []store.Alert, cursor int64) ([]int64, error) {
+func (s *Store) AddAlerts(ctx context.Context, alerts []store.Alert, cursor int64) (_ []int64, err error) {
+	defer s.countFailure(writefail.Alert, &err)
 	if err := s.begin(ctx, "add alerts"); err != nil {
 		return nil, err
 	}
@@ -243,12 +246,13 @@ func (s *Store) AlertCursor(ctx context.Context) (int64, error) {
 
 // MarkAlert records delivery attempts. The alert is read, changed and
 // written back in a transaction that WATCHes the outbox.
-func (s *Store) MarkAlert(ctx context.Context, u store.AlertUpdate) error {
+func (s *Store) MarkAlert(ctx context.Context, u store.AlertUpdate) (err error) {
+	defer s.countFailure(writefail.Alert, &err)
 	if err := s.begin(ctx, "mark alert"); err != nil {
 		return err
 	}
 	m := member(u.ID)
-	err := s.watch(ctx, func(tx *goredis.Tx) error {
+	err = s.watch(ctx, func(tx *goredis.Tx) error {
 		raw, err := tx.HGet(ctx, s.k.al, m).Result()
 		if errors.Is(err, goredis.Nil) {
 			return store.ErrNotFound

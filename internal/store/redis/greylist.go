@@ -13,6 +13,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/writefail"
 )
 
 // encodeTriplet packs what a triplet's key does not hold into a few
@@ -109,7 +110,8 @@ func (s *Store) setTriplet(ctx context.Context, key string, value []byte, exp in
 // stored first, then the event, and if the event cannot be stored the
 // triplet's previous value (or its absence) is put back, so that a
 // change is never left without its record.
-func (s *Store) PutTriplet(ctx context.Context, t store.Triplet) error {
+func (s *Store) PutTriplet(ctx context.Context, t store.Triplet) (err error) {
+	defer s.countFailure(writefail.Triplet, &err)
 	if err := s.begin(ctx, "put triplet"); err != nil {
 		return err
 	}
@@ -145,7 +147,8 @@ func (s *Store) PutTriplet(ctx context.Context, t store.Triplet) error {
 }
 
 // DeleteTriplet removes a triplet; a missing one is no error.
-func (s *Store) DeleteTriplet(ctx context.Context, client, sender, recipient string) error {
+func (s *Store) DeleteTriplet(ctx context.Context, client, sender, recipient string) (err error) {
+	defer s.countFailure(writefail.Triplet, &err)
 	if err := s.begin(ctx, "delete triplet"); err != nil {
 		return err
 	}
@@ -225,7 +228,8 @@ return n
 `)
 
 // AddClientPass counts one more pass from client and moves its expiry.
-func (s *Store) AddClientPass(ctx context.Context, client string, now, expires time.Time) (int, error) {
+func (s *Store) AddClientPass(ctx context.Context, client string, now, expires time.Time) (_ int, err error) {
+	defer s.countFailure(writefail.Pass, &err)
 	if err := s.begin(ctx, "add client pass"); err != nil {
 		return 0, err
 	}

@@ -14,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/writefail"
 )
 
 // merge reads fields of the JSON hash key, lets fn compute what to
@@ -75,7 +76,8 @@ func readAll[T any](ctx context.Context, s *Store, key string) ([]T, error) {
 // AddTrapHits merges each record into its client's running total by the
 // rules of store.Hosts. A record without FirstSeen counts as first seen
 // at its LastSeen.
-func (s *Store) AddTrapHits(ctx context.Context, recs ...store.TrapRecord) error {
+func (s *Store) AddTrapHits(ctx context.Context, recs ...store.TrapRecord) (err error) {
+	defer s.countFailure(writefail.Host, &err)
 	for _, r := range recs {
 		if r.Client == "" || r.LastSeen.IsZero() {
 			return fmt.Errorf("redis: add trap hits: client %q and its LastSeen must be set", r.Client)
@@ -93,7 +95,7 @@ func (s *Store) AddTrapHits(ctx context.Context, recs ...store.TrapRecord) error
 			names = append(names, r.Client)
 		}
 	}
-	err := merge(ctx, s, s.k.trap, names, func(old []*store.TrapRecord) map[string]store.TrapRecord {
+	err = merge(ctx, s, s.k.trap, names, func(old []*store.TrapRecord) map[string]store.TrapRecord {
 		cur := make(map[string]store.TrapRecord)
 		for i, o := range old {
 			if o != nil {
@@ -175,7 +177,8 @@ func portField(client string, port int) string { return client + "\x00" + strcon
 
 // RecordPort keeps the newest state of f's port; an older finding only
 // moves FirstOpen back, and a closed port never seen open is not kept.
-func (s *Store) RecordPort(ctx context.Context, f store.PortFinding) error {
+func (s *Store) RecordPort(ctx context.Context, f store.PortFinding) (err error) {
+	defer s.countFailure(writefail.Host, &err)
 	if f.Client == "" || f.Port <= 0 || f.Time.IsZero() {
 		return fmt.Errorf("redis: record port: client %q, port %d and time must be set", f.Client, f.Port)
 	}
@@ -183,7 +186,7 @@ func (s *Store) RecordPort(ctx context.Context, f store.PortFinding) error {
 		return err
 	}
 	field := portField(f.Client, f.Port)
-	err := merge(ctx, s, s.k.ports, []string{field}, func(old []*store.PortState) map[string]store.PortState {
+	err = merge(ctx, s, s.k.ports, []string{field}, func(old []*store.PortState) map[string]store.PortState {
 		if old[0] == nil {
 			if !f.Open {
 				return nil
@@ -252,14 +255,15 @@ func (s *Store) ImportPort(ctx context.Context, p store.PortState) error {
 }
 
 // RecordLogin keeps l if it is the newest login from its client.
-func (s *Store) RecordLogin(ctx context.Context, l store.MailLogin) error {
+func (s *Store) RecordLogin(ctx context.Context, l store.MailLogin) (err error) {
+	defer s.countFailure(writefail.Host, &err)
 	if l.Client == "" || l.Time.IsZero() {
 		return fmt.Errorf("redis: record login: client %q and time must be set", l.Client)
 	}
 	if err := s.begin(ctx, "record login"); err != nil {
 		return err
 	}
-	err := merge(ctx, s, s.k.logins, []string{l.Client}, func(old []*store.MailLogin) map[string]store.MailLogin {
+	err = merge(ctx, s, s.k.logins, []string{l.Client}, func(old []*store.MailLogin) map[string]store.MailLogin {
 		if old[0] != nil && l.Time.Before(old[0].Time) {
 			return nil
 		}
@@ -311,7 +315,8 @@ return {'ok'}
 `)
 
 // AddHostNote stores n with the audit ctx carries.
-func (s *Store) AddHostNote(ctx context.Context, n store.HostNote) error {
+func (s *Store) AddHostNote(ctx context.Context, n store.HostNote) (err error) {
+	defer s.countFailure(writefail.Host, &err)
 	return addHostRecord(ctx, s, s.k.notes, n, "add note on", n.Client, n.Time)
 }
 
@@ -322,7 +327,8 @@ func (s *Store) HostNotes(ctx context.Context, client string) ([]store.HostNote,
 }
 
 // AddDisinfection stores d with the audit ctx carries.
-func (s *Store) AddDisinfection(ctx context.Context, d store.Disinfection) error {
+func (s *Store) AddDisinfection(ctx context.Context, d store.Disinfection) (err error) {
+	defer s.countFailure(writefail.Host, &err)
 	return addHostRecord(ctx, s, s.k.disinf, d, "add disinfection of", d.Client, d.Time)
 }
 

@@ -15,6 +15,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/writefail"
 )
 
 // latchIDAlphabet and the length of an id are the SQLite store's: 32
@@ -111,7 +112,8 @@ func latchFrom(m map[string]string) store.Latch {
 
 // AddLatch counts a violation against kind/key's active latch, or makes
 // one, in one script.
-func (s *Store) AddLatch(ctx context.Context, l store.Latch, now time.Time) (store.Latch, error) {
+func (s *Store) AddLatch(ctx context.Context, l store.Latch, now time.Time) (_ store.Latch, err error) {
+	defer s.countFailure(writefail.Latch, &err)
 	if l.Kind == "" || l.Key == "" {
 		return store.Latch{}, fmt.Errorf("redis: add latch: kind %q and key %q must both be set", l.Kind, l.Key)
 	}
@@ -140,7 +142,8 @@ func (s *Store) AddLatch(ctx context.Context, l store.Latch, now time.Time) (sto
 }
 
 // AddLatchRefusal counts a message the active latch id refused.
-func (s *Store) AddLatchRefusal(ctx context.Context, id string, now time.Time) (store.Latch, error) {
+func (s *Store) AddLatchRefusal(ctx context.Context, id string, now time.Time) (_ store.Latch, err error) {
+	defer s.countFailure(writefail.Latch, &err)
 	if err := s.guard(ctx, "count a refusal"); err != nil {
 		return store.Latch{}, err
 	}
@@ -160,7 +163,19 @@ func (s *Store) ActiveLatch(ctx context.Context, kind, key string, now time.Time
 	if err := s.guard(ctx, "active latch"); err != nil {
 		return store.Latch{}, err
 	}
-	id, err := s.c.HGet(ctx, s.k.latchActive, activeField(kind, key)).Result()
+	// The identity is read in the same round trip: a Redis flushed
+	// since the last probe must not answer "no latch" for a latched
+	// client.
+	pipe := s.c.Pipeline()
+	active := pipe.HGet(ctx, s.k.latchActive, activeField(kind, key))
+	ident := pipe.Get(ctx, s.k.id)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return store.Latch{}, errf("active latch", err)
+	}
+	if err := s.checkID(ident); err != nil {
+		return store.Latch{}, errf("active latch", err)
+	}
+	id, err := active.Result()
 	if errors.Is(err, goredis.Nil) {
 		return store.Latch{}, store.ErrNotFound
 	}
@@ -262,7 +277,8 @@ func (s *Store) eachLatch(ctx context.Context, fn func(map[string]string)) error
 
 // ClearLatch ends the active latch id with the audit ctx carries, in
 // one script.
-func (s *Store) ClearLatch(ctx context.Context, id, by, note string, now time.Time) (store.Latch, error) {
+func (s *Store) ClearLatch(ctx context.Context, id, by, note string, now time.Time) (_ store.Latch, err error) {
+	defer s.countFailure(writefail.Latch, &err)
 	res, err := s.change(ctx, "clear latch "+id, clearScript, []string{s.k.latch(id), s.k.latchActive},
 		now.UnixMilli(), by, note)
 	if err != nil {
@@ -322,7 +338,8 @@ return {'ok'}
 `)
 
 // SetFreeze adds or replaces a freeze with the audit ctx carries.
-func (s *Store) SetFreeze(ctx context.Context, f store.Freeze) error {
+func (s *Store) SetFreeze(ctx context.Context, f store.Freeze) (err error) {
+	defer s.countFailure(writefail.Freeze, &err)
 	if f.Scope == "" {
 		return errors.New("redis: set freeze: scope must be set")
 	}
@@ -335,8 +352,9 @@ func (s *Store) SetFreeze(ctx context.Context, f store.Freeze) error {
 }
 
 // LiftFreeze removes a freeze with the audit ctx carries.
-func (s *Store) LiftFreeze(ctx context.Context, scope, value string) error {
-	_, err := s.change(ctx, fmt.Sprintf("lift freeze %s %q", scope, value), liftFreezeScript,
+func (s *Store) LiftFreeze(ctx context.Context, scope, value string) (err error) {
+	defer s.countFailure(writefail.Freeze, &err)
+	_, err = s.change(ctx, fmt.Sprintf("lift freeze %s %q", scope, value), liftFreezeScript,
 		[]string{s.k.freezes}, freezeField(scope, value))
 	return err
 }
@@ -346,7 +364,17 @@ func (s *Store) ListFreezes(ctx context.Context) ([]store.Freeze, error) {
 	if err := s.guard(ctx, "list freezes"); err != nil {
 		return nil, err
 	}
-	m, err := s.c.HGetAll(ctx, s.k.freezes).Result()
+	// The identity in the same round trip, as ActiveLatch reads it.
+	pipe := s.c.Pipeline()
+	all := pipe.HGetAll(ctx, s.k.freezes)
+	ident := pipe.Get(ctx, s.k.id)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, errf("list freezes", err)
+	}
+	if err := s.checkID(ident); err != nil {
+		return nil, errf("list freezes", err)
+	}
+	m, err := all.Result()
 	if err != nil {
 		return nil, errf("list freezes", err)
 	}
@@ -382,7 +410,8 @@ return {1, '0'}
 // TakeRate applies GCRA as the SQLite store does: with emission interval
 // T = period/limit, n units fit if the theoretical arrival time after
 // them lies no more than period ahead of now.
-func (s *Store) TakeRate(ctx context.Context, key string, n, limit int, period time.Duration, now time.Time) (bool, time.Duration, error) {
+func (s *Store) TakeRate(ctx context.Context, key string, n, limit int, period time.Duration, now time.Time) (_ bool, _ time.Duration, err error) {
+	defer s.countFailure(writefail.Rate, &err)
 	if n < 0 || limit < 1 || period <= 0 {
 		return false, 0, fmt.Errorf("redis: take rate %s: invalid n %d, limit %d or period %v", key, n, limit, period)
 	}

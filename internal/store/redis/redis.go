@@ -76,6 +76,7 @@ import (
 
 	"mailwarden/internal/logx"
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/writefail"
 )
 
 // DefaultPrefix starts every key unless Options.Prefix says otherwise.
@@ -127,6 +128,11 @@ type Store struct {
 	made   bool
 	lost   atomic.Pointer[error] // set by Ping or Probe while the identity is gone
 	closed atomic.Bool
+	// fails counts the writes that failed, by kind: the daemon's store
+	// health monitor probes at once when the count grows, so an outage
+	// shorter than its probe interval is still seen, and reports them
+	// as lost writes.
+	fails *writefail.Counter
 }
 
 var (
@@ -146,6 +152,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		prefix = DefaultPrefix
 	}
 	s := &Store{c: c, k: newKeys(prefix), log: logx.Or(o.Log)}
+	s.fails = writefail.New(s.log, writefail.SummaryEvery)
 	if err := s.identify(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("redis: opening %s: %w", where(o), err)
@@ -330,8 +337,23 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.fails.Stop()
 	return s.c.Close()
 }
+
+// countFailure counts *err as a failed write of kind, unless it is an
+// answer rather than a failure (not found, not active, exists) or the
+// store is closed.
+func (s *Store) countFailure(kind string, err *error) {
+	if e := *err; e != nil && !errors.Is(e, store.ErrNotFound) && !errors.Is(e, store.ErrNotActive) &&
+		!errors.Is(e, store.ErrExists) && !errors.Is(e, ErrClosed) {
+		s.fails.Add(kind, e)
+	}
+}
+
+// WriteFailures returns how many writes have failed since Open, by kind
+// (the daemon's lost-write counts and mailwarden_store_write_failures_total).
+func (s *Store) WriteFailures() map[string]uint64 { return s.fails.Counts() }
 
 // Ping reports whether Redis answers and still holds this store's data.
 func (s *Store) Ping(ctx context.Context) error {
@@ -395,7 +417,8 @@ func (s *Store) checkID(get *goredis.StringCmd) error {
 // ahead of the real clock (a test, or a clock that runs ahead of Redis's),
 // when their TTL has not run out although their expiry has passed.
 // Events and alerts are trimmed by their expiry index.
-func (s *Store) Expire(ctx context.Context, now time.Time) (int, error) {
+func (s *Store) Expire(ctx context.Context, now time.Time) (_ int, err error) {
+	defer s.countFailure(writefail.Expire, &err)
 	if err := s.begin(ctx, "expire"); err != nil {
 		return 0, err
 	}

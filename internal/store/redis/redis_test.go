@@ -155,6 +155,60 @@ func TestDataLossGuard(t *testing.T) {
 	}
 }
 
+// TestFlushSeenWithoutProbe: the latch and freeze reads find a flush
+// themselves, in the same round trip, so a latched client is not let
+// through in the seconds before the health monitor's next probe.
+func TestFlushSeenWithoutProbe(t *testing.T) {
+	srv := redistest.Server(t)
+	ctx := context.Background()
+	s := open(t, Options{URL: srv.URL(), Prefix: freshPrefix()})
+	now := time.Now()
+	if _, err := s.AddLatch(ctx, store.Latch{Kind: store.LatchClient, Key: "10.1.2.3", Rule: "virus"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Command("FLUSHALL"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ActiveLatch(ctx, store.LatchClient, "10.1.2.3", now); !errors.Is(err, ErrLost) {
+		t.Errorf("ActiveLatch right after FLUSHALL, no probe between: err = %v, want ErrLost", err)
+	}
+	if _, err := s.ActiveLatch(ctx, store.LatchClient, "10.9.9.9", now); !errors.Is(err, ErrLost) {
+		t.Errorf("ActiveLatch of an unlatched client after FLUSHALL: err = %v, want ErrLost", err)
+	}
+	if _, err := s.ListFreezes(ctx); !errors.Is(err, ErrLost) {
+		t.Errorf("ListFreezes right after FLUSHALL: err = %v, want ErrLost", err)
+	}
+}
+
+// TestWriteFailuresCounted: writes that fail while Redis is down are
+// counted by kind, as the daemon's health monitor reads them; answers
+// such as "not active" are not failures.
+func TestWriteFailuresCounted(t *testing.T) {
+	srv := redistest.Server(t)
+	ctx := context.Background()
+	s := open(t, Options{URL: srv.URL(), Prefix: freshPrefix(), Timeout: 500 * time.Millisecond, DialTimeout: 500 * time.Millisecond})
+	now := time.Now()
+	if _, err := s.ClearLatch(ctx, "NOSUCHID", "admin", "", now); err == nil {
+		t.Fatal("ClearLatch of an unknown latch succeeded")
+	}
+	if got := s.WriteFailures(); got["latch"] != 0 {
+		t.Errorf("an unknown latch counted as a failed write: %v", got)
+	}
+	srv.Stop()
+	tr := store.Triplet{Client: "192.0.2.0/24", Sender: "a@example.org", Recipient: "b@example.net",
+		FirstSeen: now, LastSeen: now, Attempts: 1, Expires: now.Add(time.Hour)}
+	if err := s.PutTriplet(ctx, tr); err == nil {
+		t.Fatal("PutTriplet with Redis stopped succeeded")
+	}
+	if err := s.AppendEvents(ctx, store.Event{Time: now, Kind: store.EventReject, Expires: now.Add(time.Hour)}); err == nil {
+		t.Fatal("AppendEvents with Redis stopped succeeded")
+	}
+	got := s.WriteFailures()
+	if got["triplet"] != 1 || got["event"] != 1 {
+		t.Errorf("write failures with Redis stopped = %v, want triplet=1 event=1", got)
+	}
+}
+
 // TestRestartKeepsData: with appendonly, a restarted Redis has the data
 // and the same identity, and the open store carries on without a reopen.
 func TestRestartKeepsData(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/writefail"
 )
 
 // A user is the hash PREFIX{mw}:user:NAME (role, hash, created,
@@ -48,7 +49,8 @@ func timeText(t time.Time) string { return t.Format(time.RFC3339Nano) }
 
 // AddUser stores a new user with the audit ctx carries, or returns
 // store.ErrExists. A zero Changed is stored as Created.
-func (s *Store) AddUser(ctx context.Context, u store.User) error {
+func (s *Store) AddUser(ctx context.Context, u store.User) (err error) {
+	defer s.countFailure(writefail.User, &err)
 	if err := u.Check(); err != nil {
 		return fmt.Errorf("redis: add user %q: %w", u.Name, err)
 	}
@@ -58,29 +60,31 @@ func (s *Store) AddUser(ctx context.Context, u store.User) error {
 	if u.Changed.IsZero() {
 		u.Changed = u.Created
 	}
-	_, err := s.change(ctx, fmt.Sprintf("add user %q", u.Name), addUserScript, []string{s.k.user(u.Name), s.k.users},
+	_, err = s.change(ctx, fmt.Sprintf("add user %q", u.Name), addUserScript, []string{s.k.user(u.Name), s.k.users},
 		u.Role, u.Hash, timeText(u.Created), timeText(u.Changed), u.Name)
 	return err
 }
 
 // UpdateUser replaces the role, hash and Changed of the user u.Name with
 // the audit ctx carries, or returns store.ErrNotFound.
-func (s *Store) UpdateUser(ctx context.Context, u store.User) error {
+func (s *Store) UpdateUser(ctx context.Context, u store.User) (err error) {
+	defer s.countFailure(writefail.User, &err)
 	if err := u.Check(); err != nil {
 		return fmt.Errorf("redis: update user %q: %w", u.Name, err)
 	}
 	if u.Changed.IsZero() {
 		return fmt.Errorf("redis: update user %q: changed time must be set", u.Name)
 	}
-	_, err := s.change(ctx, fmt.Sprintf("update user %q", u.Name), updateUserScript, []string{s.k.user(u.Name)},
+	_, err = s.change(ctx, fmt.Sprintf("update user %q", u.Name), updateUserScript, []string{s.k.user(u.Name)},
 		u.Role, u.Hash, timeText(u.Changed))
 	return err
 }
 
 // DeleteUser removes the user named name with the audit ctx carries, or
 // returns store.ErrNotFound.
-func (s *Store) DeleteUser(ctx context.Context, name string) error {
-	_, err := s.change(ctx, fmt.Sprintf("delete user %q", name), deleteUserScript, []string{s.k.user(name), s.k.users}, name)
+func (s *Store) DeleteUser(ctx context.Context, name string) (err error) {
+	defer s.countFailure(writefail.User, &err)
+	_, err = s.change(ctx, fmt.Sprintf("delete user %q", name), deleteUserScript, []string{s.k.user(name), s.k.users}, name)
 	return err
 }
 

@@ -1,157 +1,26 @@
 package sqlite
 
-import (
-	"context"
-	"errors"
-	"fmt"
-	"log/slog"
-	"maps"
-	"slices"
-	"strings"
-	"sync"
-	"time"
-)
+import "mailwarden/internal/store/writefail"
 
-// Write kinds, as the write-failure counts name them. Every write the
-// writer runs carries one, so a full disk shows as what it cost:
-// triplets (write-behind, kept in memory until the next restart), events
-// (lost), latches and freezes (their callers are told), and so on.
+// Write kinds, as the write-failure counts name them (writefail). Every
+// write the writer runs carries one, so a full disk shows as what it
+// cost.
 const (
-	writeTriplet = "triplet"
-	writePass    = "client_pass"
-	writeLatch   = "latch"
-	writeFreeze  = "freeze"
-	writeRate    = "rate"
-	writeEvent   = "event"
-	writeHost    = "host"
-	writeUser    = "user"
-	writeExpire  = "expire"
-	writeAlert   = "alert"
+	writeTriplet = writefail.Triplet
+	writePass    = writefail.Pass
+	writeLatch   = writefail.Latch
+	writeFreeze  = writefail.Freeze
+	writeRate    = writefail.Rate
+	writeEvent   = writefail.Event
+	writeHost    = writefail.Host
+	writeUser    = writefail.User
+	writeExpire  = writefail.Expire
+	writeAlert   = writefail.Alert
 )
-
-// writeKinds are counted from zero, so a metric shows every kind before
-// the first failure.
-var writeKinds = []string{writeTriplet, writePass, writeLatch, writeFreeze, writeRate,
-	writeEvent, writeHost, writeUser, writeExpire, writeAlert}
-
-// summaryEvery is how often repeated write failures are summarised in
-// the log: a full disk fails every write, and one line per write buries
-// everything else.
-const summaryEvery = 30 * time.Second
-
-// writeFailures counts failed writes by kind and keeps the log to one
-// line at the first failure and then at most one summary line per
-// interval while failures go on.
-type writeFailures struct {
-	log   *slog.Logger
-	every time.Duration
-
-	mu    sync.Mutex
-	total map[string]uint64
-	// held counts the failures since the last line; timer is set while a
-	// summary interval runs.
-	held    map[string]uint64
-	heldErr error
-	timer   *time.Timer
-	stopped bool
-}
-
-func newWriteFailures(log *slog.Logger, every time.Duration) *writeFailures {
-	f := &writeFailures{log: log, every: every, total: make(map[string]uint64), held: make(map[string]uint64)}
-	for _, k := range writeKinds {
-		f.total[k] = 0
-	}
-	return f
-}
-
-// add counts a write of kind that ended with err. A success, a write
-// of no kind (a flush, the probe) and a caller that gave up are not
-// failures of the store.
-func (f *writeFailures) add(kind string, err error) {
-	if err == nil || kind == "" || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.total[kind]++
-	if f.stopped {
-		return
-	}
-	if f.timer == nil {
-		f.log.Warn(fmt.Sprintf("store write failed; further failures are summarised every %s", f.every),
-			"kind", kind, "err", err)
-		f.timer = time.AfterFunc(f.every, f.summarise)
-		return
-	}
-	f.held[kind]++
-	f.heldErr = err
-}
-
-// summarise ends an interval: it logs the failures held back, if any,
-// and starts another interval, or else lets the next failure be logged
-// at once.
-func (f *writeFailures) summarise() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.stopped || f.timer == nil {
-		return
-	}
-	if len(f.held) == 0 {
-		f.timer = nil
-		return
-	}
-	f.logHeld(fmt.Sprintf("store writes failed in the last %s", f.every))
-	f.timer.Reset(f.every)
-}
-
-func (f *writeFailures) logHeld(msg string) {
-	var n uint64
-	for _, c := range f.held {
-		n += c
-	}
-	f.log.Warn(msg, "failed", n, "by_kind", formatCounts(f.held), "last_err", f.heldErr)
-	clear(f.held)
-	f.heldErr = nil
-}
-
-// stop logs what is held back and ends the summaries; counting goes on.
-func (f *writeFailures) stop() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.stopped {
-		return
-	}
-	f.stopped = true
-	if f.timer != nil {
-		f.timer.Stop()
-		f.timer = nil
-	}
-	if len(f.held) > 0 {
-		f.logHeld("store writes failed since the last line about them")
-	}
-}
-
-func (f *writeFailures) counts() map[string]uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return maps.Clone(f.total)
-}
-
-// formatCounts writes counts as "event=3 triplet=12", kinds sorted.
-func formatCounts(m map[string]uint64) string {
-	var b strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		if b.Len() > 0 {
-			b.WriteByte(' ')
-		}
-		fmt.Fprintf(&b, "%s=%d", k, m[k])
-	}
-	return b.String()
-}
 
 // WriteFailures returns how many writes have failed since the store was
 // opened, by kind: the daemon's health monitor reports them as lost
 // writes and as the metric mailwarden_store_write_failures_total.
 func (s *Store) WriteFailures() map[string]uint64 {
-	return s.w.fails.counts()
+	return s.w.fails.Counts()
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mailwarden/internal/store"
+	"mailwarden/internal/store/writefail"
 )
 
 // cannot skips a test that needs root or a kernel feature, or fails it
@@ -147,7 +148,7 @@ func TestProbeDiskFull(t *testing.T) {
 	if got[writeTriplet] != lost || got[writeEvent] != lost {
 		t.Errorf("WriteFailures = %v, want %d triplets and %d events", got, lost, lost)
 	}
-	if got[writeLatch] != 0 || len(got) != len(writeKinds) {
+	if got[writeLatch] != 0 || len(got) != len(writefail.Kinds) {
 		t.Errorf("WriteFailures = %v, want every kind listed and no latch failure", got)
 	}
 	warned := logs.matching("level=WARN", "store write")
@@ -243,45 +244,5 @@ func TestProbeClosed(t *testing.T) {
 	s.Close()
 	if err := s.Probe(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Probe on a closed store: %v, want ErrClosed", err)
-	}
-}
-
-// TestWriteFailuresSummary: the first failure is logged at once, the
-// rest of an interval as one line with counts by kind, and an interval
-// without failures lets the next one be logged at once again.
-func TestWriteFailuresSummary(t *testing.T) {
-	var logs logLines
-	f := newWriteFailures(slog.New(slog.NewTextHandler(&logs, nil)), time.Hour)
-	boom := errors.New("disk I/O error")
-	f.add(writeTriplet, boom)
-	for range 40 {
-		f.add(writeTriplet, boom)
-		f.add(writeEvent, boom)
-	}
-	f.add(writeLatch, nil)              // a success
-	f.add("", boom)                     // a flush or the probe
-	f.add(writeLatch, context.Canceled) // the caller gave up
-	f.add(writeLatch, context.DeadlineExceeded)
-	if n := len(logs.matching("WARN")); n != 1 {
-		t.Fatalf("%d lines after 81 failures in one interval, want 1:\n%s", n, logs.b.String())
-	}
-	f.summarise()
-	sum := logs.matching("WARN", "store writes failed")
-	if len(sum) != 1 || !strings.Contains(sum[0], "failed=80") || !strings.Contains(sum[0], `by_kind="event=40 triplet=40"`) {
-		t.Fatalf("summary = %q, want failed=80 by kind", sum)
-	}
-	f.summarise() // an interval with no failures
-	f.add(writeFreeze, boom)
-	if n := len(logs.matching("WARN", "store write failed", "kind=freeze")); n != 1 {
-		t.Errorf("a failure after a quiet interval was not logged at once:\n%s", logs.b.String())
-	}
-	f.add(writeFreeze, boom)
-	f.stop()
-	if n := len(logs.matching("WARN", "failed=1", "freeze=1")); n != 1 {
-		t.Errorf("stop did not log the failure held back:\n%s", logs.b.String())
-	}
-	got := f.counts()
-	if got[writeTriplet] != 41 || got[writeEvent] != 40 || got[writeFreeze] != 2 || got[writeLatch] != 0 {
-		t.Errorf("counts = %v", got)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"time"
+
+	"mailwarden/internal/store/writefail"
 )
 
 // maxBatch bounds how many queued writes share one transaction, so one
@@ -50,7 +52,7 @@ func (op *writeOp) reply(err error) {
 // instead of once per recipient.
 type writer struct {
 	log   *slog.Logger
-	fails *writeFailures
+	fails *writefail.Counter
 	conn  *sql.Conn
 	ops   chan *writeOp
 	quit  chan struct{}
@@ -76,7 +78,7 @@ type writer struct {
 func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger, onExternal func()) (*writer, error) {
 	w := &writer{
 		log:        log,
-		fails:      newWriteFailures(log, summaryEvery),
+		fails:      writefail.New(log, writefail.SummaryEvery),
 		onExternal: onExternal,
 		conn:       conn,
 		ops:        make(chan *writeOp, queueLen),
@@ -381,7 +383,7 @@ func (w *writer) call(op *writeOp) (err error) {
 // answer tells op's caller the outcome, counting a failed write by its
 // kind first.
 func (w *writer) answer(op *writeOp, err error) {
-	w.fails.add(op.kind, err)
+	w.fails.Add(op.kind, err)
 	op.reply(err)
 }
 
@@ -396,7 +398,7 @@ func (w *writer) answerAll(ops []*writeOp, err error) {
 func (w *writer) stop() {
 	close(w.quit)
 	<-w.done
-	w.fails.stop()
+	w.fails.Stop()
 }
 
 func (w *writer) closeStmts() {
