@@ -101,3 +101,32 @@ type Hosts interface {
 	AddDisinfection(ctx context.Context, d Disinfection) error
 	Disinfections(ctx context.Context, client string) ([]Disinfection, error)
 }
+
+// MergeTrap adds the trap record r to the total old (zero if none), as
+// AddTrapHits documents, for the backends that merge in Go.
+func MergeTrap(old, r TrapRecord) TrapRecord {
+	if r.FirstSeen.IsZero() || r.FirstSeen.After(r.LastSeen) {
+		r.FirstSeen = r.LastSeen
+	}
+	if old.Client == "" {
+		return r
+	}
+	newer := !r.LastSeen.Before(old.LastSeen)
+	pick := func(old, add string) string {
+		if old == "" || add != "" && newer {
+			return add
+		}
+		return old
+	}
+	old.Count += r.Count
+	if r.FirstSeen.Before(old.FirstSeen) {
+		old.FirstSeen = r.FirstSeen
+	}
+	old.LastDst = pick(old.LastDst, r.LastDst)
+	old.LastHelo = pick(old.LastHelo, r.LastHelo)
+	old.LastMailFrom = pick(old.LastMailFrom, r.LastMailFrom)
+	if newer {
+		old.LastSeen = r.LastSeen
+	}
+	return old
+}

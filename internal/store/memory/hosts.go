@@ -25,32 +25,7 @@ func (s *Store) AddTrapHits(ctx context.Context, recs ...store.TrapRecord) error
 	}
 	defer s.mu.Unlock()
 	for _, r := range recs {
-		if r.FirstSeen.IsZero() || r.FirstSeen.After(r.LastSeen) {
-			r.FirstSeen = r.LastSeen
-		}
-		old, ok := s.traps[r.Client]
-		if !ok {
-			s.traps[r.Client] = r
-			continue
-		}
-		newer := !r.LastSeen.Before(old.LastSeen)
-		pick := func(old, add string) string {
-			if old == "" || add != "" && newer {
-				return add
-			}
-			return old
-		}
-		old.Count += r.Count
-		if r.FirstSeen.Before(old.FirstSeen) {
-			old.FirstSeen = r.FirstSeen
-		}
-		old.LastDst = pick(old.LastDst, r.LastDst)
-		old.LastHelo = pick(old.LastHelo, r.LastHelo)
-		old.LastMailFrom = pick(old.LastMailFrom, r.LastMailFrom)
-		if newer {
-			old.LastSeen = r.LastSeen
-		}
-		s.traps[r.Client] = old
+		s.traps[r.Client] = store.MergeTrap(s.traps[r.Client], r)
 	}
 	return nil
 }

@@ -103,7 +103,7 @@ func (s *Store) AddTrapHits(ctx context.Context, recs ...store.TrapRecord) (err 
 			}
 		}
 		for _, r := range recs {
-			cur[r.Client] = mergeTrap(cur[r.Client], r)
+			cur[r.Client] = store.MergeTrap(cur[r.Client], r)
 		}
 		return cur
 	})
@@ -111,34 +111,6 @@ func (s *Store) AddTrapHits(ctx context.Context, recs ...store.TrapRecord) (err 
 		return errf("add trap hits", err)
 	}
 	return nil
-}
-
-// mergeTrap adds r to the total old (zero if none).
-func mergeTrap(old, r store.TrapRecord) store.TrapRecord {
-	if r.FirstSeen.IsZero() || r.FirstSeen.After(r.LastSeen) {
-		r.FirstSeen = r.LastSeen
-	}
-	if old.Client == "" {
-		return r
-	}
-	newer := !r.LastSeen.Before(old.LastSeen)
-	pick := func(old, add string) string {
-		if old == "" || add != "" && newer {
-			return add
-		}
-		return old
-	}
-	old.Count += r.Count
-	if r.FirstSeen.Before(old.FirstSeen) {
-		old.FirstSeen = r.FirstSeen
-	}
-	old.LastDst = pick(old.LastDst, r.LastDst)
-	old.LastHelo = pick(old.LastHelo, r.LastHelo)
-	old.LastMailFrom = pick(old.LastMailFrom, r.LastMailFrom)
-	if newer {
-		old.LastSeen = r.LastSeen
-	}
-	return old
 }
 
 // TrapRecords returns client's total, or every client's for "", newest
