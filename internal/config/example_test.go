@@ -42,9 +42,14 @@ func TestExampleListsEveryKey(t *testing.T) {
 	if len(keys) < 30 {
 		t.Fatalf("found only %d keys in Config by reflection: %q", len(keys), keys)
 	}
+	// Older spellings are still read but not offered: an example that
+	// set store.backend beside store.kind would turn an edit of kind
+	// alone into a conflict.
+	older := map[string]bool{"store.backend": true}
 	for _, k := range keys {
 		hasComment, ok := documented[k]
 		switch {
+		case older[k]:
 		case !ok:
 			t.Errorf("%s does not list key %s", exampleFile, k)
 		case !hasComment:
