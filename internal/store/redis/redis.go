@@ -153,11 +153,22 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	}
 	s := &Store{c: c, k: newKeys(prefix), log: logx.Or(o.Log)}
 	s.fails = writefail.New(s.log, writefail.SummaryEvery)
+	goredis.SetLogger(clientLog{s.log})
 	if err := s.identify(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("redis: opening %s: %w", where(o), err)
 	}
 	return s, nil
+}
+
+// clientLog hands go-redis's own messages (a failed dial, a bad pool
+// connection) to the store's log, in the daemon's format, instead of
+// Go's default logger on stderr. go-redis has one logger per process:
+// the last store opened sets it.
+type clientLog struct{ log *slog.Logger }
+
+func (l clientLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client: "+strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
 
 // where names the server of o for an error message, without a password.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -412,5 +413,16 @@ func TestSentinel(t *testing.T) {
 	direct := open(t, Options{URL: master.URL(), Prefix: s.k.prefix})
 	if direct.ID() != s.ID() {
 		t.Errorf("identity through the Sentinel %d, on the master %d", s.ID(), direct.ID())
+	}
+}
+
+// TestClientLogInDaemonFormat: go-redis's own messages reach the
+// store's logger rather than stderr.
+func TestClientLogInDaemonFormat(t *testing.T) {
+	var b strings.Builder
+	l := clientLog{slog.New(slog.NewTextHandler(&b, nil))}
+	l.Printf(context.Background(), "redis: %s:%d: connection pool: %s\n", "127.0.0.1", 6379, "failed to dial")
+	if got := b.String(); !strings.Contains(got, "level=WARN") || !strings.Contains(got, `msg="redis client: redis: 127.0.0.1:6379: connection pool: failed to dial"`) {
+		t.Errorf("logged %q", got)
 	}
 }
