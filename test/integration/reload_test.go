@@ -154,7 +154,22 @@ func backgroundLoad(t *testing.T, mw *harness.Mailwarden, c int) (stop func() (m
 		return mr, pr
 	}
 	t.Cleanup(func() { stop() })
+	loadCancels.Store(t, cancel)
 	return stop
+}
+
+// loadCancels holds each test's load cancel, for stopLoadStarting.
+var loadCancels sync.Map
+
+// stopLoadStarting tells t's background load to start no more
+// transactions, without waiting for those in flight: called just before
+// a signal, the signal then lands on transactions in flight, and a load
+// worker whose session the signal closes does not go on reconnecting
+// (and failing) for as long as the test takes to stop it.
+func stopLoadStarting(t *testing.T) {
+	if c, ok := loadCancels.Load(t); ok {
+		c.(context.CancelFunc)()
+	}
 }
 
 // TestReloadUnderLoad sends SIGHUP, first with a broken config and then

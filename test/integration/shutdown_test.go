@@ -351,10 +351,12 @@ func TestShutdownUnderLoad(t *testing.T) {
 				held = append(held, heldTransaction(t, mw.MilterAddr, fmt.Sprintf("127.0.122.%d", i+1)))
 			}
 
+			// The load stops starting transactions; those it has in
+			// flight when the signal lands finish or are cut off and
+			// counted.
+			stopLoadStarting(t)
 			start := time.Now()
 			mw.Signal(t, syscall.SIGTERM)
-			// The load stops starting transactions; those it has in
-			// flight finish or are cut off and counted.
 			mr, pr := stopLoad()
 			t.Logf("milter load up to SIGTERM: %v", mr)
 			t.Logf("policy load up to SIGTERM: %v", pr)
