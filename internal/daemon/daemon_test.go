@@ -241,7 +241,10 @@ func TestTrapHitsReachTheHostRegistry(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Trap.Enabled = true
 	cfg.Trap.Listen = freePort(t)
-	cfg.Trap.FlushInterval = config.Duration(100 * time.Millisecond)
+	// The ticker never fires during the test: the test flushes once both
+	// sessions are in, so a slow machine cannot split them over two
+	// flushes.
+	cfg.Trap.FlushInterval = config.Duration(time.Hour)
 	d, _, _ := start(t, cfg, "")
 	for i := range 2 {
 		c, err := net.DialTimeout("tcp", cfg.Trap.Listen, 5*time.Second)
@@ -260,6 +263,17 @@ func TestTrapHitsReachTheHostRegistry(t *testing.T) {
 	}
 	ip := netip.MustParseAddr("127.0.0.1")
 	deadline := time.Now().Add(10 * time.Second)
+	for {
+		snap := d.hp.trapAgg.Snapshot()
+		if len(snap) == 1 && snap[0].Count == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("trap aggregator after two sessions: %+v", snap)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.flushTrap()
 	for {
 		h, err := d.hp.registry.Get(context.Background(), ip)
 		if err == nil && h.Trap.Count == 2 && h.Trap.LastHelo == "infected-1" && h.Trap.LastMailFrom != "" {

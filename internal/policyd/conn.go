@@ -39,6 +39,7 @@ func (s *Server) serveConn(c *accept.Conn) {
 	}()
 
 	br := bufio.NewReaderSize(c, min(readBufferSize, s.o.MaxRequestBytes))
+	attrs := make(Attrs, requestAttrs)
 	for {
 		c.Idle()
 		if s.srv.ShuttingDown() {
@@ -54,8 +55,7 @@ func (s *Server) serveConn(c *accept.Conn) {
 			return // Shutdown closed it while the first byte arrived.
 		}
 		c.SetReadDeadline(time.Now().Add(s.o.RequestTimeout))
-		attrs, err := ReadRequest(br, s.o.MaxRequestBytes)
-		if err != nil {
+		if err := readRequestInto(br, s.o.MaxRequestBytes, attrs); err != nil {
 			switch {
 			case errors.Is(err, accept.ErrEvicted):
 				// A request trickling in waits on its client like an
@@ -77,8 +77,18 @@ func (s *Server) serveConn(c *accept.Conn) {
 			return
 		}
 		answering = false
+		if len(attrs) > 2*requestAttrs {
+			// A request with many more attributes than Postfix sends
+			// does not get to keep its large map for the connection's
+			// life.
+			attrs = make(Attrs, requestAttrs)
+		}
 	}
 }
+
+// requestAttrs is about how many attributes Postfix 3.7 sends in a
+// request (SMTPD_POLICY_README).
+const requestAttrs = 32
 
 // logIdleEnd logs why a connection ended between requests: a clean close
 // (every Exim request ends so) or Shutdown closing it is routine.

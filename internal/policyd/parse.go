@@ -46,6 +46,19 @@ type Attrs map[string]string
 // before a request starts, and an error wrapping io.ErrUnexpectedEOF when
 // it ends inside one. Other read errors (deadlines) are wrapped.
 func ReadRequest(r *bufio.Reader, maxBytes int) (Attrs, error) {
+	attrs := make(Attrs, requestAttrs)
+	if err := readRequestInto(r, maxBytes, attrs); err != nil {
+		return nil, err
+	}
+	return attrs, nil
+}
+
+// readRequestInto is ReadRequest filling attrs, which it clears first. A
+// connection reuses one map for all its requests: a new one for each was
+// a quarter of the bytes a request allocated. The values stay valid
+// after the next request; only the map is reused.
+func readRequestInto(r *bufio.Reader, maxBytes int, attrs Attrs) error {
+	clear(attrs)
 	maxBytes = defaults.Positive(maxBytes, DefaultMaxRequestBytes)
 	lineMax := min(r.Size(), maxBytes)
 	// The lines are checked as they arrive, kept in lines, and turned
@@ -59,22 +72,22 @@ func ReadRequest(r *bufio.Reader, maxBytes int) (Attrs, error) {
 		switch {
 		case err == nil:
 		case errors.Is(err, bufio.ErrBufferFull):
-			return nil, fmt.Errorf("%w: line %d is longer than %d bytes", ErrLineTooLong, n, lineMax)
+			return fmt.Errorf("%w: line %d is longer than %d bytes", ErrLineTooLong, n, lineMax)
 		case errors.Is(err, io.EOF):
 			if total == 0 && len(line) == 0 {
-				return nil, io.EOF
+				return io.EOF
 			}
-			return nil, fmt.Errorf("policyd: connection closed after %d bytes of a request: %w",
+			return fmt.Errorf("policyd: connection closed after %d bytes of a request: %w",
 				total+len(line), io.ErrUnexpectedEOF)
 		default:
-			return nil, fmt.Errorf("policyd: reading request line %d: %w", n, err)
+			return fmt.Errorf("policyd: reading request line %d: %w", n, err)
 		}
 		if len(line) > lineMax {
-			return nil, fmt.Errorf("%w: line %d is longer than %d bytes", ErrLineTooLong, n, lineMax)
+			return fmt.Errorf("%w: line %d is longer than %d bytes", ErrLineTooLong, n, lineMax)
 		}
 		total += len(line)
 		if total > maxBytes {
-			return nil, fmt.Errorf("%w: more than %d bytes", ErrRequestTooLarge, maxBytes)
+			return fmt.Errorf("%w: more than %d bytes", ErrRequestTooLarge, maxBytes)
 		}
 		line = line[:len(line)-1]
 		if k := len(line); k > 0 && line[k-1] == '\r' {
@@ -84,11 +97,10 @@ func ReadRequest(r *bufio.Reader, maxBytes int) (Attrs, error) {
 			break
 		}
 		if err := checkAttr(line); err != nil {
-			return nil, fmt.Errorf("%w: line %d: %s", ErrMalformed, n, err)
+			return fmt.Errorf("%w: line %d: %s", ErrMalformed, n, err)
 		}
 		lines = append(append(lines, line...), '\n')
 	}
-	attrs := make(Attrs, 24)
 	for rest := string(lines); rest != ""; {
 		var line string
 		line, rest, _ = strings.Cut(rest, "\n")
@@ -96,9 +108,9 @@ func ReadRequest(r *bufio.Reader, maxBytes int) (Attrs, error) {
 		attrs[lowerASCII(name)] = value
 	}
 	if v, ok := attrs["request"]; !ok || v != "smtpd_access_policy" {
-		return nil, fmt.Errorf("%w: no request=smtpd_access_policy attribute", ErrMalformed)
+		return fmt.Errorf("%w: no request=smtpd_access_policy attribute", ErrMalformed)
 	}
-	return attrs, nil
+	return nil
 }
 
 // checkAttr checks one name=value line. Values may hold any byte but

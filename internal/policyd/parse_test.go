@@ -95,6 +95,29 @@ func TestReadRequestSequence(t *testing.T) {
 	}
 }
 
+// A connection reads every request into the same map: nothing of one
+// request may show in the next, and values taken from the first stay
+// as they were.
+func TestReadRequestIntoReusedMap(t *testing.T) {
+	r := bufio.NewReader(strings.NewReader(
+		"request=smtpd_access_policy\nsasl_username=alice\nrecipient=a@x\n\n" +
+			"request=smtpd_access_policy\nrecipient=b@x\n\n"))
+	a := make(Attrs, requestAttrs)
+	if err := readRequestInto(r, 0, a); err != nil {
+		t.Fatal(err)
+	}
+	first := a["recipient"]
+	if err := readRequestInto(r, 0, a); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := a["sasl_username"]; ok {
+		t.Errorf("second request has the first one's sasl_username %q", v)
+	}
+	if a["recipient"] != "b@x" || first != "a@x" {
+		t.Errorf("recipients %q then %q, want a@x then b@x", first, a["recipient"])
+	}
+}
+
 func TestReadRequestErrors(t *testing.T) {
 	const head = "request=smtpd_access_policy\n"
 	tests := []struct {

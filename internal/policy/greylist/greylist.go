@@ -368,7 +368,7 @@ func (c *Check) countPass(ctx context.Context, client string, now time.Time) err
 		return nil
 	}
 	if e, ok := c.passes.get(client, now); ok && c.o.AutoWhitelistAfter > 0 &&
-		e.n >= c.o.AutoWhitelistAfter && !e.counted.IsZero() && now.Sub(e.counted) < recountAfter {
+		e.n >= c.o.AutoWhitelistAfter && e.counted != 0 && now.UnixNano()-e.counted < int64(recountAfter) {
 		return nil
 	}
 	n, err := c.o.Store.AddClientPass(ctx, client, now, now.Add(c.o.PassedLifetime))

@@ -28,10 +28,13 @@ type passCache struct {
 	m  map[string]passEntry
 }
 
+// passEntry keeps its times as Unix nanoseconds rather than time.Time
+// (8 bytes instead of 24): the cache holds one per client seen in the
+// last minute, most of them new clients with no passes.
 type passEntry struct {
 	n       int
-	until   time.Time // trust n until then
-	counted time.Time // when this process last added a pass; zero if never
+	until   int64 // trust n until then
+	counted int64 // when this process last added a pass; 0 if never
 }
 
 // get returns the cached count for client, if fresh.
@@ -39,7 +42,7 @@ func (c *passCache) get(client string, now time.Time) (passEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[client]
-	if !ok || !now.Before(e.until) {
+	if !ok || now.UnixNano() >= e.until {
 		return passEntry{}, false
 	}
 	return e, true
@@ -54,7 +57,7 @@ func (c *passCache) set(client string, n int, now time.Time, counted bool) {
 		c.m = make(map[string]passEntry)
 	}
 	e := c.m[client]
-	if len(c.m) >= passCacheMax && e.until.IsZero() {
+	if len(c.m) >= passCacheMax && e.until == 0 {
 		drop := passCacheMax / 8
 		for k := range c.m {
 			delete(c.m, k)
@@ -63,9 +66,9 @@ func (c *passCache) set(client string, n int, now time.Time, counted bool) {
 			}
 		}
 	}
-	e.n, e.until = n, now.Add(passCacheTTL)
+	e.n, e.until = n, now.Add(passCacheTTL).UnixNano()
 	if counted {
-		e.counted = now
+		e.counted = now.UnixNano()
 	}
 	c.m[client] = e
 }

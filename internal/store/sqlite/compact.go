@@ -2,24 +2,44 @@ package sqlite
 
 import (
 	"encoding/binary"
+	"hash/maphash"
 	"time"
 
 	"mailwarden/internal/store"
 )
 
 // The mirror holds every unexpired triplet, so its size per triplet is
-// most of the daemon's memory on a busy MX: map[tripletKey]store.Triplet
+// most of the daemon's memory on a busy MX. map[tripletKey]store.Triplet
 // took about 260 bytes a triplet (three string headers in the key, three
-// more and four time.Time in the value). A compactKey and a
-// compactTriplet take about half: one string for the three keys and the
-// times as nanoseconds.
+// more and four time.Time in the value); a string of the three keys and
+// the times as integers about 190, of which the string was 110. The
+// mirror is only ever looked up by keys the caller already has, never
+// listed, so it keeps a 128-bit hash of the keys instead of the keys:
+// about 75 bytes a triplet (BENCHMARKS.md, issue 16).
 
-// compactKey is a triplet's three keys in one string: the client and
-// sender each preceded by their length as a uvarint, then the recipient.
-// Lengths rather than a separator, so no address can make two triplets
-// share a key. It is only ever looked up, never taken apart: the caller
-// has the three keys already.
-type compactKey string
+// tripletHash identifies a triplet in the mirror: two 64-bit hashes of
+// its keys under two random seeds. Two triplets sharing both would make
+// one read as the other; at ten million triplets the odds are about one
+// in 10^25, and the seeds are new in every process, so nobody outside
+// can aim for it.
+type tripletHash struct{ a, b uint64 }
+
+// hasher makes tripletHashes for one mirror: the seeds must stay the
+// same for as long as the mirror's map lives.
+type hasher struct{ a, b maphash.Seed }
+
+func newHasher() hasher { return hasher{maphash.MakeSeed(), maphash.MakeSeed()} }
+
+// of hashes the three keys, each but the last preceded by its length so
+// that no choice of addresses makes two triplets hash the same text. It
+// does not allocate: a look-up is on every recipient's path.
+func (h hasher) of(client, sender, recipient string) tripletHash {
+	var buf [128]byte
+	b := appendCompactKey(buf[:0], client, sender, recipient)
+	return tripletHash{maphash.Bytes(h.a, b), maphash.Bytes(h.b, b)}
+}
+
+func (h hasher) ofTriplet(t store.Triplet) tripletHash { return h.of(t.Client, t.Sender, t.Recipient) }
 
 // compactTriplet is the rest of a triplet: times as Unix nanoseconds, 0
 // for the zero time.
@@ -28,20 +48,14 @@ type compactTriplet struct {
 	attempts                     int64
 }
 
-// appendCompactKey appends the compact form of the three keys to b; a
-// lookup converts the result with string(b) in the map index, which
-// does not allocate.
+// appendCompactKey appends the three keys to b: the client and sender
+// each preceded by their length as a uvarint, then the recipient.
 func appendCompactKey(b []byte, client, sender, recipient string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(client)))
 	b = append(b, client...)
 	b = binary.AppendUvarint(b, uint64(len(sender)))
 	b = append(b, sender...)
 	return append(b, recipient...)
-}
-
-func compactKeyOf(t store.Triplet) compactKey {
-	b := make([]byte, 0, len(t.Client)+len(t.Sender)+len(t.Recipient)+4)
-	return compactKey(appendCompactKey(b, t.Client, t.Sender, t.Recipient))
 }
 
 func nanos(t time.Time) int64 {

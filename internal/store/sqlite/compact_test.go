@@ -10,7 +10,7 @@ import (
 // Triplets whose keys join to the same text must stay apart in the
 // mirror, and a look-up must give back every field as stored.
 func TestMirrorKeysStayApart(t *testing.T) {
-	m := &mirror{m: make(map[compactKey]compactTriplet)}
+	m := &mirror{h: newHasher(), m: make(map[tripletHash]compactTriplet)}
 	base := time.Unix(1_800_000_000, 123456789)
 	a := store.Triplet{Client: "10.0.0.0/24", Sender: "ab", Recipient: "c", FirstSeen: base, LastSeen: base.Add(time.Minute),
 		Attempts: 2, Expires: base.Add(time.Hour)}
@@ -54,7 +54,7 @@ func TestMirrorKeysStayApart(t *testing.T) {
 
 // A look-up is on every recipient's path: it must not allocate.
 func TestMirrorGetDoesNotAllocate(t *testing.T) {
-	m := &mirror{m: make(map[compactKey]compactTriplet)}
+	m := &mirror{h: newHasher(), m: make(map[tripletHash]compactTriplet)}
 	tr := store.Triplet{Client: "192.0.2.0/24", Sender: "someone@example.org", Recipient: "user@example.net",
 		FirstSeen: time.Now(), LastSeen: time.Now(), Attempts: 1, Expires: time.Now().Add(time.Hour)}
 	m.apply(mirrorOp{t: tr})

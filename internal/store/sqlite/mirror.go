@@ -21,7 +21,8 @@ import (
 // (the greylist CLI) commits to the database.
 type mirror struct {
 	mu sync.RWMutex
-	m  map[compactKey]compactTriplet
+	h  hasher
+	m  map[tripletHash]compactTriplet
 	// clients holds the pass counts. Only the daemon writes them (the CLI
 	// never does), so they are loaded once and never reloaded.
 	clients map[string]clientPass
@@ -42,10 +43,9 @@ type mirrorOp struct {
 }
 
 func (m *mirror) get(k tripletKey) (store.Triplet, bool) {
-	var buf [128]byte
-	b := appendCompactKey(buf[:0], k.client, k.sender, k.recipient)
+	h := m.h.of(k.client, k.sender, k.recipient)
 	m.mu.RLock()
-	c, ok := m.m[compactKey(b)]
+	c, ok := m.m[h]
 	m.mu.RUnlock()
 	if !ok {
 		return store.Triplet{}, false
@@ -62,12 +62,12 @@ func (m *mirror) apply(op mirrorOp) {
 	}
 }
 
-func (m *mirror) applyLocked(dst map[compactKey]compactTriplet, op mirrorOp) {
+func (m *mirror) applyLocked(dst map[tripletHash]compactTriplet, op mirrorOp) {
 	if op.del {
-		delete(dst, compactKeyOf(op.t))
+		delete(dst, m.h.ofTriplet(op.t))
 		return
 	}
-	dst[compactKeyOf(op.t)] = compactOf(op.t)
+	dst[m.h.ofTriplet(op.t)] = compactOf(op.t)
 }
 
 // expire drops triplets and pass counts whose expiry is at or before now.
@@ -196,13 +196,13 @@ func (s *Store) scanClients(ctx context.Context) (map[string]clientPass, error) 
 	return out, nil
 }
 
-func (s *Store) scanTriplets(ctx context.Context) (map[compactKey]compactTriplet, error) {
+func (s *Store) scanTriplets(ctx context.Context) (map[tripletHash]compactTriplet, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT client, sender, recipient, first_seen, last_seen,
 		passed_at, attempts, expires FROM triplet WHERE expires > ?1`, time.Now().UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load triplets into memory: %w", err)
 	}
-	out := make(map[compactKey]compactTriplet)
+	out := make(map[tripletHash]compactTriplet)
 	err = eachRow(rows, func(r rowScanner) error {
 		var t store.Triplet
 		var first, last, passed sql.NullInt64
@@ -212,7 +212,7 @@ func (s *Store) scanTriplets(ctx context.Context) (map[compactKey]compactTriplet
 		}
 		t.FirstSeen, t.LastSeen, t.PassedAt = fromMS(first), fromMS(last), fromMS(passed)
 		t.Expires = time.UnixMilli(expires)
-		out[compactKeyOf(t)] = compactOf(t)
+		out[s.mirror.h.ofTriplet(t)] = compactOf(t)
 		return nil
 	})
 	if err != nil {

@@ -117,7 +117,7 @@ func OpenWith(dir string, log *slog.Logger, o Options) (*Store, error) {
 	s := &Store{path: abs, log: log, latchID: newLatchID, opened: opened}
 	s.rates.init()
 	if o.Mirror {
-		s.mirror = &mirror{}
+		s.mirror = &mirror{h: newHasher()}
 		s.out = &outMem{latches: make(map[latchKey]store.Latch)}
 		s.reloadReq = make(chan struct{}, 1)
 		s.reloaderDone = make(chan struct{})
