@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -61,5 +62,41 @@ func TestMirrorGetDoesNotAllocate(t *testing.T) {
 	k := keyOf(tr)
 	if n := testing.AllocsPerRun(100, func() { m.get(k) }); n != 0 {
 		t.Errorf("mirror.get allocates %.0f times, want 0", n)
+	}
+}
+
+// A sweep lets look-ups and puts in as it goes; when it ends, every
+// triplet expired before it started is gone and every live one, old or
+// put meanwhile, is there.
+func TestMirrorExpireWhileInUse(t *testing.T) {
+	m := &mirror{h: newHasher(), m: make(map[tripletHash]compactTriplet), clients: make(map[string]clientPass)}
+	now := time.Unix(1_800_000_000, 0)
+	trip := func(i int, exp time.Time) store.Triplet {
+		return store.Triplet{Client: fmt.Sprintf("10.%d.%d.0/24", i/256%256, i%256), Sender: fmt.Sprintf("s%d@example.org", i),
+			Recipient: "r@example.net", FirstSeen: now.Add(-time.Hour), LastSeen: now.Add(-time.Hour), Attempts: 1, Expires: exp}
+	}
+	const n = 5 * expireYield
+	for i := range n {
+		exp := now.Add(time.Hour)
+		if i%2 == 0 {
+			exp = now.Add(-time.Second)
+		}
+		m.apply(mirrorOp{t: trip(i, exp)})
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := n; i < n+2000; i++ {
+			m.apply(mirrorOp{t: trip(i, now.Add(time.Hour))})
+			m.get(keyOf(trip(i-n, now)))
+		}
+	}()
+	m.expire(now)
+	<-done
+	for i := range n + 2000 {
+		_, ok := m.get(keyOf(trip(i, now)))
+		if want := i >= n || i%2 == 1; ok != want {
+			t.Fatalf("triplet %d present %v after the sweep, want %v", i, ok, want)
+		}
 	}
 }

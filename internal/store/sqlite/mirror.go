@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -70,20 +71,42 @@ func (m *mirror) applyLocked(dst map[tripletHash]compactTriplet, op mirrorOp) {
 	dst[m.h.ofTriplet(op.t)] = compactOf(op.t)
 }
 
+// expireYield is how many entries expire looks at between letting
+// look-ups in: at ten million triplets a sweep under one lock held every
+// greylist decision for almost two seconds.
+const expireYield = 4096
+
 // expire drops triplets and pass counts whose expiry is at or before now.
+// It lets readers and writers in every expireYield entries. Go allows a
+// map to change between the steps of a range over it, as long as each
+// access holds the lock: entries added meanwhile may or may not be seen
+// (the next sweep gets them), deleted ones are not. A reload that swaps
+// in a fresh map meanwhile leaves this sweep finishing the old one.
 func (m *mirror) expire(now time.Time) {
+	cutoff := now.UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cutoff := now.UnixNano()
-	for k, t := range m.m {
-		if t.expires <= cutoff {
-			delete(m.m, k)
+	n := 0
+	yield := func() {
+		if n++; n%expireYield == 0 {
+			m.mu.Unlock()
+			runtime.Gosched()
+			m.mu.Lock()
 		}
 	}
-	for k, c := range m.clients {
-		if !c.expires.After(now) {
-			delete(m.clients, k)
+	triplets := m.m
+	for k, t := range triplets {
+		if t.expires <= cutoff {
+			delete(triplets, k)
 		}
+		yield()
+	}
+	clients := m.clients
+	for k, c := range clients {
+		if !c.expires.After(now) {
+			delete(clients, k)
+		}
+		yield()
 	}
 }
 
