@@ -313,13 +313,19 @@ func TestTripletEncoding(t *testing.T) {
 			t.Errorf("encoded triplet is %d bytes, want at most 20", len(b))
 		}
 	}
-	k := newKeys("p:")
 	for _, c := range [][3]string{{"a", "b:c", "d"}, {"", "", ""}, {"1:2", "3", "4:5"}} {
 		got := [3]string{}
 		var ok bool
-		got[0], got[1], got[2], ok = k.parseTriplet(k.triplet(c[0], c[1], c[2]))
+		got[0], got[1], got[2], ok = parseTripletField(tripletField(c[0], c[1], c[2]))
 		if !ok || got != c {
-			t.Errorf("key of %q parsed back as %q, %v", c, got, ok)
+			t.Errorf("field of %q parsed back as %q, %v", c, got, ok)
+		}
+	}
+	k := newKeys("p:")
+	for key, want := range map[string]bool{"p:t:{0}": true, "p:t:{131071}": true, "p:t:{}": false, "p:t:{-1}": false,
+		"p:t:12:192.0.2.0/2413:a@example.orgb@example.net": false, "p:t:{1}x": false} {
+		if k.isBucket(key) != want {
+			t.Errorf("isBucket(%q) = %v", key, !want)
 		}
 	}
 }
