@@ -2,7 +2,7 @@
 // (single node, Sentinel or Cluster), so that several MX hosts share
 // greylisting, latches, rate limits and the event log. It passes the
 // same conformance suite (store/storetest) as the embedded SQLite store.
-// It needs Redis 7.0 or newer (PEXPIRETIME, SET … PXAT … GET).
+// It needs Redis 7.0 or newer (PEXPIRETIME, PEXPIREAT … GT).
 //
 // # Key layout
 //
@@ -32,19 +32,32 @@
 //	PREFIX{mw}:notes, :disinf    lists of JSON host notes and disinfections
 //
 // The high-volume keys have no common tag, so a cluster spreads them by
-// their own key; each carries a TTL at its record's expiry (PXAT), so
-// nothing sweeps them:
+// their own key; each carries a TTL, so nothing sweeps them:
 //
-//	PREFIXt:LEN:CLIENTLEN:SENDERRECIPIENT   one greylist triplet, compact binary value
-//	PREFIXp:CLIENT                          a client's greylist pass count
-//	PREFIXr:KEY                             GCRA theoretical arrival time (µs)
+//	PREFIXt:{B}            hash: greylist bucket B, triplet field -> compact binary value
+//	PREFIXp:CLIENT         a client's greylist pass count
+//	PREFIXr:KEY            GCRA theoretical arrival time (µs)
 //
-// Triplet keys are length-prefixed (t:12:192.0.2.0/2413:a@example.orgb@example.net),
-// so no choice of separator can make two triplets collide.
+// A key costs Redis about 130 bytes before its text, so triplets do not
+// get one each: they are spread over Buckets (131,072) hashes by a fixed
+// hash of their field, the same on every host; B, in a hash tag, spreads
+// the buckets over a Cluster's slots. Ten million triplets make about 76
+// a bucket, which Redis keeps as a listpack, a few bytes per field, as
+// long as hash-max-listpack-entries stays at its default 128 or above
+// and hash-max-listpack-value is raised to ListpackValue (512): a field
+// is longer than the default 64. Open warns when they are not so.
+//
+// A field is the triplet length-prefixed (12:192.0.2.0/2413:a@example.orgb@example.net),
+// so no choice of separator can make two triplets collide; its value
+// starts with the triplet's expiry (unix ms, six bytes big-endian),
+// which the bucket's Lua scripts read. A bucket's TTL is the latest
+// expiry of its fields, so an idle bucket goes by itself; an expired
+// field in a busy one reads as absent, and goes when a write adds a
+// field to a bucket of more than sweepAbove (96) fields, which sweeps it.
 //
 // ListTriplets, GreylistStats and ListClientPasses SCAN every key of
-// their kind (on a Cluster, on every master): they are O(n) admin reads,
-// never on the path of a message.
+// their kind (on a Cluster, on every master) and read each bucket whole:
+// they are O(n) admin reads, never on the path of a message.
 //
 // # Data loss
 //
@@ -179,8 +192,8 @@ const Buckets = 1 << 17
 // ListpackValue is the hash-max-listpack-value a server needs for its
 // buckets to stay listpacks: a triplet's field holds its client, sender
 // and recipient, often longer than the default 64 bytes, and one field
-// longer than the setting turns its whole bucket into a hash table of
-// about twice the memory.
+// longer than the setting turns its whole bucket into a hash table,
+// which takes about half as much memory again.
 const ListpackValue = 512
 
 // checkListpack warns when the server's hash settings would turn
