@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -157,5 +158,25 @@ func TestBuckets(t *testing.T) {
 	}
 	if got := expireTime(); got != now.Add(2*time.Hour).UnixMilli() {
 		t.Errorf("bucket expires at %d after the sweep, want %d", got, now.Add(2*time.Hour).UnixMilli())
+	}
+}
+
+// TestListpackWarning: Open warns when the server's hash settings
+// would turn buckets into hash tables, and not when they suffice.
+func TestListpackWarning(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		warn bool
+	}{
+		{nil, true},
+		{[]string{"--hash-max-listpack-value", strconv.Itoa(ListpackValue)}, false},
+		{[]string{"--hash-max-listpack-value", "1024", "--hash-max-listpack-entries", "64"}, true},
+	} {
+		srv := redistest.Server(t, redistest.NoPersistence(), redistest.Args(tc.args...))
+		var b strings.Builder
+		open(t, Options{URL: srv.URL(), Log: slog.New(slog.NewTextHandler(&b, nil))})
+		if got := strings.Contains(b.String(), "will not stay compact"); got != tc.warn {
+			t.Errorf("server with %q: warned %v, want %v; log: %s", tc.args, got, tc.warn, b.String())
+		}
 	}
 }

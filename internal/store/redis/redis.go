@@ -490,7 +490,7 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (_ int, err error) {
 		m, err := s.sweepBuckets(ctx, now)
 		if err == nil {
 			n += m
-			m, err = s.expireScan(ctx, "p:", now)
+			m, err = s.expirePasses(ctx, now)
 		}
 		if err != nil {
 			return n, errf("expire", err)
@@ -559,11 +559,11 @@ func (s *Store) sweepBuckets(ctx context.Context, now time.Time) (int, error) {
 	return n, err
 }
 
-// expireScan deletes the keys of kind ("p:") whose expiry is at or
-// before now.
-func (s *Store) expireScan(ctx context.Context, kind string, now time.Time) (int, error) {
+// expirePasses deletes the pass records whose expiry is at or before
+// now.
+func (s *Store) expirePasses(ctx context.Context, now time.Time) (int, error) {
 	n := 0
-	err := s.scan(ctx, s.k.pattern(kind), func(keys []string) error {
+	err := s.scan(ctx, s.k.pattern("p:"), func(keys []string) error {
 		exps, err := s.expiries(ctx, keys)
 		if err != nil {
 			return err
@@ -675,6 +675,9 @@ func (k keys) bucket(n uint64) string { return k.prefix + "t:{" + strconv.Format
 // go with their TTLs.
 func (k keys) isBucket(key string) bool {
 	n, ok := strings.CutPrefix(key, k.prefix+"t:{")
+	if !ok {
+		return false
+	}
 	if n, ok = strings.CutSuffix(n, "}"); !ok {
 		return false
 	}
