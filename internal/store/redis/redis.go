@@ -2,7 +2,7 @@
 // (single node, Sentinel or Cluster), so that several MX hosts share
 // greylisting, latches, rate limits and the event log. It passes the
 // same conformance suite (store/storetest) as the embedded SQLite store.
-// It needs Redis 7.0 or newer (PEXPIRETIME, SET … PXAT … GET).
+// It needs Redis 7.0 or newer (PEXPIRETIME, PEXPIREAT … GT).
 //
 // # Key layout
 //
@@ -32,19 +32,32 @@
 //	PREFIX{mw}:notes, :disinf    lists of JSON host notes and disinfections
 //
 // The high-volume keys have no common tag, so a cluster spreads them by
-// their own key; each carries a TTL at its record's expiry (PXAT), so
-// nothing sweeps them:
+// their own key; each carries a TTL, so nothing sweeps them:
 //
-//	PREFIXt:LEN:CLIENTLEN:SENDERRECIPIENT   one greylist triplet, compact binary value
-//	PREFIXp:CLIENT                          a client's greylist pass count
-//	PREFIXr:KEY                             GCRA theoretical arrival time (µs)
+//	PREFIXt:{B}            hash: greylist bucket B, triplet field -> compact binary value
+//	PREFIXp:CLIENT         a client's greylist pass count
+//	PREFIXr:KEY            GCRA theoretical arrival time (µs)
 //
-// Triplet keys are length-prefixed (t:12:192.0.2.0/2413:a@example.orgb@example.net),
-// so no choice of separator can make two triplets collide.
+// A key costs Redis about 130 bytes before its text, so triplets do not
+// get one each: they are spread over Buckets (131,072) hashes by a fixed
+// hash of their field, the same on every host; B, in a hash tag, spreads
+// the buckets over a Cluster's slots. Ten million triplets make about 76
+// a bucket, which Redis keeps as a listpack, a few bytes per field, as
+// long as hash-max-listpack-entries stays at its default 128 or above
+// and hash-max-listpack-value is raised to ListpackValue (512): a field
+// is longer than the default 64. Open warns when they are not so.
+//
+// A field is the triplet length-prefixed (12:192.0.2.0/2413:a@example.orgb@example.net),
+// so no choice of separator can make two triplets collide; its value
+// starts with the triplet's expiry (unix ms, six bytes big-endian),
+// which the bucket's Lua scripts read. A bucket's TTL is the latest
+// expiry of its fields, so an idle bucket goes by itself; an expired
+// field in a busy one reads as absent, and goes when a write adds a
+// field to a bucket of more than sweepAbove (96) fields, which sweeps it.
 //
 // ListTriplets, GreylistStats and ListClientPasses SCAN every key of
-// their kind (on a Cluster, on every master): they are O(n) admin reads,
-// never on the path of a message.
+// their kind (on a Cluster, on every master) and read each bucket whole:
+// they are O(n) admin reads, never on the path of a message.
 //
 // # Data loss
 //
@@ -117,17 +130,21 @@ type Options struct {
 	DialTimeout time.Duration // 0: 2s
 	Timeout     time.Duration // read and write timeout; 0: 2s
 	Log         *slog.Logger
+	// buckets replaces Buckets, so that a test fills buckets as ten
+	// million triplets fill them with a few thousand.
+	buckets uint64
 }
 
 // Store is the Redis store. It is safe for concurrent use.
 type Store struct {
-	c      goredis.UniversalClient
-	k      keys
-	log    *slog.Logger
-	id     int32
-	made   bool
-	lost   atomic.Pointer[error] // set by Ping or Probe while the identity is gone
-	closed atomic.Bool
+	c       goredis.UniversalClient
+	k       keys
+	buckets uint64
+	log     *slog.Logger
+	id      int32
+	made    bool
+	lost    atomic.Pointer[error] // set by Ping or Probe while the identity is gone
+	closed  atomic.Bool
 	// fails counts the writes that failed, by kind: the daemon's store
 	// health monitor probes at once when the count grows, so an outage
 	// shorter than its probe interval is still seen, and reports them
@@ -151,14 +168,49 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	s := &Store{c: c, k: newKeys(prefix), log: logx.Or(o.Log)}
+	s := &Store{c: c, k: newKeys(prefix), log: logx.Or(o.Log), buckets: Buckets}
+	if o.buckets > 0 {
+		s.buckets = o.buckets
+	}
 	s.fails = writefail.New(s.log, writefail.SummaryEvery)
 	goredis.SetLogger(clientLog{s.log})
 	if err := s.identify(ctx); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("redis: opening %s: %w", where(o), err)
 	}
+	s.checkListpack(ctx)
 	return s, nil
+}
+
+// Buckets is the number of hashes the greylist triplets are spread
+// over. Every host sharing a Redis must use the same number, so it is
+// fixed: ten million triplets make about 76 a bucket, below Redis's
+// default hash-max-listpack-entries (128), so that buckets keep the
+// compact listpack encoding.
+const Buckets = 1 << 17
+
+// ListpackValue is the hash-max-listpack-value a server needs for its
+// buckets to stay listpacks: a triplet's field holds its client, sender
+// and recipient, often longer than the default 64 bytes, and one field
+// longer than the setting turns its whole bucket into a hash table,
+// which takes about half as much memory again.
+const ListpackValue = 512
+
+// checkListpack warns when the server's hash settings would turn
+// triplet buckets into hash tables. Where the ACL refuses CONFIG GET it
+// says so at debug level only: the store works either way.
+func (s *Store) checkListpack(ctx context.Context) {
+	cfg, err := s.c.ConfigGet(ctx, "hash-max-listpack-*").Result()
+	if err != nil {
+		s.log.Debug("redis: cannot read the hash listpack settings", "err", err)
+		return
+	}
+	value, _ := strconv.Atoi(cfg["hash-max-listpack-value"])
+	entries, _ := strconv.Atoi(cfg["hash-max-listpack-entries"])
+	if value < ListpackValue || entries < 128 {
+		s.log.Warn("redis: greylist buckets will not stay compact; set hash-max-listpack-value 512 and hash-max-listpack-entries 128 or more (docs/redis.md)",
+			"hash-max-listpack-value", value, "hash-max-listpack-entries", entries)
+	}
 }
 
 // clientLog hands go-redis's own messages (a failed dial, a bad pool
@@ -435,13 +487,15 @@ func (s *Store) Expire(ctx context.Context, now time.Time) (_ int, err error) {
 	}
 	n := 0
 	if now.After(time.Now().Add(time.Second)) {
-		for _, kind := range []string{"t:", "p:"} {
-			m, err := s.expireScan(ctx, kind, now)
-			if err != nil {
-				return n, errf("expire", err)
-			}
+		m, err := s.sweepBuckets(ctx, now)
+		if err == nil {
 			n += m
+			m, err = s.expirePasses(ctx, now)
 		}
+		if err != nil {
+			return n, errf("expire", err)
+		}
+		n += m
 	}
 	for _, idx := range [][4]string{
 		{s.k.evExp, s.k.ev, s.k.evTime, s.k.evID},
@@ -478,11 +532,38 @@ end
 return #ids
 `)
 
-// expireScan deletes the keys of kind ("t:" or "p:") whose expiry is at
-// or before now.
-func (s *Store) expireScan(ctx context.Context, kind string, now time.Time) (int, error) {
+// sweepBuckets deletes the triplets whose expiry is at or before now
+// from every bucket.
+func (s *Store) sweepBuckets(ctx context.Context, now time.Time) (int, error) {
+	if err := sweepScript.Load(ctx, s.c).Err(); err != nil {
+		return 0, err
+	}
 	n := 0
-	err := s.scan(ctx, s.k.pattern(kind), func(keys []string) error {
+	err := s.scan(ctx, s.k.pattern("t:"), func(keys []string) error {
+		pipe := s.c.Pipeline()
+		var cmds []*goredis.Cmd
+		for _, k := range keys {
+			if s.k.isBucket(k) {
+				cmds = append(cmds, sweepScript.EvalSha(ctx, pipe, []string{k}, now.UnixMilli()))
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			m, _ := c.Int()
+			n += m
+		}
+		return nil
+	})
+	return n, err
+}
+
+// expirePasses deletes the pass records whose expiry is at or before
+// now.
+func (s *Store) expirePasses(ctx context.Context, now time.Time) (int, error) {
+	n := 0
+	err := s.scan(ctx, s.k.pattern("p:"), func(keys []string) error {
 		exps, err := s.expiries(ctx, keys)
 		if err != nil {
 			return err
@@ -586,13 +667,50 @@ func (k keys) user(name string) string   { return k.tagged + "user:" + name }
 func (k keys) pass(client string) string { return k.prefix + "p:" + client }
 func (k keys) rate(key string) string    { return k.prefix + "r:" + key }
 
-// triplet spells a triplet's key with length prefixes, so that no
-// sender or client can make two triplets share one.
-func (k keys) triplet(client, sender, recipient string) string {
+// bucket names triplet bucket n.
+func (k keys) bucket(n uint64) string { return k.prefix + "t:{" + strconv.FormatUint(n, 10) + "}" }
+
+// isBucket reports whether key names a triplet bucket. It leaves out
+// the per-triplet string keys of an unreleased earlier layout, which
+// go with their TTLs.
+func (k keys) isBucket(key string) bool {
+	n, ok := strings.CutPrefix(key, k.prefix+"t:{")
+	if !ok {
+		return false
+	}
+	if n, ok = strings.CutSuffix(n, "}"); !ok {
+		return false
+	}
+	_, err := strconv.ParseUint(n, 10, 64)
+	return err == nil
+}
+
+// bucket names the bucket that holds the triplet field f: a fixed hash
+// of f, the same on every host, modulo the number of buckets.
+func (s *Store) bucket(f string) string { return s.k.bucket(hash64(f) % s.buckets) }
+
+// hash64 is FNV-1a of s with a final mix (MurmurHash3's fmix64): FNV's
+// low bits depend only on the low bits of each step, so without the mix
+// a bucket number taken modulo a power of two would be poorly spread.
+func hash64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return h
+}
+
+// tripletField spells a triplet's field in its bucket with length
+// prefixes, so that no sender or client can make two triplets share one.
+func tripletField(client, sender, recipient string) string {
 	var b strings.Builder
-	b.Grow(len(k.prefix) + 10 + len(client) + len(sender) + len(recipient))
-	b.WriteString(k.prefix)
-	b.WriteString("t:")
+	b.Grow(10 + len(client) + len(sender) + len(recipient))
 	b.WriteString(strconv.Itoa(len(client)))
 	b.WriteByte(':')
 	b.WriteString(client)
@@ -603,12 +721,8 @@ func (k keys) triplet(client, sender, recipient string) string {
 	return b.String()
 }
 
-// parseTriplet is the inverse of triplet.
-func (k keys) parseTriplet(key string) (client, sender, recipient string, ok bool) {
-	rest, ok := strings.CutPrefix(key, k.prefix+"t:")
-	if !ok {
-		return "", "", "", false
-	}
+// parseTripletField is the inverse of tripletField.
+func parseTripletField(rest string) (client, sender, recipient string, ok bool) {
 	take := func() (string, bool) {
 		n, tail, ok := strings.Cut(rest, ":")
 		l, err := strconv.Atoi(n)

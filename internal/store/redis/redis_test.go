@@ -313,13 +313,25 @@ func TestTripletEncoding(t *testing.T) {
 			t.Errorf("encoded triplet is %d bytes, want at most 20", len(b))
 		}
 	}
-	k := newKeys("p:")
 	for _, c := range [][3]string{{"a", "b:c", "d"}, {"", "", ""}, {"1:2", "3", "4:5"}} {
 		got := [3]string{}
 		var ok bool
-		got[0], got[1], got[2], ok = k.parseTriplet(k.triplet(c[0], c[1], c[2]))
+		got[0], got[1], got[2], ok = parseTripletField(tripletField(c[0], c[1], c[2]))
 		if !ok || got != c {
-			t.Errorf("key of %q parsed back as %q, %v", c, got, ok)
+			t.Errorf("field of %q parsed back as %q, %v", c, got, ok)
+		}
+	}
+	// Hosts sharing a Redis must agree on every triplet's bucket, so the
+	// hash may never change: FNV-1a 64 with MurmurHash3's fmix64.
+	f := tripletField("192.0.2.0/24", "a@example.org", "b@example.net")
+	if h := hash64(f); h != 15361753416520298352 || h%Buckets != 126832 {
+		t.Errorf("hash64(%q) = %d, bucket %d; want 15361753416520298352, bucket 126832", f, h, h%Buckets)
+	}
+	k := newKeys("p:")
+	for key, want := range map[string]bool{"1}": false, "p:t:{0}": true, "p:t:{131071}": true, "p:t:{}": false, "p:t:{-1}": false,
+		"p:t:12:192.0.2.0/2413:a@example.orgb@example.net": false, "p:t:{1}x": false} {
+		if k.isBucket(key) != want {
+			t.Errorf("isBucket(%q) = %v", key, !want)
 		}
 	}
 }
