@@ -47,9 +47,10 @@ func storeWarning(w io.Writer, st *adminapi.StoreStatus) {
 		// Nothing is decided from memory with Redis: the checks in
 		// fail_open (greylist by default) let mail through, the others
 		// tempfail it.
-		fmt.Fprintln(w, "\nSTORE CANNOT WRITE: Redis cannot be reached or has lost mailwarden's data. Checks in fail_open "+
+		fmt.Fprintln(w, "\nSTORE CANNOT WRITE: Redis cannot be reached, is full, or has lost mailwarden's data. Checks in fail_open "+
 			"(greylisting by default) let mail through; latches, freezes and the other checks tempfail it, and events "+
-			"are not saved. Is redis-server running and reachable at store.url, and did it keep its data?")
+			"are not saved. Is redis-server running and reachable at store.url, below its maxmemory (an OOM error above), "+
+			"and did it keep its data?")
 		return
 	}
 	fmt.Fprintln(w, "\nSTORE CANNOT WRITE: mail is decided from memory, but new greylist triplets, events and latches "+

@@ -161,22 +161,32 @@ func TestBuckets(t *testing.T) {
 	}
 }
 
-// TestListpackWarning: Open warns when the server's hash settings
-// would turn buckets into hash tables, and not when they suffice.
-func TestListpackWarning(t *testing.T) {
+// TestServerWarnings: Open warns when the server's hash settings would
+// turn buckets into hash tables or its eviction policy may drop state,
+// and not when they suffice.
+func TestServerWarnings(t *testing.T) {
+	lp := strconv.Itoa(ListpackValue)
 	for _, tc := range []struct {
 		args []string
-		warn bool
+		warn string // "" for no warning
 	}{
-		{nil, true},
-		{[]string{"--hash-max-listpack-value", strconv.Itoa(ListpackValue)}, false},
-		{[]string{"--hash-max-listpack-value", "1024", "--hash-max-listpack-entries", "64"}, true},
+		{nil, "will not stay compact"},
+		{[]string{"--hash-max-listpack-value", lp}, ""},
+		{[]string{"--hash-max-listpack-value", "1024", "--hash-max-listpack-entries", "64"}, "will not stay compact"},
+		{[]string{"--hash-max-listpack-value", lp, "--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lru"}, "may evict latches and freezes"},
+		{[]string{"--hash-max-listpack-value", lp, "--maxmemory", "1gb", "--maxmemory-policy", "volatile-lru"}, "may evict greylist and rate state"},
+		{[]string{"--hash-max-listpack-value", lp, "--maxmemory", "1gb", "--maxmemory-policy", "noeviction"}, ""},
+		{[]string{"--hash-max-listpack-value", lp, "--maxmemory-policy", "allkeys-lru"}, ""},
 	} {
 		srv := redistest.Server(t, redistest.NoPersistence(), redistest.Args(tc.args...))
 		var b strings.Builder
 		open(t, Options{URL: srv.URL(), Log: slog.New(slog.NewTextHandler(&b, nil))})
-		if got := strings.Contains(b.String(), "will not stay compact"); got != tc.warn {
-			t.Errorf("server with %q: warned %v, want %v; log: %s", tc.args, got, tc.warn, b.String())
+		log := b.String()
+		if tc.warn == "" && (strings.Contains(log, "level=WARN") || strings.Contains(log, "level=ERROR")) {
+			t.Errorf("server with %q: warned, want no warning; log: %s", tc.args, log)
+		}
+		if tc.warn != "" && !strings.Contains(log, tc.warn) {
+			t.Errorf("server with %q: no warning %q; log: %s", tc.args, tc.warn, log)
 		}
 	}
 }

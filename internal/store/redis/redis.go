@@ -178,7 +178,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		c.Close()
 		return nil, fmt.Errorf("redis: opening %s: %w", where(o), err)
 	}
-	s.checkListpack(ctx)
+	s.checkServer(ctx)
 	return s, nil
 }
 
@@ -196,10 +196,14 @@ const Buckets = 1 << 17
 // which takes about half as much memory again.
 const ListpackValue = 512
 
-// checkListpack warns when the server's hash settings would turn
-// triplet buckets into hash tables. Where the ACL refuses CONFIG GET it
-// says so at debug level only: the store works either way.
-func (s *Store) checkListpack(ctx context.Context) {
+// checkServer warns about server settings that cost memory or state:
+// hash settings that would turn greylist buckets into hash tables, and
+// an eviction policy that lets a full server drop keys. Eviction under
+// allkeys-* can drop a latch or a freeze, letting an infected or frozen
+// machine's mail through; under volatile-* it drops greylist buckets,
+// pass counts and rate state, which only delays or loosens. A user whose
+// ACL refuses CONFIG GET is not warned.
+func (s *Store) checkServer(ctx context.Context) {
 	cfg, err := s.c.ConfigGet(ctx, "hash-max-listpack-*").Result()
 	if err != nil {
 		s.log.Debug("redis: cannot read the hash listpack settings", "err", err)
@@ -211,6 +215,21 @@ func (s *Store) checkListpack(ctx context.Context) {
 		s.log.Warn("redis: greylist buckets will not stay compact; set hash-max-listpack-value 512 and hash-max-listpack-entries 128 or more (docs/redis.md)",
 			"hash-max-listpack-value", value, "hash-max-listpack-entries", entries)
 	}
+	mem, err := s.c.ConfigGet(ctx, "maxmemory*").Result()
+	if err != nil {
+		return
+	}
+	policy := mem["maxmemory-policy"]
+	if mem["maxmemory"] == "0" || mem["maxmemory"] == "" || policy == "noeviction" {
+		return
+	}
+	if strings.HasPrefix(policy, "allkeys-") {
+		s.log.Error("redis: a full server may evict latches and freezes, letting their mail through; set maxmemory-policy noeviction (docs/redis.md)",
+			"maxmemory-policy", policy, "maxmemory", mem["maxmemory"])
+		return
+	}
+	s.log.Warn("redis: a full server may evict greylist and rate state; maxmemory-policy noeviction keeps it (docs/redis.md)",
+		"maxmemory-policy", policy, "maxmemory", mem["maxmemory"])
 }
 
 // clientLog hands go-redis's own messages (a failed dial, a bad pool
