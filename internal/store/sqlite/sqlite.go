@@ -81,10 +81,10 @@ type Options struct {
 	// Mirror keeps the triplet table, the active latches and the
 	// freezes in memory and answers GetTriplet, ActiveLatch and
 	// ListFreezes from there: the daemon's choice. Memory grows with the
-	// number of unexpired triplets: about 130 bytes each in the map
+	// number of unexpired triplets: about 75 bytes each in the map
 	// (compact.go), up to twice that in process memory with the
-	// collector's headroom. Changes by
-	// another process are picked up within moments. Admin commands,
+	// collector's headroom. Changes by another process are picked up
+	// within moments. Admin commands,
 	// which read a few records and exit, leave it off.
 	Mirror bool
 }
