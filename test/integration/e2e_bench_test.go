@@ -68,6 +68,13 @@ func BenchmarkE2E(b *testing.B) {
 	if p := os.Getenv("E2E_PATHS"); p != "" {
 		o.Paths = strings.Split(p, ",")
 	}
+	if o.Profiles != "" {
+		// Made here rather than failing the first mailwarden's start
+		// minutes into the run.
+		if err := os.MkdirAll(o.Profiles, 0o755); err != nil {
+			b.Fatalf("E2E_PROFILES: %v", err)
+		}
+	}
 	for range b.N {
 		runE2E(b, o)
 	}
