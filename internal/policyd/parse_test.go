@@ -210,6 +210,12 @@ func FuzzReadRequest(f *testing.F) {
 				continue
 			}
 			checkAttrs(t, a)
+			// A connection reads every request into one map: what an
+			// earlier request left in it must not show through.
+			reused := Attrs{"request": "smtpd_access_policy", "sender": "left@over", "zz": "stale"}
+			if err := readRequestInto(bufio.NewReaderSize(bytes.NewReader(data), size), fuzzMaxBytes, reused); err != nil || !maps.Equal(a, reused) {
+				t.Fatalf("buffer %d: into a used map: %v, %v != %v", size, err, reused, a)
+			}
 			// A virus report that is taken is fit for a reply.
 			if v, err := ReportedVirus(a, policy.StageEOM); err == nil && v != "" {
 				if len(v) > policy.MaxVirusName || reply.Safe(v) != v || strings.TrimSpace(v) != v {
