@@ -44,9 +44,10 @@ type TrackerOptions struct {
 	MaxPerClient int
 	// Evict makes room for a connection over a cap by closing the
 	// tracked connection, from the same client for the per-client cap,
-	// that has waited longest for its peer to send something. Without
-	// Evict, or when every candidate is busy, the new connection is
-	// refused.
+	// that has waited longest for its peer to send something,
+	// connections marked Idle (between requests) before those waiting
+	// inside a request or transaction. Without Evict, or when every
+	// candidate is busy, the new connection is refused.
 	Evict bool
 }
 
@@ -58,7 +59,10 @@ type TrackerOptions struct {
 //
 // Idle, for eviction, means a Read is waiting for the peer, or nothing
 // has been read yet; the oldest idle connection is the one whose last
-// data arrived (or which was admitted) longest ago. A connection whose
+// data arrived (or which was admitted) longest ago. A connection marked
+// Idle goes before one waiting in the middle of a request: closing a
+// milter connection between messages costs the MTA a reconnect, closing
+// one inside a message tempfails that message. A connection whose
 // server is working on a request (checks running, an answer being
 // written) is busy and never evicted.
 //
@@ -174,8 +178,8 @@ func (t *Tracker) Admit(nc net.Conn) (*Conn, error) {
 }
 
 // evictLocked removes and returns the tracked connection, from client
-// when it is valid, that has waited longest for its peer, or nil when
-// none waits or Evict is off. The caller closes it.
+// when it is valid, that has waited longest for its peer (marked Idle
+// first), or nil when none waits or Evict is off. The caller closes it.
 func (t *Tracker) evictLocked(client netip.Addr) *Conn {
 	if !t.o.Evict {
 		return nil
@@ -184,12 +188,15 @@ func (t *Tracker) evictLocked(client netip.Addr) *Conn {
 	// skipped; a few tries find another when one exists.
 	for range 4 {
 		var oldest *Conn
+		oldestIdle := false
 		for _, c := range t.conns {
 			if client.IsValid() && c.client != client || !c.waiting() {
 				continue
 			}
-			if oldest == nil || c.last.Load() < oldest.last.Load() {
-				oldest = c
+			idle := c.state.Load() == connIdle
+			if oldest == nil || idle && !oldestIdle ||
+				idle == oldestIdle && c.last.Load() < oldest.last.Load() {
+				oldest, oldestIdle = c, idle
 			}
 		}
 		if oldest == nil {

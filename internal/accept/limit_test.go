@@ -497,3 +497,46 @@ func TestInterruptPinsTheReadDeadline(t *testing.T) {
 }
 
 func netipMust(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestTrackerEvictsBetweenRequestsFirst: a connection its server marked
+// Idle (a milter session between messages) is closed to make room before
+// an older one waiting in the middle of a request (a message in flight,
+// which closing would tempfail); with none marked Idle, the oldest
+// waiting one goes.
+func TestTrackerEvictsBetweenRequestsFirst(t *testing.T) {
+	cn := newConnector(t)
+	tr := NewTracker(TrackerOptions{Name: "test server", MaxConns: 3, MaxPerClient: 3, Evict: true,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	var (
+		pairs   []pair
+		readers []*reader
+	)
+	for i, src := range []string{"127.0.3.1", "127.0.3.2", "127.0.3.3"} {
+		c, p, err := cn.admit(tr, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pairs, readers = append(pairs, p), append(readers, startReading(t, c))
+		if i == 1 {
+			c.Idle()
+		}
+	}
+	// The third gets data and waits for the rest of its request: the
+	// first is now the one that waited longest, the second the only one
+	// between requests.
+	readers[2].send(t, pairs[2], "MAIL")
+
+	if _, _, err := cn.admit(tr, "127.0.3.4"); err != nil {
+		t.Fatalf("fourth connection: %v, want one evicted for it", err)
+	}
+	readers[1].wantEvicted(t)
+	readers[0].wantOpen(t)
+	readers[2].wantOpen(t)
+
+	if _, _, err := cn.admit(tr, "127.0.3.5"); err != nil {
+		t.Fatal(err)
+	}
+	readers[0].wantEvicted(t)
+	readers[2].wantOpen(t)
+	stats(t, tr, TrackerStats{Open: 3, Evicted: 2})
+}
