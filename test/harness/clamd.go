@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +31,8 @@ type ClamdConfig struct {
 	// StreamMaxLength is clamd's cap on an INSTREAM scan, in clamd.conf
 	// syntax ("10M", "1M"); default "10M".
 	StreamMaxLength string
+	// MaxThreads is clamd's scanning thread count; default 4.
+	MaxThreads int
 }
 
 // Clamd is a running clamd with a database holding only an EICAR body
@@ -94,6 +97,9 @@ func LaunchClamd(cfg ClamdConfig) (*Clamd, error) {
 	if cfg.StreamMaxLength == "" {
 		cfg.StreamMaxLength = "10M"
 	}
+	if cfg.MaxThreads <= 0 {
+		cfg.MaxThreads = 4
+	}
 	dir, err := os.MkdirTemp("", "mwclamd-")
 	if err != nil {
 		return nil, fmt.Errorf("harness: creating clamd directory: %w", err)
@@ -156,7 +162,7 @@ func (c *Clamd) writeConfig(cfg ClamdConfig) error {
 		"Foreground yes",
 		"LogFile " + c.LogFile,
 		"LogTime yes",
-		"MaxThreads 4",
+		"MaxThreads " + strconv.Itoa(cfg.MaxThreads),
 		"StreamMaxLength " + cfg.StreamMaxLength,
 		// The database never changes under a test.
 		"SelfCheck 0",

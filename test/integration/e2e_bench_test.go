@@ -195,7 +195,9 @@ func runE2E(tb testing.TB, o e2eOptions) {
 	}
 	clamd := func() *harness.Clamd {
 		harness.RequireClamd(tb)
-		c, err := harness.LaunchClamd(harness.ClamdConfig{})
+		// As many scanning threads as the reference systems' clamd
+		// (../shared/bench/anchors.sh) has.
+		c, err := harness.LaunchClamd(harness.ClamdConfig{MaxThreads: envInt(tb, "E2E_CLAMD_THREADS", 10)})
 		if err != nil {
 			tb.Fatalf("starting clamd: %v", err)
 		}
