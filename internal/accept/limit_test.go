@@ -88,6 +88,26 @@ func startReading(t *testing.T, c *Conn) *reader {
 	return r
 }
 
+// admitReading admits a connection from each of srcs, in order, and
+// keeps a Read pending on each.
+func admitReading(t *testing.T, cn *connector, tr *Tracker, srcs ...string) ([]*Conn, []pair, []*reader) {
+	t.Helper()
+	var (
+		conns   []*Conn
+		pairs   []pair
+		readers []*reader
+	)
+	for _, src := range srcs {
+		c, p, err := cn.admit(tr, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns, pairs = append(conns, c), append(pairs, p)
+		readers = append(readers, startReading(t, c))
+	}
+	return conns, pairs, readers
+}
+
 func waitState(t *testing.T, c *Conn, want int32) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -200,19 +220,7 @@ func TestTrackerEvictsOldestIdle(t *testing.T) {
 	var logs bytes.Buffer
 	tr := NewTracker(TrackerOptions{Name: "test server", MaxConns: 3, MaxPerClient: 3, Evict: true,
 		Log: slog.New(slog.NewTextHandler(&logs, nil))})
-	var (
-		conns   []*Conn
-		pairs   []pair
-		readers []*reader
-	)
-	for _, src := range []string{"127.0.3.1", "127.0.3.2", "127.0.3.3"} {
-		c, p, err := cn.admit(tr, src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns, pairs = append(conns, c), append(pairs, p)
-		readers = append(readers, startReading(t, c))
-	}
+	conns, pairs, readers := admitReading(t, cn, tr, "127.0.3.1", "127.0.3.2", "127.0.3.3")
 	// The first connection has data again, so the second is now the
 	// one that has waited longest.
 	readers[0].send(t, pairs[0], "hello")
@@ -507,20 +515,8 @@ func TestTrackerEvictsBetweenRequestsFirst(t *testing.T) {
 	cn := newConnector(t)
 	tr := NewTracker(TrackerOptions{Name: "test server", MaxConns: 3, MaxPerClient: 3, Evict: true,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	var (
-		pairs   []pair
-		readers []*reader
-	)
-	for i, src := range []string{"127.0.3.1", "127.0.3.2", "127.0.3.3"} {
-		c, p, err := cn.admit(tr, src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pairs, readers = append(pairs, p), append(readers, startReading(t, c))
-		if i == 1 {
-			c.Idle()
-		}
-	}
+	conns, pairs, readers := admitReading(t, cn, tr, "127.0.3.1", "127.0.3.2", "127.0.3.3")
+	conns[1].Idle()
 	// The third gets data and waits for the rest of its request: the
 	// first is now the one that waited longest, the second the only one
 	// between requests.
