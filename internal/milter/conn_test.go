@@ -70,7 +70,8 @@ func TestFrameGuardReadsAhead(t *testing.T) {
 // no body without a spool, and with one the body without waiting for a
 // reply to each chunk; never a reply to connect, HELO or a header.
 func TestProtocolAsksOnlyWhatChecksUse(t *testing.T) {
-	never := gomilter.OptNoConnReply | gomilter.OptNoHeloReply | gomilter.OptNoHeaderReply | gomilter.OptNoEOH | gomilter.OptNoUnknown
+	never := gomilter.OptNoConnReply | gomilter.OptNoHeloReply | gomilter.OptNoHeaderReply | gomilter.OptNoEOH | gomilter.OptNoUnknown |
+		gomilter.OptNoData
 	without := protocol(Options{})
 	if without&never != never || without&gomilter.OptNoBody == 0 {
 		t.Errorf("without a spool: protocol %#x, want %#x and no body", without, never)
@@ -83,9 +84,9 @@ func TestProtocolAsksOnlyWhatChecksUse(t *testing.T) {
 	if with&never != never || with&gomilter.OptNoBody != 0 || with&gomilter.OptNoBodyReply == 0 {
 		t.Errorf("with a spool: protocol %#x, want %#x, the body, and no reply to it", with, never)
 	}
-	// Decisions are answered at MAIL, RCPT, DATA and end of message.
+	// Decisions are answered at MAIL, RCPT and end of message.
 	for _, p := range []gomilter.OptProtocol{without, with} {
-		if p&(gomilter.OptNoMailReply|gomilter.OptNoRcptReply|gomilter.OptNoDataReply) != 0 {
+		if p&(gomilter.OptNoMailFrom|gomilter.OptNoRcptTo|gomilter.OptNoMailReply|gomilter.OptNoRcptReply) != 0 {
 			t.Errorf("protocol %#x skips a reply a check decides in", p)
 		}
 	}

@@ -121,11 +121,13 @@ func NewServer(o Options) *Server {
 // never decide, so the MTA need not wait for their replies; a failure
 // while spooling a header or a body chunk is sticky and answered at end
 // of message. Without a spool (antivirus off) no check reads the body, so
-// the MTA does not send it. Each skipped reply saves a round trip per
+// the MTA does not send it. The DATA command is not sent at all: the only
+// check that acts there, the freeze, checks again at end of message,
+// which every message reaches. Each skipped reply saves a round trip per
 // event (a 100 KB body is two chunks), each skipped event a packet;
 // Postfix 2.6 and Sendmail 8.14 and later support all of these.
 func protocol(o Options) gomilter.OptProtocol {
-	p := gomilter.OptNoUnknown | gomilter.OptNoEOH |
+	p := gomilter.OptNoUnknown | gomilter.OptNoEOH | gomilter.OptNoData |
 		gomilter.OptNoConnReply | gomilter.OptNoHeloReply | gomilter.OptNoHeaderReply
 	if o.Spool == nil {
 		p |= gomilter.OptNoBody
