@@ -50,8 +50,9 @@ const Name = "freeze"
 func (c *Check) Name() string { return Name }
 
 // Check tempfails outbound mail that a freeze matches, at every RCPT and
-// again at DATA and end of message, so mail already past RCPT when the
-// freeze was set is held too. The freezes are read on every call; the
+// again at DATA (the policy server's; the milter does not ask the MTA for
+// DATA) and end of message, so mail already past RCPT when the freeze
+// was set is held too. The freezes are read on every call; the
 // store answers from memory.
 func (c *Check) Check(ctx context.Context, req *policy.Request) (policy.Verdict, error) {
 	switch req.Stage {
