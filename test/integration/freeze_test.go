@@ -60,6 +60,26 @@ greylist: {delay: 1h}`)
 	}
 	s.deliver(t, internal, school)
 
+	t.Run("message past RCPT", func(t *testing.T) {
+		// A freeze set while a message is past RCPT holds that message
+		// at its end: the milter does not ask Postfix for DATA, and the
+		// freeze checks again at end of message.
+		id := harness.UniqueID(t)
+		smtp := dialSMTP(t, s.pf.Addr, internal)
+		smtp.require("EHLO pc.school.test", "250")
+		smtp.require("MAIL FROM:<"+school+">", "250")
+		smtp.require("RCPT TO:<"+rcptTo+">", "250")
+		cliOK(t, s.mw, "freeze", "on", "--all")
+		smtp.require("DATA", "354")
+		reply := smtp.cmd("X-Test-ID: " + id + "\r\nSubject: on its way\r\n\r\nStarted before the freeze, ended after it.\r\n.")
+		if !strings.HasPrefix(reply, "451 4.7.0 ") {
+			t.Errorf("end of data after the freeze: %q, want 451 4.7.0", reply)
+		}
+		s.neverArrived(t, id)
+		cliOK(t, s.mw, "freeze", "off", "--all")
+		s.deliver(t, internal, school)
+	})
+
 	t.Run("domain", func(t *testing.T) {
 		cliOK(t, s.mw, "freeze", "on", "--domain", "school.test")
 		frozen(t, school)
