@@ -9,12 +9,16 @@ build:
 
 # Everything: installs and starts what the integration tests need (as
 # root), then vet, govulncheck (reported; skipped with a note when it
-# cannot be had), unit, fuzz-seed, integration and browser tests.
+# cannot be had), unit and fuzz-seed tests under the race detector (the
+# store conformance suites run there against real Redis, Cluster
+# included), then the integration and browser tests, which drive the
+# built binary beside real daemons and run without it.
 test:
 	./test/setup.sh
 	$(GO) vet ./...
 	GO=$(GO) ./test/vulncheck.sh
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -timeout 20m ./internal/... ./cmd/... ./bench/...
+	$(GO) test -count=1 -timeout 20m ./test/...
 
 # Unit tests only: no root, no real programs.
 unit:

@@ -13,7 +13,8 @@
 # because the tests skip outside CI when they cannot run.
 set -eu
 
-packages="postfix swaks clamav-daemon xxd nftables chromium fonts-liberation m4 redis-server redis-tools"
+# gcc and libc6-dev: `go test -race` needs cgo.
+packages="postfix swaks clamav-daemon xxd nftables chromium fonts-liberation m4 redis-server redis-tools gcc libc6-dev"
 
 # Exim, for test/integration/exim_test.go, which runs Debian's own Exim
 # configuration with the snippet from docs/exim.md. Debian's exim4

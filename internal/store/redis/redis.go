@@ -82,6 +82,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -630,8 +631,11 @@ func (s *Store) expiries(ctx context.Context, keys []string) ([]int64, error) {
 }
 
 // scan calls fn with every batch of keys matching pattern, on every
-// master of a Cluster.
+// master of a Cluster. The masters are scanned at once, but fn is
+// called for one batch at a time, so callers may gather into plain
+// variables.
 func (s *Store) scan(ctx context.Context, pattern string, fn func(keys []string) error) error {
+	var mu sync.Mutex
 	one := func(ctx context.Context, c goredis.UniversalClient) error {
 		var cursor uint64
 		for {
@@ -640,7 +644,10 @@ func (s *Store) scan(ctx context.Context, pattern string, fn func(keys []string)
 				return err
 			}
 			if len(keys) > 0 {
-				if err := fn(keys); err != nil {
+				mu.Lock()
+				err := fn(keys)
+				mu.Unlock()
+				if err != nil {
 					return err
 				}
 			}
