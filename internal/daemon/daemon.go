@@ -232,6 +232,11 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 		defer d.wg.Done()
 		d.health.run(ctx)
 	}()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		runMemTrim(ctx, d.log)
+	}()
 	d.runAlerts(ctx)
 	pipeline := func() *policy.Pipeline { return d.pl.Load() }
 	if ln := lns["policy"]; ln != nil {
