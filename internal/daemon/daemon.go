@@ -235,7 +235,7 @@ func Start(cfg config.Config, o Options) (_ *Daemon, err error) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		runMemTrim(ctx, d.log)
+		runMemTrim(ctx, d.store, d.log)
 	}()
 	d.runAlerts(ctx)
 	pipeline := func() *policy.Pipeline { return d.pl.Load() }

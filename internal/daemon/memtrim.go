@@ -35,7 +35,7 @@ type memTrimmer struct {
 	free    func()    // collects and returns free memory to the system
 }
 
-func newMemTrimmer(now time.Time) *memTrimmer {
+func newMemTrimmer(now time.Time, free func()) *memTrimmer {
 	t := &memTrimmer{
 		samples: []rtmetrics.Sample{
 			{Name: "/gc/cycles/total:gc-cycles"},
@@ -43,7 +43,7 @@ func newMemTrimmer(now time.Time) *memTrimmer {
 			{Name: "/memory/classes/heap/unused:bytes"},
 			{Name: "/memory/classes/heap/free:bytes"},
 		},
-		free:  trimNow,
+		free:  free,
 		since: now,
 	}
 	t.cycles, _ = t.read()
@@ -78,18 +78,31 @@ func (t *memTrimmer) tick(now time.Time) (heap uint64, trimmed bool) {
 	return heap, true
 }
 
-// trimNow collects twice and returns the free heap to the system. The
-// first collection leaves what sync.Pools held in their victim caches
-// and runs finalizers; the second frees those: one alone left about
-// 10 MB more after 100,000 new triplets.
-func trimNow() {
+// memoryReleaser is a store that can give back memory it holds outside
+// the Go heap (the SQLite store's page caches).
+type memoryReleaser interface {
+	ReleaseMemory(ctx context.Context) error
+}
+
+// trimNow has the store drop the caches it does not need now, then
+// collects twice and returns the free heap to the system. The first
+// collection leaves what sync.Pools held in their victim caches and
+// runs finalizers; the second frees those.
+func trimNow(ctx context.Context, st any, log *slog.Logger) {
+	if r, ok := st.(memoryReleaser); ok {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := r.ReleaseMemory(ctx); err != nil {
+			log.Debug("store did not release its memory", "err", err)
+		}
+		cancel()
+	}
 	runtime.GC()
 	debug.FreeOSMemory()
 }
 
 // runMemTrim looks every trimCheck until ctx ends.
-func runMemTrim(ctx context.Context, log *slog.Logger) {
-	t := newMemTrimmer(time.Now())
+func runMemTrim(ctx context.Context, st any, log *slog.Logger) {
+	t := newMemTrimmer(time.Now(), func() { trimNow(ctx, st, log) })
 	tk := time.NewTicker(trimCheck)
 	defer tk.Stop()
 	for {
@@ -98,7 +111,7 @@ func runMemTrim(ctx context.Context, log *slog.Logger) {
 			return
 		case now := <-tk.C:
 			if heap, ok := t.tick(now); ok {
-				log.Debug("returned the heap's free memory to the system", "heap_bytes_before", heap)
+				log.Debug("returned free memory to the system", "heap_bytes_before", heap)
 			}
 		}
 	}

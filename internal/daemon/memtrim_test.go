@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"context"
+	"log/slog"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -14,9 +16,8 @@ import (
 func TestMemTrimOncePerQuietSpell(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	t0 := time.Now()
-	tr := newMemTrimmer(t0)
 	trims := 0
-	tr.free = func() { trims++; runtime.GC() }
+	tr := newMemTrimmer(t0, func() { trims++; runtime.GC() })
 	at := func(d time.Duration) bool {
 		_, ok := tr.tick(t0.Add(d))
 		return ok
@@ -57,4 +58,20 @@ func TestMemTrimOncePerQuietSpell(t *testing.T) {
 	if at(70 * time.Second) {
 		t.Fatal("trimmed a heap under trimMinHeap")
 	}
+}
+
+type releaser struct{ calls int }
+
+func (r *releaser) ReleaseMemory(context.Context) error { r.calls++; return nil }
+
+// TestTrimReleasesStoreMemory: a trim asks a store that can give memory
+// back (the SQLite store's page caches) to do so; one that cannot is
+// left alone.
+func TestTrimReleasesStoreMemory(t *testing.T) {
+	r := &releaser{}
+	trimNow(context.Background(), r, slog.New(slog.DiscardHandler))
+	if r.calls != 1 {
+		t.Fatalf("ReleaseMemory called %d times by one trim, want 1", r.calls)
+	}
+	trimNow(context.Background(), struct{}{}, slog.New(slog.DiscardHandler))
 }
