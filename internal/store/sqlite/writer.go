@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"mailwarden/internal/store/writefail"
@@ -57,6 +58,11 @@ type writer struct {
 	ops   chan *writeOp
 	quit  chan struct{}
 	done  chan struct{}
+	// unanswered counts the writes queued and not yet answered (their
+	// transaction committed or failed): while it is 0, everything
+	// written before has been committed and flush has nothing to wait
+	// for.
+	unanswered atomic.Int64
 
 	// onExternal, if set, is called when another connection (another
 	// process) has committed since the last check: PRAGMA data_version
@@ -65,6 +71,7 @@ type writer struct {
 	dataVersion int64
 
 	begin, commit, rollback *sql.Stmt
+	dataVersionStmt         *sql.Stmt
 	putTriplet              *sql.Stmt
 	deleteTriplet           *sql.Stmt
 	addClientPass           *sql.Stmt
@@ -92,6 +99,7 @@ func newWriter(ctx context.Context, conn *sql.Conn, log *slog.Logger, onExternal
 		{&w.begin, "BEGIN IMMEDIATE"},
 		{&w.commit, "COMMIT"},
 		{&w.rollback, "ROLLBACK"},
+		{&w.dataVersionStmt, "PRAGMA data_version"},
 		{&w.putTriplet, `INSERT INTO triplet
 			(client, sender, recipient, first_seen, last_seen, passed_at, attempts, expires)
 			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -175,10 +183,12 @@ func (k kindWriter) doCommitted(ctx context.Context, fn func(w *writer) error, c
 // finished is called with the outcome from the writer goroutine.
 func (k kindWriter) async(fn func(w *writer) error, finished func(error)) error {
 	op := &writeOp{ctx: context.Background(), kind: k.kind, fn: fn, finished: finished}
+	k.w.unanswered.Add(1)
 	select {
 	case k.w.ops <- op:
 		return nil
 	case <-k.w.quit:
+		k.w.unanswered.Add(-1)
 		return ErrClosed
 	}
 }
@@ -187,11 +197,14 @@ func (w *writer) wait(ctx context.Context, op *writeOp) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	w.unanswered.Add(1)
 	select {
 	case w.ops <- op:
 	case <-w.quit:
+		w.unanswered.Add(-1)
 		return ErrClosed
 	case <-ctx.Done():
+		w.unanswered.Add(-1)
 		return ctx.Err()
 	}
 	select {
@@ -202,8 +215,14 @@ func (w *writer) wait(ctx context.Context, op *writeOp) error {
 	}
 }
 
-// flush returns once every write queued before it is committed.
+// flush returns once every write queued before it is committed. With
+// none waiting or in flight it returns at once: an idle daemon's reads
+// (the alert engine polls the event log every second, the dashboard
+// and metrics read the store) then cost no empty write transaction.
 func (w *writer) flush(ctx context.Context) error {
+	if w.unanswered.Load() == 0 {
+		return ctx.Err()
+	}
 	return w.do(ctx, func(*writer) error { return nil })
 }
 
@@ -240,7 +259,7 @@ func (w *writer) checkExternal() {
 		return
 	}
 	var v int64
-	if err := w.conn.QueryRowContext(context.Background(), "PRAGMA data_version").Scan(&v); err != nil {
+	if err := w.dataVersionStmt.QueryRowContext(context.Background()).Scan(&v); err != nil {
 		w.log.Warn("store: reading data_version failed", "err", err)
 		return
 	}
@@ -385,6 +404,7 @@ func (w *writer) call(op *writeOp) (err error) {
 func (w *writer) answer(op *writeOp, err error) {
 	w.fails.Add(op.kind, err)
 	op.reply(err)
+	w.unanswered.Add(-1)
 }
 
 func (w *writer) answerAll(ops []*writeOp, err error) {
@@ -402,7 +422,7 @@ func (w *writer) stop() {
 }
 
 func (w *writer) closeStmts() {
-	for _, st := range []*sql.Stmt{w.begin, w.commit, w.rollback, w.putTriplet,
+	for _, st := range []*sql.Stmt{w.begin, w.commit, w.rollback, w.dataVersionStmt, w.putTriplet,
 		w.deleteTriplet, w.addClientPass, w.setClientPass, w.expireTriplets, w.expireClients, w.expireAlerts} {
 		if st != nil {
 			_ = st.Close()
