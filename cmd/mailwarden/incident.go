@@ -137,6 +137,11 @@ func printIncident(w io.Writer, in adminapi.Incident, now time.Time) {
 	} else {
 		fmt.Fprintf(w, "%s, CANNOT WRITE since %s: %s\n", orDash(printable(st.Backend)), when(st.Since, now), printableText(st.LastError))
 	}
+	if st := in.Store; st != nil {
+		for _, warn := range st.Warnings {
+			fmt.Fprintf(w, "warning: %s\n", printableText(warn))
+		}
+	}
 	actions(w, in.StoreActions)
 
 	section(w, fmt.Sprintf("Open alerts (%d)", len(in.Alerts.Open)))

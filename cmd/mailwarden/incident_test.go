@@ -97,7 +97,8 @@ func incidentDaemon(t *testing.T, alerts adminapi.AlertSource) string {
 			return adminapi.AntivirusState{Enabled: true, SignatureMaxAge: 72 * time.Hour, Servers: servers}
 		},
 		Store: func() adminapi.StoreStatus {
-			return adminapi.StoreStatus{Backend: "sqlite", Up: true, Since: now.Add(-time.Hour), Checked: now.Add(-time.Second)}
+			return adminapi.StoreStatus{Backend: "redis", Up: true, Since: now.Add(-time.Hour), Checked: now.Add(-time.Second),
+				Warnings: []string{"maxmemory-policy allkeys-lru with maxmemory 1073741824: a full server may evict latches and freezes, letting their mail through; set maxmemory-policy noeviction (docs/redis.md)"}}
 		},
 		Mailboxes: func(context.Context, time.Time) adminapi.MailboxNews {
 			return adminapi.MailboxNews{Available: true, Snapshot: "/var/lib/mailwarden/mailbox-snapshot", HasSnapshot: true,

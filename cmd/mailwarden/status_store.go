@@ -25,6 +25,9 @@ func storeLines(line func(k, v string), st *adminapi.StoreStatus, now time.Time)
 	} else {
 		line("Store", backend+", CANNOT WRITE since "+when(st.Since, now)+": "+printableText(st.LastError))
 	}
+	for _, w := range st.Warnings {
+		line("Store warning", printableText(w))
+	}
 	if st.LostWrites == 0 {
 		return
 	}

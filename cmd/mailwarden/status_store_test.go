@@ -73,4 +73,12 @@ func TestStatusCommandStoreRedis(t *testing.T) {
 	if strings.Contains(stdout, "filesystem") || strings.Contains(stdout, "Freezes:         none") {
 		t.Errorf("status with Redis down gives SQLite's advice or says no freezes:\n%s", stdout)
 	}
+
+	// What the store found wrong with the server's settings at start.
+	state = adminapi.StoreStatus{Backend: "redis", Up: true, Since: now, Checked: now,
+		Warnings: []string{"maxmemory-policy allkeys-lru with maxmemory 1073741824: a full server may evict latches and freezes"}}
+	_, stdout, _ = runCmd("status", "--data", data)
+	if want := "Store warning:   maxmemory-policy allkeys-lru with maxmemory 1073741824: a full server may evict latches and freezes\n"; !strings.Contains(stdout, want) {
+		t.Errorf("status lacks %q:\n%s", want, stdout)
+	}
 }

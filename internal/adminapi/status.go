@@ -60,6 +60,10 @@ type StoreStatus struct {
 	// A backend that does not count them shows 0 and no kinds.
 	LostWrites    uint64            `json:"lost_writes"`
 	WriteFailures map[string]uint64 `json:"write_failures,omitempty"`
+	// Warnings is what the store found wrong with its server's settings
+	// when the daemon started (Redis: an eviction policy that may drop
+	// latches and freezes, hash settings that cost memory).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // AntivirusStatus is the antivirus part of Status.

@@ -299,7 +299,17 @@ func (h *storeHealth) status() adminapi.StoreStatus {
 	if h.failures != nil {
 		st.WriteFailures = failed
 	}
+	if w, ok := h.st.(serverWarner); ok {
+		st.Warnings = w.ServerWarnings()
+	}
 	return st
+}
+
+// serverWarner is a store that found something wrong with its server's
+// settings when it opened (redis.Store: an eviction policy that may drop
+// latches, hash settings that cost memory).
+type serverWarner interface {
+	ServerWarnings() []string
 }
 
 func (h *storeHealth) Describe(ch chan<- *prometheus.Desc) {

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -63,5 +64,44 @@ func TestStoreHealthRedisLost(t *testing.T) {
 	}
 	if s := status.Store; s == nil || !s.Up || s.Backend != "redis" {
 		t.Errorf("status store with the data back = %+v, want redis up", s)
+	}
+}
+
+// TestStoreStatusRedisWarnings: a Redis whose eviction policy may drop
+// latches and freezes is named in the daemon's status (what `mailwarden
+// status` prints), not only in the log of its start; a server set as
+// docs/redis.md says shows no warning.
+func TestStoreStatusRedisWarnings(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args []string
+		want string // "" for none
+	}{
+		{[]string{"--hash-max-listpack-value", "512", "--maxmemory", "1gb", "--maxmemory-policy", "allkeys-lru"},
+			"maxmemory-policy allkeys-lru with maxmemory 1073741824: a full server may evict latches and freezes"},
+		{[]string{"--hash-max-listpack-value", "512", "--maxmemory", "1gb", "--maxmemory-policy", "noeviction"}, ""},
+	} {
+		srv := redistest.Server(t, redistest.NoPersistence(), redistest.Args(tc.args...))
+		st, err := redisstore.Open(ctx, redisstore.Options{URL: srv.URL(), Log: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := testConfig(t)
+		cfg.Store.Kind, cfg.Store.Backend, cfg.Store.URL = config.StoreRedis, config.StoreRedis, srv.URL()
+		d := startWith(t, cfg, Options{Stderr: io.Discard, Stdout: io.Discard, Store: st})
+		status, err := d.adminSrv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status.Store == nil {
+			t.Fatal("status has no store part")
+		}
+		got := status.Store.Warnings
+		switch {
+		case tc.want == "" && len(got) > 0:
+			t.Errorf("Redis with %q: store warnings %q, want none", tc.args, got)
+		case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want)):
+			t.Errorf("Redis with %q: store warnings %q, want one saying %q", tc.args, got, tc.want)
+		}
 	}
 }

@@ -48,6 +48,8 @@ type fixture struct {
 	cfg    config.Config
 	now    time.Time
 	faults *storetest.Faulty // set by withPanic
+	// store is what the daemon's store health reports; nil: nothing.
+	store *adminapi.StoreStatus
 	// queue is the MTA queue the queue pages read and purge: 15
 	// messages from office@victim.example, then 5 from
 	// alice@school.example.
@@ -96,6 +98,12 @@ func newFixture(t testing.TB, opts ...fixtureOpt) *fixture {
 		Add(f.now, "alice@school.example", "parent@district.test", 5)
 	queueOpen := func() (mtaqueue.Queue, error) { return f.queue, nil }
 	f.admin = adminapi.NewServer(adminapi.Options{Backend: st, Log: log, Now: clock, Hosts: f.hosts,
+		Store: func() adminapi.StoreStatus {
+			if f.store == nil {
+				return adminapi.StoreStatus{Backend: "sqlite", Up: true, Since: f.now, Checked: f.now}
+			}
+			return *f.store
+		},
 		Greylist: st, Version: "test", Queue: adminapi.QueueOptions{Open: queueOpen,
 			Watch:       mtaqueue.NewWatcher(mtaqueue.WatchOptions{Open: queueOpen, Now: clock}),
 			CommandArgs: []string{"--config", "/etc/mailwarden/mailwarden.yaml"}}})

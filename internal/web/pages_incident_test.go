@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"mailwarden/internal/adminapi"
 	"mailwarden/internal/store"
 )
 
@@ -51,5 +52,24 @@ func TestIncidentPage(t *testing.T) {
 	}
 	if r := f.login(viewerName).get("/"); !strings.Contains(r.Body, `<a href="/incident">`) {
 		t.Error("the overview does not link the incident page")
+	}
+	if !strings.Contains(admin.Body, "sqlite: writing") || !strings.Contains(admin.Body, "$ mailwarden store backup FILE") {
+		t.Error("the store section does not show a writing SQLite store and how to back it up")
+	}
+
+	// A Redis store whose server may evict latches says so, and how to
+	// copy it is store copy, not SQLite's backup.
+	f.store = &adminapi.StoreStatus{Backend: "redis", Up: true, Since: f.now, Checked: f.now,
+		Warnings: []string{"maxmemory-policy allkeys-lru with maxmemory 1073741824: a full server may evict <latches> and freezes"}}
+	body := f.login(adminName).get("/incident").Body
+	for _, want := range []string{"redis: writing",
+		`<p class="notice">Warning: maxmemory-policy allkeys-lru with maxmemory 1073741824: a full server may evict &lt;latches&gt; and freezes</p>`,
+		"$ mailwarden store copy --from config:FILE --to sqlite:DIR"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("incident page with a warned Redis store lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "store backup FILE") {
+		t.Error("incident page offers SQLite's store backup for a Redis store")
 	}
 }

@@ -180,13 +180,17 @@ func TestServerWarnings(t *testing.T) {
 	} {
 		srv := redistest.Server(t, redistest.NoPersistence(), redistest.Args(tc.args...))
 		var b strings.Builder
-		open(t, Options{URL: srv.URL(), Log: slog.New(slog.NewTextHandler(&b, nil))})
-		log := b.String()
-		if tc.warn == "" && (strings.Contains(log, "level=WARN") || strings.Contains(log, "level=ERROR")) {
-			t.Errorf("server with %q: warned, want no warning; log: %s", tc.args, log)
+		s := open(t, Options{URL: srv.URL(), Log: slog.New(slog.NewTextHandler(&b, nil))})
+		log, warnings := b.String(), s.ServerWarnings()
+		if tc.warn == "" && (strings.Contains(log, "level=WARN") || strings.Contains(log, "level=ERROR") || len(warnings) > 0) {
+			t.Errorf("server with %q: warned, want no warning; log: %s; ServerWarnings: %q", tc.args, log, warnings)
 		}
 		if tc.warn != "" && !strings.Contains(log, tc.warn) {
 			t.Errorf("server with %q: no warning %q; log: %s", tc.args, tc.warn, log)
+		}
+		// What status shows says the same, with the setting found.
+		if tc.warn != "" && (len(warnings) != 1 || !strings.Contains(warnings[0], tc.warn)) {
+			t.Errorf("server with %q: ServerWarnings %q, want one saying %q", tc.args, warnings, tc.warn)
 		}
 	}
 }

@@ -80,6 +80,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,6 +152,9 @@ type Store struct {
 	// shorter than its probe interval is still seen, and reports them
 	// as lost writes.
 	fails *writefail.Counter
+	// warnings is what checkServer found wrong with the server's
+	// settings when the store opened (ServerWarnings).
+	warnings []string
 }
 
 var (
@@ -215,6 +219,8 @@ func (s *Store) checkServer(ctx context.Context) {
 	if value < ListpackValue || entries < 128 {
 		s.log.Warn("redis: greylist buckets will not stay compact; set hash-max-listpack-value 512 and hash-max-listpack-entries 128 or more (docs/redis.md)",
 			"hash-max-listpack-value", value, "hash-max-listpack-entries", entries)
+		s.warnings = append(s.warnings, fmt.Sprintf("greylist buckets will not stay compact (hash-max-listpack-value %d, hash-max-listpack-entries %d): "+
+			"set hash-max-listpack-value 512 and hash-max-listpack-entries 128 or more (docs/redis.md)", value, entries))
 	}
 	mem, err := s.c.ConfigGet(ctx, "maxmemory*").Result()
 	if err != nil {
@@ -227,11 +233,22 @@ func (s *Store) checkServer(ctx context.Context) {
 	if strings.HasPrefix(policy, "allkeys-") {
 		s.log.Error("redis: a full server may evict latches and freezes, letting their mail through; set maxmemory-policy noeviction (docs/redis.md)",
 			"maxmemory-policy", policy, "maxmemory", mem["maxmemory"])
+		s.warnings = append(s.warnings, fmt.Sprintf("maxmemory-policy %s with maxmemory %s: a full server may evict latches and freezes, "+
+			"letting their mail through; set maxmemory-policy noeviction (docs/redis.md)", policy, mem["maxmemory"]))
 		return
 	}
 	s.log.Warn("redis: a full server may evict greylist and rate state; maxmemory-policy noeviction keeps it (docs/redis.md)",
 		"maxmemory-policy", policy, "maxmemory", mem["maxmemory"])
+	s.warnings = append(s.warnings, fmt.Sprintf("maxmemory-policy %s with maxmemory %s: a full server may evict greylist and rate state; "+
+		"maxmemory-policy noeviction keeps it (docs/redis.md)", policy, mem["maxmemory"]))
 }
+
+// ServerWarnings returns what was wrong with the server's settings when
+// the store opened: hash settings that cost memory, an eviction policy
+// that may drop state. `mailwarden status` shows them, so they are not
+// only in the log of the daemon's start. Empty when nothing was, or the
+// user's ACL refuses CONFIG GET.
+func (s *Store) ServerWarnings() []string { return slices.Clone(s.warnings) }
 
 // clientLog hands go-redis's own messages (a failed dial, a bad pool
 // connection) to the store's log, in the daemon's format, instead of
