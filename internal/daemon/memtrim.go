@@ -16,9 +16,10 @@ import (
 // (BENCHMARKS.md, issue 16). An administrator reads that figure in top
 // on a quiet afternoon. So once mail has made the collector run and it
 // then has not had to run for trimQuiet, mail is slow: if the heap holds
-// at least trimMinHeap, one collection returns what is not live to the
-// system at once. Under load the collector runs more often than that
-// and no trim happens; one extra collection per quiet spell is the whole
+// at least trimMinHeap, the store drops the caches it does not need now
+// and two collections return what is not live to the system at once
+// (trimNow). Under load the collector runs more often than that and no
+// trim happens; two extra collections per quiet spell are the whole
 // cost, and an idle daemon's small heap is left alone.
 const (
 	trimCheck   = 2 * time.Second
