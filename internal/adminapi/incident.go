@@ -211,12 +211,13 @@ func (s *Server) Incident(ctx context.Context) (Incident, error) {
 	}
 	out.Antivirus, out.Store = st.Antivirus, st.Store
 	out.AVActions = []string{"mailwarden status"}
-	out.StoreActions = []string{"mailwarden status", "mailwarden store backup FILE"}
+	backup := "mailwarden store backup FILE"
 	if st.Store != nil && st.Store.Backend == "redis" {
 		// store backup is SQLite's; a copy of a Redis store is a copy
 		// into a new embedded store (docs/redis.md, Data-loss guard).
-		out.StoreActions[1] = "mailwarden store copy --from config:FILE --to sqlite:DIR"
+		backup = "mailwarden store copy --from config:FILE --to sqlite:DIR"
 	}
+	out.StoreActions = []string{"mailwarden status", backup}
 	out.Alerts = IncidentAlerts{Open: []IncidentAlert{}, Actions: []string{}}
 	if s.alerts == nil {
 		out.Alerts.Note = ErrAlertsOff.Error()

@@ -217,9 +217,7 @@ func (s *Store) checkServer(ctx context.Context) {
 	value, _ := strconv.Atoi(cfg["hash-max-listpack-value"])
 	entries, _ := strconv.Atoi(cfg["hash-max-listpack-entries"])
 	if value < ListpackValue || entries < 128 {
-		s.log.Warn("redis: greylist buckets will not stay compact; set hash-max-listpack-value 512 and hash-max-listpack-entries 128 or more (docs/redis.md)",
-			"hash-max-listpack-value", value, "hash-max-listpack-entries", entries)
-		s.warnings = append(s.warnings, fmt.Sprintf("greylist buckets will not stay compact (hash-max-listpack-value %d, hash-max-listpack-entries %d): "+
+		s.warn(slog.LevelWarn, fmt.Sprintf("greylist buckets will not stay compact (hash-max-listpack-value %d, hash-max-listpack-entries %d): "+
 			"set hash-max-listpack-value 512 and hash-max-listpack-entries 128 or more (docs/redis.md)", value, entries))
 	}
 	mem, err := s.c.ConfigGet(ctx, "maxmemory*").Result()
@@ -230,17 +228,20 @@ func (s *Store) checkServer(ctx context.Context) {
 	if mem["maxmemory"] == "0" || mem["maxmemory"] == "" || policy == "noeviction" {
 		return
 	}
+	found := fmt.Sprintf("maxmemory-policy %s with maxmemory %s: ", policy, mem["maxmemory"])
 	if strings.HasPrefix(policy, "allkeys-") {
-		s.log.Error("redis: a full server may evict latches and freezes, letting their mail through; set maxmemory-policy noeviction (docs/redis.md)",
-			"maxmemory-policy", policy, "maxmemory", mem["maxmemory"])
-		s.warnings = append(s.warnings, fmt.Sprintf("maxmemory-policy %s with maxmemory %s: a full server may evict latches and freezes, "+
-			"letting their mail through; set maxmemory-policy noeviction (docs/redis.md)", policy, mem["maxmemory"]))
+		s.warn(slog.LevelError, found+"a full server may evict latches and freezes, letting their mail through; "+
+			"set maxmemory-policy noeviction (docs/redis.md)")
 		return
 	}
-	s.log.Warn("redis: a full server may evict greylist and rate state; maxmemory-policy noeviction keeps it (docs/redis.md)",
-		"maxmemory-policy", policy, "maxmemory", mem["maxmemory"])
-	s.warnings = append(s.warnings, fmt.Sprintf("maxmemory-policy %s with maxmemory %s: a full server may evict greylist and rate state; "+
-		"maxmemory-policy noeviction keeps it (docs/redis.md)", policy, mem["maxmemory"]))
+	s.warn(slog.LevelWarn, found+"a full server may evict greylist and rate state; maxmemory-policy noeviction keeps it (docs/redis.md)")
+}
+
+// warn logs what checkServer found at level and keeps it for
+// ServerWarnings.
+func (s *Store) warn(level slog.Level, text string) {
+	s.log.Log(context.Background(), level, "redis: "+text)
+	s.warnings = append(s.warnings, text)
 }
 
 // ServerWarnings returns what was wrong with the server's settings when

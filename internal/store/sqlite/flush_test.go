@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -62,5 +63,48 @@ func TestFlushAfterQueuedWrites(t *testing.T) {
 	}
 	if err := s.w.flush(ctx); err != nil {
 		t.Fatalf("flush of an idle writer: %v", err)
+	}
+}
+
+// TestReadDoesNotWaitForAnotherWriter: with none of its own writes
+// queued, a read does not go through the writer, so another process
+// holding the database's write lock (a backup, an admin command) does
+// not hold up the alert engine's or the dashboard's reads: an empty
+// write transaction before the read would wait up to the busy timeout.
+func TestReadDoesNotWaitForAnotherWriter(t *testing.T) {
+	ctx := context.Background()
+	s := openWith(t, t.TempDir(), Options{Mirror: true})
+	if err := s.AppendEvents(ctx, store.Event{Time: time.Now(), Kind: "decision"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.QueryEvents(ctx, store.EventFilter{}); err != nil { // commits it
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.w.unanswered.Load() != 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+
+	other, err := sql.Open("sqlite", dsn(s.path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		t.Fatalf("taking the write lock as another process would: %v", err)
+	}
+	defer conn.ExecContext(ctx, "ROLLBACK")
+
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	start := time.Now()
+	evs, err := s.QueryEvents(rctx, store.EventFilter{Kind: "decision"})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("QueryEvents while another connection holds the write lock: %d events, %v (after %v); want 1 at once",
+			len(evs), err, time.Since(start).Round(time.Millisecond))
 	}
 }
