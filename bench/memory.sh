@@ -4,7 +4,8 @@
 # and the embedded store in a fresh data directory, N policy requests of
 # new triplets over 4 connections (mwload), then VmRSS one second after
 # the burst and once a second for WAIT seconds more, as top would show
-# it on the quiet afternoon after.
+# it on the quiet afternoon after, and the peak (VmHWM) the burst
+# reached.
 #
 #   ./bench/memory.sh
 #
@@ -58,6 +59,7 @@ for run in $(seq "$RUNS"); do
 	sleep 1
 	after=$(rss "$pid")
 	cpu=$(awk '{printf "%.2f", ($14+$15)/100}' "/proc/$pid/stat")
+	peak=$(awk '/^VmHWM/{printf "%.1f", $2/1024}' "/proc/$pid/status")
 	watch= least=$after
 	for _ in $(seq "$WAIT"); do
 		sleep 1
@@ -69,6 +71,6 @@ for run in $(seq "$RUNS"); do
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
 	pid=
-	echo "run $run: idle ${idle} MB; after the burst ${after} MB; then each second:${watch}; least ${least} MB (at the end:${parts}); daemon CPU ${cpu} s"
+	echo "run $run: idle ${idle} MB; peak ${peak} MB; after the burst ${after} MB; then each second:${watch}; least ${least} MB (at the end:${parts}); daemon CPU ${cpu} s"
 	echo "  ${load%% verdicts=*}"
 done

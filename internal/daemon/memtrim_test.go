@@ -6,56 +6,75 @@ import (
 	"runtime"
 	"runtime/debug"
 	"testing"
-	"time"
 )
 
 // TestMemTrimOncePerQuietSpell drives the trimmer with real runtime
 // figures and the collector under the test's control: it trims only
-// after a collection it did not make, once the collector has been quiet
-// for trimQuiet, once per quiet spell, and never a small heap.
+// after a collection it did not make, at the first look that finds
+// allocation quiet, once per quiet spell, not again until the heap has
+// grown, and never a small heap.
 func TestMemTrimOncePerQuietSpell(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	t0 := time.Now()
 	trims := 0
-	tr := newMemTrimmer(t0, func() { trims++; runtime.GC() })
-	at := func(d time.Duration) bool {
-		_, ok := tr.tick(t0.Add(d))
+	tr := newMemTrimmer(func() { trims++; runtime.GC() })
+	look := func() bool {
+		_, ok := tr.tick()
 		return ok
+	}
+	var sink [][]byte
+	mail := func(n int) { // allocates as mail would, n bytes
+		for range n >> 12 {
+			sink = append(sink, make([]byte, 4096))
+		}
+		sink = sink[:0]
 	}
 
 	keep := make([]byte, 2*trimMinHeap)
 	for i := range keep {
 		keep[i] = 1
 	}
-	if at(10 * time.Second) {
+	look()
+	if look() {
 		t.Fatal("trimmed with no collection since start: nothing says mail came")
 	}
 	runtime.GC() // as a burst of mail would
-	if at(12 * time.Second) {
-		t.Fatal("trimmed in the look that saw a collection")
+	mail(4 * trimBusyAlloc)
+	if look() {
+		t.Fatal("trimmed while mail was still allocating")
 	}
-	if at(14 * time.Second) {
-		t.Fatal("trimmed 2s into a quiet spell, want trimQuiet")
+	if !look() {
+		t.Fatalf("no trim at the first quiet look with a %d MB heap", len(keep)>>20)
 	}
-	if !at(18 * time.Second) {
-		t.Fatalf("no trim 6s into a quiet spell with a %d MB heap", len(keep)>>20)
-	}
-	if at(30*time.Second) || at(60*time.Second) {
+	if look() || look() {
 		t.Fatal("trimmed twice in one quiet spell")
 	}
-	if trims != 1 {
-		t.Fatalf("free called %d times, want 1", trims)
+	runtime.GC() // the runtime's own collection of an idle process
+	if look() {
+		t.Fatal("trimmed again with the heap no bigger than after the last trim")
+	}
+	more := make([]byte, 2*trimMinGrowth)
+	for i := range more {
+		more[i] = 1
+	}
+	runtime.GC()
+	look() // sees the allocation of more: busy
+	if !look() {
+		t.Fatalf("no trim after the heap grew by %d MB", len(more)>>20)
+	}
+	if trims != 2 {
+		t.Fatalf("free called %d times, want 2", trims)
 	}
 	runtime.KeepAlive(keep)
+	runtime.KeepAlive(more)
 
-	keep = nil
+	keep, more = nil, nil
 	debug.FreeOSMemory()
+	tr = newMemTrimmer(func() { trims++ })
 	runtime.GC()
-	at(62 * time.Second)
-	if _, heap := tr.read(); heap >= trimMinHeap {
+	if _, _, heap := tr.read(); heap >= trimMinHeap {
 		t.Fatalf("test binary's heap is %d MB after FreeOSMemory, want under %d to check the small-heap case", heap>>20, trimMinHeap>>20)
 	}
-	if at(70 * time.Second) {
+	if look() || trims != 2 {
 		t.Fatal("trimmed a heap under trimMinHeap")
 	}
 }

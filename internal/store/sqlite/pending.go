@@ -12,7 +12,14 @@ type pendingTriplets struct {
 	mu  sync.Mutex
 	seq uint64
 	m   map[tripletKey]pendingTriplet
+	// peak is the most entries m has held since it was made: a Go map
+	// never shrinks, so one that a burst grew is dropped once empty.
+	peak int
 }
+
+// pendingShrinkAt is the peak past which an emptied map is dropped
+// rather than kept for the next write.
+const pendingShrinkAt = 1024
 
 type tripletKey struct{ client, sender, recipient string }
 
@@ -33,6 +40,7 @@ func (p *pendingTriplets) add(t store.Triplet) uint64 {
 	}
 	p.seq++
 	p.m[keyOf(t)] = pendingTriplet{t, p.seq}
+	p.peak = max(p.peak, len(p.m))
 	return p.seq
 }
 
@@ -43,6 +51,9 @@ func (p *pendingTriplets) done(k tripletKey, seq uint64) {
 	defer p.mu.Unlock()
 	if cur, ok := p.m[k]; ok && cur.seq == seq {
 		delete(p.m, k)
+		if len(p.m) == 0 && p.peak >= pendingShrinkAt {
+			p.m, p.peak = nil, 0
+		}
 	}
 }
 
