@@ -36,6 +36,11 @@ const (
 	// SQLite's busy timeout behind another process's lock cannot write
 	// either.
 	storeProbeTimeout = 10 * time.Second
+	// storeSettingsEvery is how often a store that checks its server's
+	// settings (Redis: the eviction policy, the hash settings) reads
+	// them again, so that a change made with CONFIG SET shows in
+	// `mailwarden status` without a restart.
+	storeSettingsEvery = time.Minute
 )
 
 // writeFailureCounter is a store that counts its failed writes by kind
@@ -55,6 +60,8 @@ type storeHealth struct {
 	// the backend does not count them.
 	failures                func() map[string]uint64
 	every, recheck, timeout time.Duration
+	settingsEvery           time.Duration
+	settingsChecked         time.Time // under checking
 
 	// checking makes checks one at a time, so an outage is recorded once.
 	checking sync.Mutex
@@ -85,7 +92,7 @@ type storeHealth struct {
 func newStoreHealth(st store.Store, ev *events.Log, log *slog.Logger, backend string) *storeHealth {
 	h := &storeHealth{st: st, events: ev, log: log, now: time.Now, backend: backend,
 		every: storeProbeEvery, recheck: storeRecheckEvery, timeout: storeProbeTimeout,
-		up: true, base: map[string]uint64{},
+		settingsEvery: storeSettingsEvery, up: true, base: map[string]uint64{},
 		upDesc: prometheus.NewDesc("mailwarden_store_up",
 			"1 if the store's write probe last succeeded, 0 while the store cannot write.", nil, nil),
 		failDesc: prometheus.NewDesc("mailwarden_store_write_failures_total",
@@ -97,6 +104,7 @@ func newStoreHealth(st store.Store, ev *events.Log, log *slog.Logger, backend st
 		h.failures = c.WriteFailures
 	}
 	h.since = h.now()
+	h.settingsChecked = h.since // the store checked them as it opened
 	h.base = h.failed()
 	return h
 }
@@ -220,6 +228,36 @@ func (h *storeHealth) check(ctx context.Context) {
 	if err == nil && len(pending) > 0 {
 		h.record(ctx, pending)
 	}
+	if err == nil {
+		h.recheckSettings(ctx, now)
+	}
+}
+
+// serverRechecker is a store that can read its server's settings again
+// (redis.Store) and tell what it newly found that may let mail through.
+type serverRechecker interface {
+	RecheckServer(ctx context.Context) []string
+}
+
+// recheckSettings has the store read its server's settings again every
+// settingsEvery; the store logs what changed. A newly found setting
+// that may let mail through (Redis evicting latches) is also alerted:
+// someone changed the server under a running daemon.
+func (h *storeHealth) recheckSettings(ctx context.Context, now time.Time) {
+	r, ok := h.st.(serverRechecker)
+	if !ok || now.Sub(h.settingsChecked) < h.settingsEvery {
+		return
+	}
+	h.settingsChecked = now
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	severe := r.RecheckServer(ctx)
+	cancel()
+	if h.notify == nil {
+		return
+	}
+	for _, text := range severe {
+		h.notify(config.AlertStore, fmt.Sprintf("the %s store's server settings changed: %s", h.backend, text))
+	}
 }
 
 // record stores the outage events, keeping them for the next good probe
@@ -306,8 +344,8 @@ func (h *storeHealth) status() adminapi.StoreStatus {
 }
 
 // serverWarner is a store that found something wrong with its server's
-// settings when it opened (redis.Store: an eviction policy that may drop
-// latches, hash settings that cost memory).
+// settings at its last look (redis.Store: an eviction policy that may
+// drop latches, hash settings that cost memory).
 type serverWarner interface {
 	ServerWarnings() []string
 }

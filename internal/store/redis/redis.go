@@ -152,8 +152,9 @@ type Store struct {
 	// shorter than its probe interval is still seen, and reports them
 	// as lost writes.
 	fails *writefail.Counter
-	// warnings is what checkServer found wrong with the server's
-	// settings when the store opened (ServerWarnings).
+	// warnings is what checkServer last found wrong with the server's
+	// settings (ServerWarnings), under warnMu.
+	warnMu   sync.Mutex
 	warnings []string
 }
 
@@ -201,55 +202,105 @@ const Buckets = 1 << 17
 // which takes about half as much memory again.
 const ListpackValue = 512
 
-// checkServer warns about server settings that cost memory or state:
-// hash settings that would turn greylist buckets into hash tables, and
-// an eviction policy that lets a full server drop keys. Eviction under
+// serverFinding is one thing wrong with the server's settings; severe
+// ones may let mail through that should be stopped.
+type serverFinding struct {
+	text   string
+	severe bool
+}
+
+// serverFindings reads the settings that cost memory or state: hash
+// settings that would turn greylist buckets into hash tables, and an
+// eviction policy that lets a full server drop keys. Eviction under
 // allkeys-* can drop a latch or a freeze, letting an infected or frozen
 // machine's mail through; under volatile-* it drops greylist buckets,
-// pass counts and rate state, which only delays or loosens. A user whose
-// ACL refuses CONFIG GET is not warned.
-func (s *Store) checkServer(ctx context.Context) {
+// pass counts and rate state, which only delays or loosens. ok is false
+// when the settings cannot be read (a user whose ACL refuses CONFIG
+// GET, a server that is down).
+func (s *Store) serverFindings(ctx context.Context) (found []serverFinding, ok bool) {
 	cfg, err := s.c.ConfigGet(ctx, "hash-max-listpack-*").Result()
 	if err != nil {
 		s.log.Debug("redis: cannot read the hash listpack settings", "err", err)
-		return
+		return nil, false
+	}
+	mem, err := s.c.ConfigGet(ctx, "maxmemory*").Result()
+	if err != nil {
+		s.log.Debug("redis: cannot read the maxmemory settings", "err", err)
+		return nil, false
 	}
 	value, _ := strconv.Atoi(cfg["hash-max-listpack-value"])
 	entries, _ := strconv.Atoi(cfg["hash-max-listpack-entries"])
 	if value < ListpackValue || entries < 128 {
-		s.warn(slog.LevelWarn, fmt.Sprintf("greylist buckets will not stay compact (hash-max-listpack-value %d, hash-max-listpack-entries %d): "+
-			"set hash-max-listpack-value 512 and hash-max-listpack-entries 128 or more (docs/redis.md)", value, entries))
-	}
-	mem, err := s.c.ConfigGet(ctx, "maxmemory*").Result()
-	if err != nil {
-		return
+		found = append(found, serverFinding{text: fmt.Sprintf("greylist buckets will not stay compact (hash-max-listpack-value %d, hash-max-listpack-entries %d): "+
+			"set hash-max-listpack-value 512 and hash-max-listpack-entries 128 or more (docs/redis.md)", value, entries)})
 	}
 	policy := mem["maxmemory-policy"]
 	if mem["maxmemory"] == "0" || mem["maxmemory"] == "" || policy == "noeviction" {
-		return
+		return found, true
 	}
-	found := fmt.Sprintf("maxmemory-policy %s with maxmemory %s: ", policy, mem["maxmemory"])
+	at := fmt.Sprintf("maxmemory-policy %s with maxmemory %s: ", policy, mem["maxmemory"])
 	if strings.HasPrefix(policy, "allkeys-") {
-		s.warn(slog.LevelError, found+"a full server may evict latches and freezes, letting their mail through; "+
-			"set maxmemory-policy noeviction (docs/redis.md)")
-		return
+		return append(found, serverFinding{severe: true, text: at + "a full server may evict latches and freezes, letting their mail through; " +
+			"set maxmemory-policy noeviction (docs/redis.md)"}), true
 	}
-	s.warn(slog.LevelWarn, found+"a full server may evict greylist and rate state; maxmemory-policy noeviction keeps it (docs/redis.md)")
+	return append(found, serverFinding{text: at + "a full server may evict greylist and rate state; maxmemory-policy noeviction keeps it (docs/redis.md)"}), true
 }
 
-// warn logs what checkServer found at level and keeps it for
+// checkServer reads the server's settings and keeps what is wrong with
+// them for ServerWarnings. Each finding is logged when it first shows
+// (an error when severe), and its end is logged too, so that an
+// administrator who fixes a setting with CONFIG SET sees it taken. It
+// returns the severe findings new since the last check. When the
+// settings cannot be read, what was found before stands.
+func (s *Store) checkServer(ctx context.Context) (severe []string) {
+	found, ok := s.serverFindings(ctx)
+	if !ok {
+		return nil
+	}
+	texts := make([]string, len(found))
+	for i, f := range found {
+		texts[i] = f.text
+	}
+	s.warnMu.Lock()
+	old := s.warnings
+	s.warnings = texts
+	s.warnMu.Unlock()
+	for _, f := range found {
+		if slices.Contains(old, f.text) {
+			continue
+		}
+		level := slog.LevelWarn
+		if f.severe {
+			level = slog.LevelError
+			severe = append(severe, f.text)
+		}
+		s.log.Log(ctx, level, "redis: "+f.text)
+	}
+	for _, t := range old {
+		if !slices.Contains(texts, t) {
+			s.log.Info("redis: server setting fixed, no longer: " + t)
+		}
+	}
+	return severe
+}
+
+// RecheckServer reads the server's settings again (the daemon does
+// every storeSettingsEvery) and returns the severe findings new since
+// the last look: a maxmemory-policy changed at run time to one that may
+// evict latches shows without a restart, and a fixed one leaves
 // ServerWarnings.
-func (s *Store) warn(level slog.Level, text string) {
-	s.log.Log(context.Background(), level, "redis: "+text)
-	s.warnings = append(s.warnings, text)
-}
+func (s *Store) RecheckServer(ctx context.Context) []string { return s.checkServer(ctx) }
 
-// ServerWarnings returns what was wrong with the server's settings when
-// the store opened: hash settings that cost memory, an eviction policy
+// ServerWarnings returns what was wrong with the server's settings at
+// the last look: hash settings that cost memory, an eviction policy
 // that may drop state. `mailwarden status` shows them, so they are not
-// only in the log of the daemon's start. Empty when nothing was, or the
-// user's ACL refuses CONFIG GET.
-func (s *Store) ServerWarnings() []string { return slices.Clone(s.warnings) }
+// only in the log. Empty when nothing was, or the user's ACL refuses
+// CONFIG GET.
+func (s *Store) ServerWarnings() []string {
+	s.warnMu.Lock()
+	defer s.warnMu.Unlock()
+	return slices.Clone(s.warnings)
+}
 
 // clientLog hands go-redis's own messages (a failed dial, a bad pool
 // connection) to the store's log, in the daemon's format, instead of
