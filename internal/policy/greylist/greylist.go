@@ -172,7 +172,18 @@ func New(o Options) (*Check, error) {
 	o.Log.Info("greylist whitelists loaded",
 		"clients", clients.len(), "recipients", rcpts.len(),
 		"client_files", len(o.WhitelistClientFiles), "recipient_files", len(o.WhitelistRecipientFiles))
-	return &Check{o: o, clients: clients, rcpts: rcpts}, nil
+	c := &Check{o: o, clients: clients, rcpts: rcpts}
+	if m, ok := o.Store.(passesInMemory); ok && m.PassesInMemory() {
+		c.passes.skipNone = true
+	}
+	return c, nil
+}
+
+// passesInMemory is a store that may read pass counts from memory (the
+// SQLite store's copy of its tables): the pass cache then keeps only
+// clients with passes, for the hourly recount, and not every new one.
+type passesInMemory interface {
+	PassesInMemory() bool
 }
 
 // Name is the check's name in verdicts, events, the mail log and the

@@ -3,6 +3,7 @@ package greylist
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -208,8 +209,47 @@ func TestNetblockAggregation(t *testing.T) {
 	e.wantTempfail(e.check(rcptReq("2001:db8:1:3::1", "a@example.com", "b@example.org")), fiveMinutes)
 }
 
+// passesInMemoryStore is a store that says it reads pass counts from
+// memory, as the SQLite store does.
+type passesInMemoryStore struct{ *storetest.Faulty }
+
+func (passesInMemoryStore) PassesInMemory() bool { return true }
+
 func TestAutoWhitelist(t *testing.T) {
-	e := newEnv(t, nil)
+	t.Run("pass cache for every client", func(t *testing.T) { autoWhitelist(t, nil) })
+	t.Run("store reads passes from memory", func(t *testing.T) {
+		autoWhitelist(t, func(o *Options) { o.Store = passesInMemoryStore{o.Store.(*storetest.Faulty)} })
+	})
+}
+
+// TestPassCacheSkipsNewClients: with a store that reads pass counts
+// from memory, the pass cache holds no entry for each new client (a
+// burst of new ones would hold it all twice); with another store it
+// does, saving a store read for each further recipient.
+func TestPassCacheSkipsNewClients(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Options)
+		want int
+	}{
+		{"other store", nil, 50},
+		{"passes in memory", func(o *Options) { o.Store = passesInMemoryStore{o.Store.(*storetest.Faulty)} }, 0},
+	} {
+		e := newEnv(t, tc.mod)
+		for i := range 50 {
+			e.wantTempfail(e.check(rcptReq(fmt.Sprintf("10.%d.0.1", i+1), "a@example.com", "b@example.org")), fiveMinutes)
+		}
+		e.c.passes.mu.Lock()
+		got := len(e.c.passes.m)
+		e.c.passes.mu.Unlock()
+		if got != tc.want {
+			t.Errorf("%s: pass cache holds %d clients after 50 new ones, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+func autoWhitelist(t *testing.T, mod func(*Options)) {
+	e := newEnv(t, mod)
 	first := rcptReq("198.51.100.20", "news@lists.example.com", "u1@example.org")
 	e.wantTempfail(e.check(first), fiveMinutes)
 	e.advance(10 * time.Minute)

@@ -26,6 +26,11 @@ const recountAfter = time.Hour
 type passCache struct {
 	mu sync.Mutex
 	m  map[string]passEntry
+	// skipNone leaves out clients with no passes that the cache does not
+	// hold yet: with a store that reads pass counts from memory, an
+	// entry per new client would only hold memory (9 MB at the peak of
+	// a burst of 100,000 new clients; BENCHMARKS.md).
+	skipNone bool
 }
 
 // passEntry keeps its times as Unix nanoseconds rather than time.Time
@@ -56,7 +61,10 @@ func (c *passCache) set(client string, n int, now time.Time, counted bool) {
 	if c.m == nil {
 		c.m = make(map[string]passEntry)
 	}
-	e := c.m[client]
+	e, had := c.m[client]
+	if !had && n == 0 && !counted && c.skipNone {
+		return
+	}
 	if len(c.m) >= passCacheMax && e.until == 0 {
 		drop := passCacheMax / 8
 		for k := range c.m {

@@ -275,6 +275,11 @@ func (s *Store) AddClientPass(ctx context.Context, client string, now, expires t
 	return n, nil
 }
 
+// PassesInMemory reports whether ClientPasses reads from the in-memory
+// copy of the pass table rather than from the database, so that a
+// cache of it in front would only hold memory twice.
+func (s *Store) PassesInMemory() bool { return s.mirror != nil }
+
 // ClientPasses returns the unexpired pass count for client, 0 if none.
 func (s *Store) ClientPasses(ctx context.Context, client string, now time.Time) (int, error) {
 	if s.closed.Load() {

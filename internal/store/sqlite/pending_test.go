@@ -45,3 +45,15 @@ func TestPendingMapDroppedAfterBurst(t *testing.T) {
 		t.Fatal("a map that never grew past one entry was dropped: it would be made again for every write")
 	}
 }
+
+// TestPassesInMemory: the greylist's pass cache leaves new clients out
+// only when the store answers pass counts from its in-memory copy (the
+// daemon's store); a store opened without it reads the database.
+func TestPassesInMemory(t *testing.T) {
+	if !openWith(t, t.TempDir(), Options{Mirror: true}).PassesInMemory() {
+		t.Error("store with its in-memory copy: PassesInMemory false")
+	}
+	if openTest(t, t.TempDir()).PassesInMemory() {
+		t.Error("store without its in-memory copy: PassesInMemory true")
+	}
+}
