@@ -74,7 +74,7 @@ func TestStatusCommandStoreRedis(t *testing.T) {
 		t.Errorf("status with Redis down gives SQLite's advice or says no freezes:\n%s", stdout)
 	}
 
-	// What the store found wrong with the server's settings at start.
+	// What the store found wrong with the server's settings at its last look.
 	state = adminapi.StoreStatus{Backend: "redis", Up: true, Since: now, Checked: now,
 		Warnings: []string{"maxmemory-policy allkeys-lru with maxmemory 1073741824: a full server may evict latches and freezes"}}
 	_, stdout, _ = runCmd("status", "--data", data)

@@ -61,8 +61,9 @@ type StoreStatus struct {
 	LostWrites    uint64            `json:"lost_writes"`
 	WriteFailures map[string]uint64 `json:"write_failures,omitempty"`
 	// Warnings is what the store found wrong with its server's settings
-	// when the daemon started (Redis: an eviction policy that may drop
-	// latches and freezes, hash settings that cost memory).
+	// at its last look, at start and every minute after (Redis: an
+	// eviction policy that may drop latches and freezes, hash settings
+	// that cost memory).
 	Warnings []string `json:"warnings,omitempty"`
 }
 

@@ -233,10 +233,10 @@ func (h *storeHealth) check(ctx context.Context) {
 	}
 }
 
-// serverRechecker is a store that can read its server's settings again
+// serverChecker is a store that can read its server's settings again
 // (redis.Store) and tell what it newly found that may let mail through.
-type serverRechecker interface {
-	RecheckServer(ctx context.Context) []string
+type serverChecker interface {
+	CheckServer(ctx context.Context) []string
 }
 
 // recheckSettings has the store read its server's settings again every
@@ -244,13 +244,13 @@ type serverRechecker interface {
 // that may let mail through (Redis evicting latches) is also alerted:
 // someone changed the server under a running daemon.
 func (h *storeHealth) recheckSettings(ctx context.Context, now time.Time) {
-	r, ok := h.st.(serverRechecker)
+	r, ok := h.st.(serverChecker)
 	if !ok || now.Sub(h.settingsChecked) < h.settingsEvery {
 		return
 	}
 	h.settingsChecked = now
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
-	severe := r.RecheckServer(ctx)
+	severe := r.CheckServer(ctx)
 	cancel()
 	if h.notify == nil {
 		return

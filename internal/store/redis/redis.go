@@ -152,7 +152,7 @@ type Store struct {
 	// shorter than its probe interval is still seen, and reports them
 	// as lost writes.
 	fails *writefail.Counter
-	// warnings is what checkServer last found wrong with the server's
+	// warnings is what CheckServer last found wrong with the server's
 	// settings (ServerWarnings), under warnMu.
 	warnMu   sync.Mutex
 	warnings []string
@@ -184,7 +184,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		c.Close()
 		return nil, fmt.Errorf("redis: opening %s: %w", where(o), err)
 	}
-	s.checkServer(ctx)
+	s.CheckServer(ctx)
 	return s, nil
 }
 
@@ -246,13 +246,14 @@ func (s *Store) serverFindings(ctx context.Context) (found []serverFinding, ok b
 	return append(found, serverFinding{text: at + "a full server may evict greylist and rate state; maxmemory-policy noeviction keeps it (docs/redis.md)"}), true
 }
 
-// checkServer reads the server's settings and keeps what is wrong with
-// them for ServerWarnings. Each finding is logged when it first shows
+// CheckServer reads the server's settings and keeps what is wrong with
+// them for ServerWarnings; Open calls it, and the daemon again every
+// minute, so a setting changed with CONFIG SET shows without a restart. Each finding is logged when it first shows
 // (an error when severe), and its end is logged too, so that an
 // administrator who fixes a setting with CONFIG SET sees it taken. It
 // returns the severe findings new since the last check. When the
 // settings cannot be read, what was found before stands.
-func (s *Store) checkServer(ctx context.Context) (severe []string) {
+func (s *Store) CheckServer(ctx context.Context) (severe []string) {
 	found, ok := s.serverFindings(ctx)
 	if !ok {
 		return nil
@@ -283,13 +284,6 @@ func (s *Store) checkServer(ctx context.Context) (severe []string) {
 	}
 	return severe
 }
-
-// RecheckServer reads the server's settings again (the daemon does
-// every storeSettingsEvery) and returns the severe findings new since
-// the last look: a maxmemory-policy changed at run time to one that may
-// evict latches shows without a restart, and a fixed one leaves
-// ServerWarnings.
-func (s *Store) RecheckServer(ctx context.Context) []string { return s.checkServer(ctx) }
 
 // ServerWarnings returns what was wrong with the server's settings at
 // the last look: hash settings that cost memory, an eviction policy
